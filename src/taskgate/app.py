@@ -1,0 +1,130 @@
+"""The ASGI application: built per settings, resources opened in the lifespan."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any, Protocol
+
+import structlog
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+
+from taskgate import __version__
+from taskgate.api import routers
+from taskgate.db.engine import create_engine
+from taskgate.db.session import Database
+from taskgate.http.errors import install_error_handlers
+from taskgate.http.idempotency import IdempotencyMiddleware
+from taskgate.http.middleware import (
+    BodyGuardMiddleware,
+    Metrics,
+    SecurityHeadersMiddleware,
+    TraceMiddleware,
+)
+from taskgate.http.ratelimit import RateLimiter, RateLimitMiddleware
+from taskgate.identity.credentials import AccessTokens
+from taskgate.identity.principal import Authenticator
+from taskgate.keys import master_secret
+from taskgate.logs import configure_logging
+from taskgate.settings import Settings, get_settings
+
+log = structlog.get_logger()
+# Inbound webhooks are verified over their raw body, whatever its type.
+RAW_BODY_PREFIXES = ("/api/v1/webhooks/",)
+
+
+class Component(Protocol):
+    """A long-running part of the process (worker, scheduler, bus) tied to the lifespan."""
+
+    name: str
+
+    async def start(self, app: FastAPI) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class _LateBound:
+    """Middleware built before the lifespan opens the database reach it through here."""
+
+    def __init__(self) -> None:
+        self.db: Database | None = None
+        self.authenticator: Authenticator | None = None
+
+
+def create_app(
+    settings: Settings | None = None, components: list[Component] | None = None
+) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings)
+    secret = master_secret(settings)
+    engine = create_engine(settings)
+    db = Database(engine)
+    tokens = AccessTokens(secret, settings.auth.access_token_ttl_seconds)
+    authenticator = Authenticator(db, tokens, settings.auth.principal_cache_seconds)
+    limiter = RateLimiter(settings.rate_limit, settings.redis_url)
+    metrics = Metrics()
+    parts = list(components or [])
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            stack.push_async_callback(db.dispose)
+            for component in parts:
+                await component.start(app)
+                stack.push_async_callback(component.stop)
+            yield
+
+    app = FastAPI(
+        title="taskgate",
+        version=__version__,
+        description="Self-hosted orchestrator: tasks, sandboxed scripts, AI agents, workflows, "
+        "schedules and live events behind one API.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db = db
+    app.state.tokens = tokens
+    app.state.authenticator = authenticator
+    app.state.limiter = limiter
+    app.state.metrics = metrics
+    app.state.cursor_key = hmac.new(secret.encode(), b"cursor", hashlib.sha256).digest()
+    app.state.capabilities = _capabilities(settings)
+    install_error_handlers(app)
+    for router in routers():
+        app.include_router(router)
+
+    app.add_middleware(
+        IdempotencyMiddleware,
+        db=db,
+        authenticator=authenticator,
+        ttl_seconds=settings.http.idempotency_ttl_seconds,
+    )
+    app.add_middleware(RateLimitMiddleware, limiter=limiter, authenticator=authenticator)
+    app.add_middleware(
+        BodyGuardMiddleware, max_bytes=settings.http.max_body_bytes, raw_prefixes=RAW_BODY_PREFIXES
+    )
+    if settings.http.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.http.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["X-Trace-ID", "ETag", "Location", "X-Session-ID", "Retry-After"],
+        )
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(
+        TraceMiddleware, metrics=metrics, trust_forwarded=settings.http.trust_forwarded_for
+    )
+    return app
+
+
+def _capabilities(settings: Settings) -> dict[str, Any]:
+    return {
+        "database": "sqlite" if settings.is_sqlite else "postgresql",
+        "redis": settings.redis_url is not None,
+        "rate_limits": settings.rate_limit.model_dump() if settings.rate_limit.enabled else None,
+        "limits": {"max_body_bytes": settings.http.max_body_bytes, "page_size_max": 100},
+    }

@@ -1,0 +1,1 @@
+"""Audit records of every mutation and authentication event."""

@@ -1,0 +1,50 @@
+"""Audit log reading, for administrators."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends
+
+from taskgate.audit.repository import audit_query
+from taskgate.audit.schemas import AuditRecordOut
+from taskgate.http.auth import CurrentPrincipal, Session
+from taskgate.http.pagination import Page, PageParams, page_params, paginate
+from taskgate.models import AuditRecord
+from taskgate.openapi import errors
+
+router = APIRouter(prefix="/api/v1", tags=["audit"])
+AuditPage = Annotated[PageParams, Depends(page_params(["created_at", "-created_at"]))]
+
+
+@router.get("/audit", responses=errors(400, 401, 403))
+async def list_audit(
+    session: Session,
+    principal: CurrentPrincipal,
+    page: AuditPage,
+    actor_id: uuid.UUID | None = None,
+    action: str | None = None,
+    resource_type: str | None = None,
+    resource_id: str | None = None,
+    outcome: Literal["success", "failure"] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Page[AuditRecordOut]:
+    principal.require_admin()
+    stmt = audit_query(
+        actor_id=actor_id,
+        action=action,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        outcome=outcome,
+        since=since,
+        until=until,
+    )
+    rows, next_link, total = await paginate(
+        session, stmt, page, {"created_at": AuditRecord.created_at}, AuditRecord.id
+    )
+    return Page(
+        results=[AuditRecordOut.model_validate(r) for r in rows], next=next_link, count=total
+    )

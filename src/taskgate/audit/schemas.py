@@ -1,0 +1,25 @@
+"""The audit API contract."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class AuditRecordOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    actor_id: uuid.UUID | None
+    actor: str | None
+    action: str
+    resource_type: str | None
+    resource_id: str | None
+    outcome: str
+    ip: str | None
+    trace_id: str | None
+    detail: dict[str, Any]
+    created_at: datetime

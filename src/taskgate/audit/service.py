@@ -1,0 +1,87 @@
+"""Record audit entries in the caller's transaction, or on their own when the caller fails."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskgate.db.session import Database
+from taskgate.http.context import current_client_ip, current_trace_id
+from taskgate.identity.principal import Principal
+from taskgate.models import AuditRecord
+from taskgate.outbound.secretbox import redact
+
+
+def _record(
+    action: str,
+    actor: Principal | None,
+    *,
+    resource_type: str | None,
+    resource_id: uuid.UUID | str | None,
+    outcome: str,
+    detail: dict[str, Any] | None,
+    actor_name: str | None,
+) -> AuditRecord:
+    return AuditRecord(
+        actor_id=actor.user_id if actor else None,
+        actor=actor.username if actor else actor_name,
+        action=action,
+        resource_type=resource_type,
+        resource_id=str(resource_id) if resource_id is not None else None,
+        outcome=outcome,
+        ip=current_client_ip(),
+        trace_id=current_trace_id(),
+        detail=redact(detail or {}),
+    )
+
+
+async def audit(
+    session: AsyncSession,
+    action: str,
+    actor: Principal | None,
+    *,
+    resource_type: str | None = None,
+    resource_id: uuid.UUID | str | None = None,
+    outcome: str = "success",
+    detail: dict[str, Any] | None = None,
+    actor_name: str | None = None,
+) -> None:
+    """Audit inside the unit of work: kept only if the change itself commits."""
+    session.add(
+        _record(
+            action,
+            actor,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            outcome=outcome,
+            detail=detail,
+            actor_name=actor_name,
+        )
+    )
+
+
+async def audit_failure(
+    db: Database,
+    action: str,
+    actor: Principal | None,
+    *,
+    resource_type: str | None = None,
+    resource_id: uuid.UUID | str | None = None,
+    detail: dict[str, Any] | None = None,
+    actor_name: str | None = None,
+) -> None:
+    """Audit a refused attempt in its own transaction, since the request's rolls back."""
+    async with db.transaction() as session:
+        session.add(
+            _record(
+                action,
+                actor,
+                resource_type=resource_type,
+                resource_id=resource_id,
+                outcome="failure",
+                detail=detail,
+                actor_name=actor_name,
+            )
+        )

@@ -1,0 +1,65 @@
+"""Engine creation: the one seam where SQLite and PostgreSQL differ."""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from taskgate.settings import Settings
+
+# SQLite write transactions start with BEGIN IMMEDIATE so two writers never deadlock on a
+# lock upgrade; read-only units of work use a plain deferred BEGIN and run alongside them.
+sqlite_write_transaction: ContextVar[bool] = ContextVar("sqlite_write_transaction", default=True)
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite":
+        return _sqlite_engine(settings)
+    return create_async_engine(
+        url,
+        pool_size=settings.database.pool_size,
+        max_overflow=settings.database.max_overflow,
+        pool_pre_ping=True,
+        echo=settings.database.echo,
+    )
+
+
+def _sqlite_engine(settings: Settings) -> AsyncEngine:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    url = make_url(settings.database_url)
+    memory = url.database in (None, "", ":memory:")
+    engine = create_async_engine(
+        url,
+        echo=settings.database.echo,
+        connect_args={"timeout": settings.database.sqlite_busy_timeout_ms / 1000},
+        **({"poolclass": NullPool} if memory else {"pool_size": 8, "max_overflow": 8}),
+    )
+    busy = settings.database.sqlite_busy_timeout_ms
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy)}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql(
+            "BEGIN IMMEDIATE" if sqlite_write_transaction.get() else "BEGIN DEFERRED"
+        )
+
+    return engine
+
+
+def is_postgres(engine: AsyncEngine) -> bool:
+    return engine.dialect.name == "postgresql"

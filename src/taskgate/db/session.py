@@ -1,0 +1,89 @@
+"""Units of work: one transaction, committed in one place, with after-commit hooks."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from taskgate.db.engine import sqlite_write_transaction
+
+AfterCommit = Callable[[], Awaitable[None]]
+CommitListener = Callable[[list[Any]], Awaitable[None]]
+log = structlog.get_logger()
+
+
+def signal_after_commit(session: AsyncSession, channel: str, item: Any) -> None:
+    """Queue ``item`` on ``channel``; the database's listeners get it once committed.
+
+    This is how committed event ids reach the event bus and enqueued jobs wake workers,
+    without services knowing either exists.
+    """
+    signals: dict[str, list[Any]] = session.info.setdefault("signals", {})
+    signals.setdefault(channel, []).append(item)
+
+
+def on_commit(session: AsyncSession, hook: AfterCommit) -> None:
+    """Run ``hook`` once the session's transaction has committed (never on rollback)."""
+    hooks: list[AfterCommit] = session.info.setdefault("after_commit", [])
+    if hook not in hooks:
+        hooks.append(hook)
+
+
+async def run_after_commit(session: AsyncSession) -> None:
+    hooks: list[AfterCommit] = session.info.pop("after_commit", [])
+    for hook in hooks:
+        try:
+            await hook()
+        except Exception:
+            log.exception("after_commit_hook_failed")
+
+
+class Database:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.sessionmaker = async_sessionmaker(engine, expire_on_commit=False, autoflush=True)
+        self.listeners: defaultdict[str, list[CommitListener]] = defaultdict(list)
+
+    def listen(self, channel: str, listener: CommitListener) -> None:
+        self.listeners[channel].append(listener)
+
+    async def _deliver_signals(self, session: AsyncSession) -> None:
+        signals: dict[str, list[Any]] = session.info.pop("signals", {})
+        for channel, items in signals.items():
+            for listener in self.listeners.get(channel, ()):
+                try:
+                    await listener(items)
+                except Exception:
+                    log.exception("commit_listener_failed", channel=channel)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @asynccontextmanager
+    async def transaction(self, *, write: bool = True) -> AsyncIterator[AsyncSession]:
+        """A session whose work is committed when the block ends without an error."""
+        previous = sqlite_write_transaction.get()
+        sqlite_write_transaction.set(write)
+        try:
+            async with self.sessionmaker() as session:
+                try:
+                    yield session
+                    await session.commit()
+                except BaseException:
+                    await session.rollback()
+                    session.info.pop("after_commit", None)
+                    session.info.pop("signals", None)
+                    raise
+                await run_after_commit(session)
+                await self._deliver_signals(session)
+        finally:
+            sqlite_write_transaction.set(previous)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

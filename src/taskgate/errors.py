@@ -1,0 +1,99 @@
+"""Domain errors: each carries its API code and HTTP status; one handler renders them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    field: str
+    message: str
+
+
+class TaskgateError(Exception):
+    code = "INTERNAL_ERROR"
+    status = 500
+    default_message = "Internal error."
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        details: Sequence[FieldProblem] = (),
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.message = message or self.default_message
+        self.details = list(details)
+        self.headers = headers or {}
+        super().__init__(self.message)
+
+
+class ValidationFailed(TaskgateError):
+    code, status, default_message = "VALIDATION_ERROR", 400, "The request is not valid."
+
+    @classmethod
+    def field(cls, field: str, message: str) -> ValidationFailed:
+        return cls(f"{field}: {message}", details=[FieldProblem(field, message)])
+
+
+class Unauthorized(TaskgateError):
+    code, status, default_message = "UNAUTHORIZED", 401, "Authentication required."
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class Forbidden(TaskgateError):
+    code, status, default_message = "FORBIDDEN", 403, "Not allowed."
+
+
+class NotFound(TaskgateError):
+    code, status, default_message = "NOT_FOUND", 404, "Not found."
+
+
+class MethodNotAllowed(TaskgateError):
+    code, status, default_message = "METHOD_NOT_ALLOWED", 405, "Method not allowed."
+
+
+class Conflict(TaskgateError):
+    code, status, default_message = "CONFLICT", 409, "Conflict with the current state."
+
+
+class PreconditionFailed(TaskgateError):
+    code, status, default_message = "PRECONDITION_FAILED", 412, "The resource has changed."
+
+
+class PayloadTooLarge(TaskgateError):
+    code, status, default_message = "PAYLOAD_TOO_LARGE", 413, "Request body too large."
+
+
+class UnsupportedMediaType(TaskgateError):
+    code, status, default_message = "UNSUPPORTED_MEDIA_TYPE", 415, "Send application/json."
+
+
+class IdempotencyKeyReused(TaskgateError):
+    code, status = "IDEMPOTENCY_KEY_REUSED", 422
+    default_message = "This Idempotency-Key was used with a different request."
+
+
+class RateLimited(TaskgateError):
+    code, status, default_message = "RATE_LIMITED", 429, "Too many requests."
+
+
+class ServiceUnavailable(TaskgateError):
+    code, status, default_message = "SERVICE_UNAVAILABLE", 503, "Service unavailable."
+
+
+def error_body(
+    code: str, message: str, trace_id: str | None, details: Sequence[FieldProblem] = ()
+) -> dict[str, object]:
+    return {
+        "error": {
+            "code": code,
+            "message": message,
+            "details": [{"field": d.field, "message": d.message} for d in details],
+            "trace_id": trace_id,
+        }
+    }

@@ -1,0 +1,1 @@
+"""HTTP plumbing shared by every feature: middleware, errors, auth dependencies, pagination."""

@@ -1,0 +1,88 @@
+"""Authentication dependencies and the typed aliases endpoints declare."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import HTTPConnection
+from starlette.types import Scope
+
+from taskgate.db.session import Database, run_after_commit
+from taskgate.errors import Unauthorized
+from taskgate.identity.principal import Authenticator, Principal
+
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def credential_from_scope(scope: Scope) -> str | None:
+    api_key: str | None = None
+    authorization: str | None = None
+    for name, value in scope["headers"]:
+        if name == b"x-api-key":
+            api_key = value.decode("latin-1").strip()
+        elif name == b"authorization":
+            authorization = value.decode("latin-1")
+    if api_key:
+        return api_key
+    if authorization:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    return None
+
+
+async def principal_from_scope(scope: Scope, authenticator: Authenticator) -> Principal | None:
+    """Resolve once per request; middleware and endpoints share the answer."""
+    state = scope.setdefault("state", {})
+    if "principal" in state:
+        cached: Principal | None = state["principal"]
+        return cached
+    credential = credential_from_scope(scope)
+    principal = await authenticator.resolve(credential) if credential else None
+    state["principal"] = principal
+    return principal
+
+
+async def get_principal(conn: HTTPConnection) -> Principal:
+    authenticator: Authenticator = conn.app.state.authenticator
+    if conn.scope.get("type") == "websocket" and credential_from_scope(conn.scope) is None:
+        token = conn.query_params.get("token")
+        if token:
+            principal = await authenticator.resolve(token)
+            conn.scope.setdefault("state", {})["principal"] = principal
+            return principal
+    principal = await principal_from_scope(conn.scope, authenticator)
+    if principal is None:
+        raise Unauthorized()
+    return principal
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's one transaction, committed after the endpoint returns and before the
+    response is sent, so a 2xx always means committed."""
+    db: Database = request.app.state.db
+    async with db.transaction(write=request.method not in _READ_METHODS) as session:
+        yield session
+
+
+async def get_db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+def require_scope(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
+    async def dependency(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+        principal.require_scope(scope)
+        return principal
+
+    return dependency
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
+Db = Annotated[Database, Depends(get_db)]
+
+__all__ = ["CurrentPrincipal", "Db", "Session", "get_principal", "run_after_commit"]

@@ -1,0 +1,208 @@
+"""Pure ASGI middleware: tracing, metrics, body limits, content types, security headers."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+from collections.abc import Iterable
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from taskgate.errors import error_body
+from taskgate.http.context import client_ip_var, trace_id_var
+
+log = structlog.get_logger("taskgate.access")
+
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
+_TRACE_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
+_JSON_TYPES = ("application/json", "application/merge-patch+json")
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def incoming_trace_id(scope: Scope) -> str:
+    given = _header(scope, b"x-trace-id")
+    if given and _TRACE_ID.match(given):
+        return given
+    parent = _header(scope, b"traceparent")
+    if parent and (match := _TRACEPARENT.match(parent.strip().lower())):
+        return match.group(1)
+    return secrets.token_hex(16)
+
+
+def client_ip(scope: Scope, trust_forwarded: bool) -> str:
+    if trust_forwarded and (forwarded := _header(scope, b"x-forwarded-for")):
+        return forwarded.split(",")[0].strip()
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+async def send_error(
+    send: Send, status: int, code: str, message: str, extra: Iterable[tuple[bytes, bytes]] = ()
+) -> None:
+    body = json.dumps(error_body(code, message, trace_id_var.get())).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": [*headers, *extra]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "taskgate_http_requests",
+            "HTTP requests by route template, method and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "taskgate_http_request_duration_seconds",
+            "HTTP request latency by route template.",
+            ["method", "route"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+
+
+class TraceMiddleware:
+    """Trace id in and out, structured access log, Prometheus counters per route template."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, *, trust_forwarded: bool) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.trust_forwarded = trust_forwarded
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        trace_id = incoming_trace_id(scope)
+        trace_id_var.set(trace_id)
+        client_ip_var.set(client_ip(scope, self.trust_forwarded))
+        structlog.contextvars.bind_contextvars(trace_id=trace_id)
+        started = time.perf_counter()
+        status = 500
+        trace_header = (b"x-trace-id", trace_id.encode())
+
+        async def send_with_trace(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), trace_header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_trace)
+        finally:
+            if scope["type"] == "http":
+                self._observe(scope, status, time.perf_counter() - started)
+            structlog.contextvars.unbind_contextvars("trace_id")
+
+    def _observe(self, scope: Scope, status: int, elapsed: float) -> None:
+        route = scope.get("route")
+        template = getattr(route, "path", None) or "unmatched"
+        method = scope["method"]
+        self.metrics.requests.labels(method, template, str(status)).inc()
+        self.metrics.latency.labels(method, template).observe(elapsed)
+        if template not in ("/health", "/metrics"):
+            log.info(
+                "request",
+                method=method,
+                path=template,
+                status=status,
+                ms=round(elapsed * 1000, 2),
+            )
+
+
+class BodyGuardMiddleware:
+    """Refuse bodies over the limit while they stream in, and bodies that are not JSON."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int, raw_prefixes: tuple[str, ...]) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.raw_prefixes = raw_prefixes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
+            await self.app(scope, receive, send)
+            return
+        length = _header(scope, b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await send_error(send, 413, "PAYLOAD_TOO_LARGE", self._too_large())
+            return
+        if not self._content_type_ok(scope, length):
+            await send_error(send, 415, "UNSUPPORTED_MEDIA_TYPE", "Send application/json.")
+            return
+        received = 0
+        response_started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if not response_started:
+                await send_error(send, 413, "PAYLOAD_TOO_LARGE", self._too_large())
+
+    def _too_large(self) -> str:
+        return f"Request body is larger than {self.max_bytes} bytes."
+
+    def _content_type_ok(self, scope: Scope, length: str | None) -> bool:
+        path: str = scope["path"]
+        if not path.startswith(("/api/", "/v1/")) or path.startswith(self.raw_prefixes):
+            return True
+        content_type = (_header(scope, b"content-type") or "").split(";")[0].strip().lower()
+        if not content_type:
+            # An empty body (e.g. POST /cancel) needs no type.
+            return length in (None, "0") and _header(scope, b"transfer-encoding") is None
+        return content_type in _JSON_TYPES or content_type.endswith("+json")
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class SecurityHeadersMiddleware:
+    HEADERS = (
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-frame-options", b"DENY"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"cross-origin-opener-policy", b"same-origin"),
+    )
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *self.HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -1,0 +1,1 @@
+"""Accounts, credentials and the principal behind every request."""

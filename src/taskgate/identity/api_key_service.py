@@ -1,0 +1,127 @@
+"""API key use cases: create (shown once), list, rotate, revoke, and last-used bookkeeping."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskgate.audit.service import audit
+from taskgate.db.session import Database
+from taskgate.errors import NotFound, ValidationFailed
+from taskgate.identity import repository as repo
+from taskgate.identity.credentials import generate_api_key
+from taskgate.identity.principal import Authenticator, Principal
+from taskgate.identity.schemas import ApiKeyCreate
+from taskgate.ids import utcnow
+from taskgate.models import ApiKey
+
+_SCOPE_FAMILIES = frozenset(
+    {
+        "tasks",
+        "runs",
+        "jobs",
+        "sessions",
+        "workflows",
+        "executions",
+        "events",
+        "schedules",
+        "destinations",
+        "subscriptions",
+        "webhooks",
+        "approvals",
+        "users",
+        "api-keys",
+        "audit",
+        "stream",
+    }
+)
+
+
+def _check_scopes(scopes: list[str]) -> None:
+    for index, scope in enumerate(scopes):
+        family, _, action = scope.partition(":")
+        if scope == "*":
+            continue
+        if family not in _SCOPE_FAMILIES or action not in ("read", "write", "*"):
+            raise ValidationFailed.field(
+                f"scopes.{index}", f"unknown scope {scope!r}; use '*' or '<resource>:read|write|*'"
+            )
+
+
+async def create_api_key(
+    session: AsyncSession, principal: Principal, body: ApiKeyCreate
+) -> tuple[ApiKey, str]:
+    _check_scopes(body.scopes)
+    if principal.api_key_id is not None and "*" not in principal.scopes:
+        # A limited key may not mint a broader one.
+        if not set(body.scopes) <= principal.scopes:
+            raise ValidationFailed.field("scopes", "cannot exceed the scopes of the calling key")
+    expires_at = body.expires_at
+    if expires_at is not None:
+        expires_at = expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=UTC)
+        if expires_at <= utcnow():
+            raise ValidationFailed.field("expires_at", "must be in the future")
+    new = generate_api_key()
+    key = ApiKey(
+        user_id=principal.user_id,
+        name=body.name,
+        prefix=new.prefix,
+        key_hash=new.key_hash,
+        scopes=body.scopes,
+        expires_at=expires_at,
+    )
+    session.add(key)
+    await session.flush()
+    await audit(
+        session,
+        "api_key.create",
+        principal,
+        resource_type="api_key",
+        resource_id=key.id,
+        detail={"name": key.name, "scopes": key.scopes},
+    )
+    return key, new.key
+
+
+async def get_api_key(session: AsyncSession, principal: Principal, key_id: uuid.UUID) -> ApiKey:
+    key = await repo.api_key_for(session, key_id, principal.user_id)
+    if key is None:
+        raise NotFound("No such API key.")
+    return key
+
+
+async def revoke_api_key(
+    session: AsyncSession, principal: Principal, key_id: uuid.UUID, authenticator: Authenticator
+) -> None:
+    key = await get_api_key(session, principal, key_id)
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+    authenticator.invalidate_keys()
+    await audit(session, "api_key.revoke", principal, resource_type="api_key", resource_id=key.id)
+
+
+async def rotate_api_key(
+    session: AsyncSession, principal: Principal, key_id: uuid.UUID, authenticator: Authenticator
+) -> tuple[ApiKey, str]:
+    key = await get_api_key(session, principal, key_id)
+    if key.revoked_at is not None:
+        raise NotFound("No such API key.")
+    new = generate_api_key()
+    key.prefix = new.prefix
+    key.key_hash = new.key_hash
+    authenticator.invalidate_keys()
+    await audit(session, "api_key.rotate", principal, resource_type="api_key", resource_id=key.id)
+    return key, new.key
+
+
+async def flush_last_used(db: Database, authenticator: Authenticator) -> None:
+    """Persist last-used times gathered in memory, so verification never writes per request."""
+    used = authenticator.key_last_used
+    if not used:
+        return
+    authenticator.key_last_used = {}
+    stamps = {key_id: datetime.fromtimestamp(at, UTC) for key_id, at in used.items()}
+    async with db.transaction() as session:
+        await repo.touch_api_keys(session, stamps)

@@ -1,0 +1,172 @@
+"""Sign-in use cases: login, refresh with rotation and reuse detection, logout."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskgate.audit.service import audit, audit_failure
+from taskgate.db.session import Database
+from taskgate.errors import Unauthorized
+from taskgate.http.ratelimit import RateLimiter
+from taskgate.identity import repository as repo
+from taskgate.identity.credentials import (
+    AccessTokens,
+    generate_refresh_token,
+    sha256_hex,
+    verify_password,
+)
+from taskgate.identity.principal import Authenticator, Principal
+from taskgate.identity.schemas import LoginRequest, TokenPair
+from taskgate.ids import new_id, utcnow
+from taskgate.models import RefreshToken, User
+from taskgate.settings import AuthSettings
+
+_BAD_LOGIN = "Invalid username or password."
+
+
+class AuthService:
+    def __init__(
+        self,
+        db: Database,
+        tokens: AccessTokens,
+        authenticator: Authenticator,
+        limiter: RateLimiter,
+        settings: AuthSettings,
+    ) -> None:
+        self.db = db
+        self.tokens = tokens
+        self.authenticator = authenticator
+        self.limiter = limiter
+        self.settings = settings
+
+    async def login(self, session: AsyncSession, body: LoginRequest, ip: str) -> TokenPair:
+        identifier = body.identifier
+        try:
+            await self.limiter.check_login(ip, identifier)
+        except Exception:
+            await audit_failure(
+                self.db,
+                "auth.login",
+                None,
+                actor_name=identifier,
+                detail={"reason": "rate_limited"},
+            )
+            raise
+        user = await repo.user_by_login(session, identifier)
+        now = utcnow()
+        if user is not None and user.locked_until is not None and user.locked_until > now:
+            await audit_failure(
+                self.db, "auth.login", None, actor_name=identifier, detail={"reason": "locked"}
+            )
+            raise Unauthorized("Too many failed attempts; the account is locked for a while.")
+        if not verify_password(user.password_hash if user else None, body.password):
+            await self._record_failure(user, identifier)
+            raise Unauthorized(_BAD_LOGIN)
+        assert user is not None
+        if not user.is_active:
+            await audit_failure(
+                self.db, "auth.login", None, actor_name=identifier, detail={"reason": "disabled"}
+            )
+            raise Unauthorized(_BAD_LOGIN)
+        user.failed_logins = 0
+        user.locked_until = None
+        user.last_login_at = now
+        pair = await self._issue(session, user, family_id=new_id())
+        await audit(
+            session, "auth.login", _principal(user), resource_type="user", resource_id=user.id
+        )
+        return pair
+
+    async def _record_failure(self, user: User | None, identifier: str) -> None:
+        async with self.db.transaction() as session:
+            if user is not None:
+                fresh = await session.get(User, user.id)
+                if fresh is not None:
+                    fresh.failed_logins += 1
+                    if fresh.failed_logins >= self.settings.login_max_failures:
+                        # Stepped lockout: each further failure doubles the wait.
+                        steps = fresh.failed_logins - self.settings.login_max_failures
+                        seconds = self.settings.login_lockout_seconds * (2 ** min(steps, 6))
+                        fresh.locked_until = utcnow() + timedelta(seconds=seconds)
+        await audit_failure(
+            self.db, "auth.login", None, actor_name=identifier, detail={"reason": "bad_credentials"}
+        )
+
+    async def refresh(self, session: AsyncSession, raw_token: str) -> TokenPair:
+        now = utcnow()
+        token = await repo.refresh_token_by_hash(session, sha256_hex(raw_token))
+        if token is None or token.expires_at <= now:
+            raise Unauthorized("Invalid or expired refresh token.")
+        spent = token.used_at is not None or token.revoked_at is not None
+        if spent or not await repo.spend_refresh_token(session, token.id, now):
+            await self._revoke_family_after_reuse(token)
+            raise Unauthorized("This refresh token was already used; its sessions are revoked.")
+        user = await session.get(User, token.user_id)
+        if user is None or not user.is_active:
+            raise Unauthorized("Invalid or expired refresh token.")
+        pair = await self._issue(session, user, family_id=token.family_id)
+        await audit(
+            session, "auth.refresh", _principal(user), resource_type="user", resource_id=user.id
+        )
+        return pair
+
+    async def _revoke_family_after_reuse(self, token: RefreshToken) -> None:
+        async with self.db.transaction() as session:
+            await repo.revoke_family(session, token.family_id, utcnow())
+        await audit_failure(
+            self.db,
+            "auth.refresh_reuse",
+            None,
+            resource_type="user",
+            resource_id=token.user_id,
+            detail={"family": str(token.family_id)},
+        )
+
+    async def logout(
+        self, session: AsyncSession, principal: Principal, raw_token: str | None
+    ) -> None:
+        now = utcnow()
+        token = (
+            await repo.refresh_token_by_hash(session, sha256_hex(raw_token)) if raw_token else None
+        )
+        if token is not None and token.user_id == principal.user_id:
+            await repo.revoke_family(session, token.family_id, now)
+        else:
+            await revoke_sessions(session, principal.user_id, self.authenticator)
+        await audit(
+            session, "auth.logout", principal, resource_type="user", resource_id=principal.user_id
+        )
+
+    async def _issue(self, session: AsyncSession, user: User, family_id: uuid.UUID) -> TokenPair:
+        now = utcnow()
+        raw, digest = generate_refresh_token()
+        session.add(
+            RefreshToken(
+                user_id=user.id,
+                family_id=family_id,
+                token_hash=digest,
+                created_at=now,
+                expires_at=now + timedelta(seconds=self.settings.refresh_token_ttl_seconds),
+            )
+        )
+        access = self.tokens.issue(user.id, user.auth_version, now)
+        return TokenPair(access=access, refresh=raw, expires_in=self.tokens.ttl_seconds)
+
+
+async def revoke_sessions(
+    session: AsyncSession, user_id: uuid.UUID, authenticator: Authenticator
+) -> None:
+    """Invalidate every access and refresh token of the user."""
+    user = await session.get(User, user_id)
+    if user is None:
+        return
+    user.auth_version += 1
+    await repo.revoke_user_tokens(session, user_id, utcnow())
+    authenticator.invalidate_user(user_id)
+
+
+def _principal(user: User) -> Principal:
+    return Principal(user.id, user.username, user.is_admin)

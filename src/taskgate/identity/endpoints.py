@@ -1,0 +1,233 @@
+"""Identity routes: sign-in, the current principal, users and API keys."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response, status
+
+from taskgate.http.auth import CurrentPrincipal, Session
+from taskgate.http.context import current_client_ip
+from taskgate.http.pagination import Page, PageParams, page_params, paginate
+from taskgate.identity import api_key_service, user_service
+from taskgate.identity import repository as repo
+from taskgate.identity.auth_service import AuthService
+from taskgate.identity.principal import Authenticator
+from taskgate.identity.schemas import (
+    ActionResult,
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyOut,
+    LoginRequest,
+    LogoutRequest,
+    MeOut,
+    PasswordReset,
+    RefreshRequest,
+    TokenPair,
+    UserCreate,
+    UserOut,
+    UserUpdate,
+)
+from taskgate.models import ApiKey, User
+from taskgate.openapi import errors
+
+router = APIRouter(prefix="/api/v1")
+
+
+def _auth_service(request: Request) -> AuthService:
+    state = request.app.state
+    return AuthService(
+        state.db, state.tokens, state.authenticator, state.limiter, state.settings.auth
+    )
+
+
+def _authenticator(request: Request) -> Authenticator:
+    authenticator: Authenticator = request.app.state.authenticator
+    return authenticator
+
+
+Auth = Annotated[AuthService, Depends(_auth_service)]
+Authn = Annotated[Authenticator, Depends(_authenticator)]
+
+
+@router.post("/auth/login", tags=["auth"], responses=errors(400, 401, 429))
+async def login(body: LoginRequest, session: Session, auth: Auth) -> TokenPair:
+    return await auth.login(session, body, current_client_ip() or "unknown")
+
+
+@router.post(
+    "/auth/token", tags=["auth"], responses=errors(400, 401, 429), summary="Login (compat body)"
+)
+async def token(body: LoginRequest, session: Session, auth: Auth) -> TokenPair:
+    return await auth.login(session, body, current_client_ip() or "unknown")
+
+
+@router.post("/auth/refresh", tags=["auth"], responses=errors(400, 401))
+async def refresh(body: RefreshRequest, session: Session, auth: Auth) -> TokenPair:
+    return await auth.refresh(session, body.refresh)
+
+
+@router.post("/auth/logout", tags=["auth"], responses=errors(401))
+async def logout(
+    session: Session, principal: CurrentPrincipal, auth: Auth, body: LogoutRequest | None = None
+) -> ActionResult:
+    await auth.logout(session, principal, body.refresh if body else None)
+    return ActionResult(message="Signed out.")
+
+
+@router.get("/users/me", tags=["users"], responses=errors(401))
+async def me(session: Session, principal: CurrentPrincipal) -> MeOut:
+    user = await session.get(User, principal.user_id)
+    assert user is not None
+    return MeOut(
+        user=UserOut.model_validate(user),
+        roles=["admin", "user"] if principal.is_admin else ["user"],
+        scopes=sorted(principal.scopes),
+        auth="api_key" if principal.api_key_id else "token",
+        api_key_id=principal.api_key_id,
+    )
+
+
+UserPage = Annotated[
+    PageParams, Depends(page_params(["created_at", "-created_at", "username", "-username"]))
+]
+
+
+@router.get("/users", tags=["users"], responses=errors(400, 401, 403))
+async def list_users(
+    session: Session,
+    principal: CurrentPrincipal,
+    page: UserPage,
+    search: str | None = None,
+    is_active: bool | None = None,
+) -> Page[UserOut]:
+    principal.require_admin()
+    rows, next_link, total = await paginate(
+        session,
+        repo.users_query(search=search, is_active=is_active),
+        page,
+        {"created_at": User.created_at, "username": User.username},
+        User.id,
+    )
+    return Page(results=[UserOut.model_validate(r) for r in rows], next=next_link, count=total)
+
+
+@router.post(
+    "/users",
+    tags=["users"],
+    status_code=status.HTTP_201_CREATED,
+    responses=errors(400, 401, 403, 409),
+)
+async def create_user(
+    body: UserCreate, session: Session, principal: CurrentPrincipal, response: Response
+) -> UserOut:
+    principal.require_admin()
+    user = await user_service.create_user(session, principal, body)
+    response.headers["Location"] = f"/api/v1/users/{user.id}"
+    return UserOut.model_validate(user)
+
+
+@router.get("/users/{user_id}", tags=["users"], responses=errors(401, 403, 404))
+async def get_user(user_id: uuid.UUID, session: Session, principal: CurrentPrincipal) -> UserOut:
+    return UserOut.model_validate(await user_service.get_user(session, principal, user_id))
+
+
+@router.patch("/users/{user_id}", tags=["users"], responses=errors(400, 401, 403, 404, 409))
+async def update_user(
+    user_id: uuid.UUID, body: UserUpdate, session: Session, principal: CurrentPrincipal
+) -> UserOut:
+    return UserOut.model_validate(await user_service.update_user(session, principal, user_id, body))
+
+
+@router.post("/users/{user_id}/disable", tags=["users"], responses=errors(401, 403, 404, 409))
+async def disable_user(
+    user_id: uuid.UUID, session: Session, principal: CurrentPrincipal, authn: Authn
+) -> UserOut:
+    user = await user_service.set_active(session, principal, user_id, False, authn)
+    return UserOut.model_validate(user)
+
+
+@router.post("/users/{user_id}/enable", tags=["users"], responses=errors(401, 403, 404))
+async def enable_user(
+    user_id: uuid.UUID, session: Session, principal: CurrentPrincipal, authn: Authn
+) -> UserOut:
+    user = await user_service.set_active(session, principal, user_id, True, authn)
+    return UserOut.model_validate(user)
+
+
+@router.post("/users/{user_id}/revoke-sessions", tags=["users"], responses=errors(401, 403, 404))
+async def revoke_user_sessions(
+    user_id: uuid.UUID, session: Session, principal: CurrentPrincipal, authn: Authn
+) -> ActionResult:
+    await user_service.admin_revoke_sessions(session, principal, user_id, authn)
+    return ActionResult(message="All sessions of the user are revoked.")
+
+
+@router.post(
+    "/users/{user_id}/reset-password", tags=["users"], responses=errors(400, 401, 403, 404)
+)
+async def reset_user_password(
+    user_id: uuid.UUID,
+    body: PasswordReset,
+    session: Session,
+    principal: CurrentPrincipal,
+    authn: Authn,
+) -> ActionResult:
+    await user_service.reset_password(session, principal, user_id, body.password, authn)
+    return ActionResult(message="Password reset; existing sessions are revoked.")
+
+
+KeyPage = Annotated[PageParams, Depends(page_params(["created_at", "-created_at"]))]
+
+
+@router.get("/api-keys", tags=["api-keys"], responses=errors(400, 401))
+async def list_api_keys(
+    session: Session, principal: CurrentPrincipal, page: KeyPage
+) -> Page[ApiKeyOut]:
+    rows, next_link, total = await paginate(
+        session,
+        repo.api_keys_query(principal.user_id),
+        page,
+        {"created_at": ApiKey.created_at},
+        ApiKey.id,
+    )
+    return Page(results=[ApiKeyOut.model_validate(r) for r in rows], next=next_link, count=total)
+
+
+@router.post(
+    "/api-keys", tags=["api-keys"], status_code=status.HTTP_201_CREATED, responses=errors(400, 401)
+)
+async def create_api_key(
+    body: ApiKeyCreate, session: Session, principal: CurrentPrincipal, response: Response
+) -> ApiKeyCreated:
+    key, secret = await api_key_service.create_api_key(session, principal, body)
+    response.headers["Location"] = f"/api/v1/api-keys/{key.id}"
+    return ApiKeyCreated(**ApiKeyOut.model_validate(key).model_dump(), key=secret)
+
+
+@router.get("/api-keys/{key_id}", tags=["api-keys"], responses=errors(401, 404))
+async def get_api_key(
+    key_id: uuid.UUID, session: Session, principal: CurrentPrincipal
+) -> ApiKeyOut:
+    return ApiKeyOut.model_validate(await api_key_service.get_api_key(session, principal, key_id))
+
+
+@router.delete(
+    "/api-keys/{key_id}",
+    tags=["api-keys"],
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=errors(401, 404),
+)
+async def revoke_api_key(
+    key_id: uuid.UUID, session: Session, principal: CurrentPrincipal, authn: Authn
+) -> None:
+    await api_key_service.revoke_api_key(session, principal, key_id, authn)
+
+
+@router.post("/api-keys/{key_id}/rotate", tags=["api-keys"], responses=errors(401, 404))
+async def rotate_api_key(
+    key_id: uuid.UUID, session: Session, principal: CurrentPrincipal, authn: Authn
+) -> ApiKeyCreated:
+    key, secret = await api_key_service.rotate_api_key(session, principal, key_id, authn)
+    return ApiKeyCreated(**ApiKeyOut.model_validate(key).model_dump(), key=secret)

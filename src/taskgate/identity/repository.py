@@ -1,0 +1,101 @@
+"""Identity queries."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import Select, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskgate.models import ApiKey, RefreshToken, User
+
+
+async def user_by_login(session: AsyncSession, identifier: str) -> User | None:
+    lowered = identifier.lower()
+    result: User | None = await session.scalar(
+        select(User).where(or_(func.lower(User.username) == lowered, User.email == lowered))
+    )
+    return result
+
+
+async def username_taken(session: AsyncSession, username: str) -> bool:
+    found = await session.scalar(
+        select(User.id).where(func.lower(User.username) == username.lower())
+    )
+    return found is not None
+
+
+async def email_taken(session: AsyncSession, email: str, *, other_than: uuid.UUID | None) -> bool:
+    stmt = select(User.id).where(User.email == email.lower())
+    if other_than is not None:
+        stmt = stmt.where(User.id != other_than)
+    return await session.scalar(stmt) is not None
+
+
+async def any_user(session: AsyncSession) -> bool:
+    return await session.scalar(select(User.id).limit(1)) is not None
+
+
+def users_query(*, search: str | None, is_active: bool | None) -> Select[tuple[User]]:
+    stmt = select(User)
+    if search:
+        stmt = stmt.where(User.username.ilike(f"%{search}%"))
+    if is_active is not None:
+        stmt = stmt.where(User.is_active == is_active)
+    return stmt
+
+
+async def refresh_token_by_hash(session: AsyncSession, token_hash: str) -> RefreshToken | None:
+    result: RefreshToken | None = await session.scalar(
+        select(RefreshToken).where(RefreshToken.token_hash == token_hash)
+    )
+    return result
+
+
+async def spend_refresh_token(session: AsyncSession, token_id: uuid.UUID, now: datetime) -> bool:
+    """Mark a refresh token used; False if another request spent it first."""
+    result = await session.execute(
+        update(RefreshToken)
+        .where(
+            RefreshToken.id == token_id,
+            RefreshToken.used_at.is_(None),
+            RefreshToken.revoked_at.is_(None),
+        )
+        .values(used_at=now)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def revoke_family(session: AsyncSession, family_id: uuid.UUID, now: datetime) -> None:
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+
+
+async def revoke_user_tokens(session: AsyncSession, user_id: uuid.UUID, now: datetime) -> None:
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+
+
+def api_keys_query(user_id: uuid.UUID) -> Select[tuple[ApiKey]]:
+    return select(ApiKey).where(ApiKey.user_id == user_id)
+
+
+async def api_key_for(
+    session: AsyncSession, key_id: uuid.UUID, user_id: uuid.UUID
+) -> ApiKey | None:
+    result: ApiKey | None = await session.scalar(
+        select(ApiKey).where(ApiKey.id == key_id, ApiKey.user_id == user_id)
+    )
+    return result
+
+
+async def touch_api_keys(session: AsyncSession, used: dict[uuid.UUID, datetime]) -> None:
+    for key_id, at in used.items():
+        await session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=at))

@@ -1,0 +1,118 @@
+"""The identity API contract."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
+
+Username = Field(min_length=1, max_length=150, pattern=r"^[A-Za-z0-9_.@+\-]+$")
+Password = Field(min_length=8, max_length=1024)
+
+
+class LoginRequest(BaseModel):
+    username: str | None = Field(default=None, max_length=320)
+    email: str | None = Field(default=None, max_length=320)
+    password: str = Field(min_length=1, max_length=1024)
+
+    @model_validator(mode="after")
+    def _needs_identifier(self) -> LoginRequest:
+        if not (self.username or self.email):
+            raise ValueError("send username or email")
+        return self
+
+    @property
+    def identifier(self) -> str:
+        return (self.username or self.email or "").strip()
+
+
+class TokenPair(BaseModel):
+    access: str
+    refresh: str
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_in: int
+
+
+class RefreshRequest(BaseModel):
+    refresh: str = Field(min_length=1, max_length=512)
+
+
+class LogoutRequest(BaseModel):
+    refresh: str | None = Field(default=None, max_length=512)
+
+
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    username: str
+    email: str | None
+    is_admin: bool
+    is_active: bool
+    timezone: str
+    created_at: datetime
+    last_login_at: datetime | None
+
+
+class MeOut(BaseModel):
+    user: UserOut
+    roles: list[str]
+    scopes: list[str]
+    auth: Literal["token", "api_key"]
+    api_key_id: uuid.UUID | None
+
+
+class UserCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Username
+    email: EmailStr | None = None
+    password: str = Password
+    is_admin: bool = False
+    timezone: str = Field(default="UTC", max_length=64)
+
+
+class UserUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: EmailStr | None = None
+    is_admin: bool | None = None
+    timezone: str | None = Field(default=None, max_length=64)
+
+
+class PasswordReset(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    password: str = Password
+
+
+class ApiKeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    scopes: list[str] = Field(default_factory=lambda: ["*"], max_length=50)
+    expires_at: datetime | None = None
+
+
+class ApiKeyOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    prefix: str
+    scopes: list[str]
+    expires_at: datetime | None
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str = Field(description="The secret. Shown only in this response.")
+
+
+class ActionResult(BaseModel):
+    success: bool = True
+    message: str

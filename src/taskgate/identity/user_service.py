@@ -1,0 +1,149 @@
+"""Account use cases: the first admin, and administrators managing users."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskgate.audit.service import audit
+from taskgate.errors import Conflict, NotFound, ValidationFailed
+from taskgate.identity import repository as repo
+from taskgate.identity.auth_service import revoke_sessions
+from taskgate.identity.credentials import hash_password
+from taskgate.identity.principal import Authenticator, Principal
+from taskgate.identity.schemas import UserCreate, UserUpdate
+from taskgate.models import User
+from taskgate.timezones import validate_timezone
+
+
+async def create_user(session: AsyncSession, actor: Principal | None, body: UserCreate) -> User:
+    if actor is not None:
+        actor.require_admin()
+    if await repo.username_taken(session, body.username):
+        raise Conflict(f"The username {body.username!r} is taken.")
+    email = body.email.lower() if body.email else None
+    if email and await repo.email_taken(session, email, other_than=None):
+        raise Conflict("That email address is taken.")
+    validate_timezone(body.timezone, "timezone")
+    user = User(
+        username=body.username,
+        email=email,
+        password_hash=hash_password(body.password),
+        is_admin=body.is_admin,
+        timezone=body.timezone,
+    )
+    session.add(user)
+    await session.flush()
+    await audit(
+        session,
+        "user.create",
+        actor,
+        resource_type="user",
+        resource_id=user.id,
+        detail={"username": user.username, "is_admin": user.is_admin},
+    )
+    return user
+
+
+@dataclass(frozen=True)
+class FirstAdmin:
+    username: str
+    password: str
+    generated: bool
+
+
+async def ensure_first_admin(
+    session: AsyncSession, password: str | None, username: str = "admin"
+) -> FirstAdmin | None:
+    """Create the first administrator on an empty database; None when users exist."""
+    if await repo.any_user(session):
+        return None
+    chosen = password or secrets.token_urlsafe(12)
+    await create_user(session, None, UserCreate(username=username, password=chosen, is_admin=True))
+    return FirstAdmin(username, chosen, generated=password is None)
+
+
+async def get_user(session: AsyncSession, actor: Principal, user_id: uuid.UUID) -> User:
+    actor.require_admin()
+    user = await session.get(User, user_id)
+    if user is None:
+        raise NotFound("No such user.")
+    return user
+
+
+async def update_user(
+    session: AsyncSession, actor: Principal, user_id: uuid.UUID, body: UserUpdate
+) -> User:
+    user = await get_user(session, actor, user_id)
+    changes = body.model_dump(exclude_unset=True)
+    if "email" in changes:
+        email = changes["email"].lower() if changes["email"] else None
+        if email and await repo.email_taken(session, email, other_than=user.id):
+            raise Conflict("That email address is taken.")
+        user.email = email
+    if changes.get("is_admin") is not None:
+        if user.id == actor.user_id and not changes["is_admin"]:
+            raise ValidationFailed.field("is_admin", "you cannot remove your own admin role")
+        user.is_admin = changes["is_admin"]
+    if changes.get("timezone") is not None:
+        validate_timezone(changes["timezone"], "timezone")
+        user.timezone = changes["timezone"]
+    await audit(
+        session,
+        "user.update",
+        actor,
+        resource_type="user",
+        resource_id=user.id,
+        detail={"fields": sorted(changes)},
+    )
+    return user
+
+
+async def set_active(
+    session: AsyncSession,
+    actor: Principal,
+    user_id: uuid.UUID,
+    active: bool,
+    authenticator: Authenticator,
+) -> User:
+    user = await get_user(session, actor, user_id)
+    if user.id == actor.user_id and not active:
+        raise Conflict("You cannot disable your own account.")
+    user.is_active = active
+    if not active:
+        await revoke_sessions(session, user.id, authenticator)
+    authenticator.invalidate_user(user.id)
+    await audit(
+        session,
+        "user.enable" if active else "user.disable",
+        actor,
+        resource_type="user",
+        resource_id=user.id,
+    )
+    return user
+
+
+async def admin_revoke_sessions(
+    session: AsyncSession, actor: Principal, user_id: uuid.UUID, authenticator: Authenticator
+) -> None:
+    user = await get_user(session, actor, user_id)
+    await revoke_sessions(session, user.id, authenticator)
+    await audit(session, "user.revoke_sessions", actor, resource_type="user", resource_id=user.id)
+
+
+async def reset_password(
+    session: AsyncSession,
+    actor: Principal,
+    user_id: uuid.UUID,
+    password: str,
+    authenticator: Authenticator,
+) -> None:
+    user = await get_user(session, actor, user_id)
+    user.password_hash = hash_password(password)
+    user.failed_logins = 0
+    user.locked_until = None
+    await revoke_sessions(session, user.id, authenticator)
+    await audit(session, "user.reset_password", actor, resource_type="user", resource_id=user.id)

@@ -1,0 +1,50 @@
+"""Liveness, readiness, Prometheus metrics and the capability report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from taskgate import __version__
+from taskgate.db.migrate import pending_revisions
+from taskgate.db.session import Database
+from taskgate.errors import ServiceUnavailable
+from taskgate.http.auth import CurrentPrincipal
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/health", summary="Liveness")
+async def health() -> dict[str, str]:
+    return {"status": "ok", "version": __version__}
+
+
+@router.get("/readiness", summary="Readiness", responses={503: {"description": "Not ready"}})
+async def readiness(request: Request) -> dict[str, Any]:
+    db: Database = request.app.state.db
+    try:
+        async with db.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+        pending = await pending_revisions(db.engine)
+    except Exception as exc:
+        raise ServiceUnavailable("The database is unreachable.") from exc
+    if pending:
+        raise ServiceUnavailable(f"Migrations are behind: {', '.join(sorted(pending))}.")
+    return {"status": "ready", "database": db.dialect}
+
+
+@router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    return Response(
+        generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
+    )
+
+
+@router.get("/api/v1/capabilities", summary="Enabled services and features")
+async def capabilities(request: Request, principal: CurrentPrincipal) -> dict[str, Any]:
+    report: dict[str, Any] = dict(request.app.state.capabilities)
+    report["version"] = __version__
+    return report

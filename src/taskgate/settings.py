@@ -1,0 +1,146 @@
+"""Settings: nested groups read from ``TASKGATE_*`` environment variables (``__`` nests)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class DatabaseSettings(BaseModel):
+    url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL. Unset: an embedded SQLite file in the data directory. "
+        "PostgreSQL: postgresql+asyncpg://user@host/db.",
+    )
+    pool_size: int = Field(
+        default=10, ge=1, description="Connections kept per process (PostgreSQL)."
+    )
+    max_overflow: int = Field(default=10, ge=0, description="Extra connections under burst load.")
+    sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0, description="SQLite busy timeout.")
+    echo: bool = Field(default=False, description="Log every SQL statement.")
+
+
+class AuthSettings(BaseModel):
+    jwt_secret: SecretStr | None = Field(
+        default=None,
+        description="HMAC key for access tokens. Unset: generated once and kept in the data dir.",
+    )
+    access_token_ttl_seconds: int = Field(default=900, ge=30, description="Access token lifetime.")
+    refresh_token_ttl_seconds: int = Field(
+        default=7 * 24 * 3600, ge=60, description="Refresh token lifetime."
+    )
+    principal_cache_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="How long a verified API key or user state is trusted before re-reading it.",
+    )
+    login_max_failures: int = Field(
+        default=5, ge=1, description="Failed logins per account before it is locked briefly."
+    )
+    login_lockout_seconds: int = Field(default=300, ge=1, description="Account lockout length.")
+
+
+class HTTPSettings(BaseModel):
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="Request body cap.")
+    cors_origins: list[str] = Field(default_factory=list, description="Allowed CORS origins.")
+    idempotency_ttl_seconds: int = Field(default=24 * 3600, description="Idempotency key life.")
+    trust_forwarded_for: bool = Field(
+        default=False, description="Take the client IP from X-Forwarded-For (behind a proxy)."
+    )
+
+
+class RateLimitSettings(BaseModel):
+    enabled: bool = Field(default=True, description="Apply rate limits.")
+    standard: str = Field(default="120/minute", description="Default budget per principal.")
+    model: str = Field(default="30/minute", description="Budget for model and chat endpoints.")
+    login: str = Field(default="10/minute", description="Login attempts per IP and username.")
+    anonymous: str = Field(default="60/minute", description="Budget per IP when unauthenticated.")
+
+
+class SandboxSettings(BaseModel):
+    backend: Literal["auto", "bwrap", "process"] = Field(
+        default="auto", description="bwrap when installed (auto), or the namespace-less fallback."
+    )
+    cpu_seconds: int = Field(default=60, ge=1, description="CPU seconds per sandboxed process.")
+    memory_bytes: int = Field(default=1024 * 1024 * 1024, ge=16 * 1024 * 1024)
+    max_processes: int = Field(default=128, ge=4)
+    file_size_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    default_timeout_seconds: int = Field(default=300, ge=1, description="Wall clock per task.")
+    output_cap_bytes: int = Field(default=1024 * 1024, ge=1024, description="Output kept in DB.")
+    network: bool = Field(default=False, description="Give sandboxed code network access.")
+
+
+class ModelSettings(BaseModel):
+    base_url: str | None = Field(
+        default=None, description="OpenAI-compatible API base URL, e.g. http://127.0.0.1:11434/v1."
+    )
+    api_key: SecretStr | None = Field(default=None, description="API key for the model provider.")
+    model: str = Field(default="gpt-4o-mini", description="Default model name.")
+    timeout_seconds: float = Field(default=120.0, gt=0, description="Per-call timeout.")
+    max_iterations: int = Field(default=10, ge=1, description="Agent loop model calls per task.")
+    prices: dict[str, tuple[float, float]] = Field(
+        default_factory=dict,
+        description="USD per 1M tokens (input, output) by model name.",
+    )
+
+
+class WorkerSettings(BaseModel):
+    concurrency: int = Field(default=4, ge=1, description="Jobs run at once per worker process.")
+    lease_seconds: float = Field(default=30.0, gt=1, description="Lease before a job is retaken.")
+    poll_seconds: float = Field(default=1.0, gt=0, description="Polling fallback interval.")
+    max_attempts: int = Field(default=3, ge=1, description="Attempts before a job is dead.")
+    retention_hours: int = Field(default=72, ge=1, description="Finished queue rows are kept.")
+
+
+class OutboundSettings(BaseModel):
+    allow_private: bool = Field(default=False, description="Allow private-range targets.")
+    allow_loopback: bool = Field(default=False, description="Allow loopback targets.")
+    secret_keys: SecretStr | None = Field(
+        default=None,
+        description="Encryption keys for stored secrets: 'kid:base64key,...', first is active. "
+        "Unset: derived from the JWT secret.",
+    )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TASKGATE_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    data_dir: Path = Field(default=Path(".taskgate"), description="Embedded database and files.")
+    environment: Literal["development", "production", "test"] = "development"
+    log_level: str = Field(default="INFO", description="Log level.")
+    log_json: bool = Field(default=True, description="JSON logs (else console).")
+    redis_url: str | None = Field(
+        default=None, description="Redis for shared rate limits and event fan-out."
+    )
+    admin_password: SecretStr | None = Field(
+        default=None, description="Password for the first admin created on an empty database."
+    )
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    http: HTTPSettings = Field(default_factory=HTTPSettings)
+    rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    outbound: OutboundSettings = Field(default_factory=OutboundSettings)
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'taskgate.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
