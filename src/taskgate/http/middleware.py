@@ -91,17 +91,27 @@ class TraceMiddleware:
         structlog.contextvars.bind_contextvars(trace_id=trace_id)
         started = time.perf_counter()
         status = 500
+        started_response = False
         trace_header = (b"x-trace-id", trace_id.encode())
 
         async def send_with_trace(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started_response
             if message["type"] == "http.response.start":
                 status = message["status"]
+                started_response = True
                 message["headers"] = [*message.get("headers", []), trace_header]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_trace)
+        except Exception:
+            log.exception("unhandled_error", path=scope.get("path"))
+            if scope["type"] != "http" or started_response:
+                raise
+            status = 500
+            await send_error(
+                send, 500, "INTERNAL_ERROR", "Internal error; quote the trace id.", [trace_header]
+            )
         finally:
             if scope["type"] == "http":
                 self._observe(scope, status, time.perf_counter() - started)
@@ -143,28 +153,32 @@ class BodyGuardMiddleware:
             await send_error(send, 415, "UNSUPPORTED_MEDIA_TYPE", "Send application/json.")
             return
         received = 0
-        response_started = False
+        too_large = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, too_large
+            if too_large:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _BodyTooLarge
+                    # Stop reading: the app sees a disconnect and we answer 413 ourselves.
+                    too_large = True
+                    return {"type": "http.disconnect"}
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal response_started
-            if message["type"] == "http.response.start":
-                response_started = True
-            await send(message)
+        async def guarded_send(message: Message) -> None:
+            if not too_large:
+                await send(message)
 
         try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
-            if not response_started:
-                await send_error(send, 413, "PAYLOAD_TOO_LARGE", self._too_large())
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not too_large:
+                raise
+        if too_large:
+            await send_error(send, 413, "PAYLOAD_TOO_LARGE", self._too_large())
 
     def _too_large(self) -> str:
         return f"Request body is larger than {self.max_bytes} bytes."
@@ -178,10 +192,6 @@ class BodyGuardMiddleware:
             # An empty body (e.g. POST /cancel) needs no type.
             return length in (None, "0") and _header(scope, b"transfer-encoding") is None
         return content_type in _JSON_TYPES or content_type.endswith("+json")
-
-
-class _BodyTooLarge(Exception):
-    pass
 
 
 class SecurityHeadersMiddleware:
