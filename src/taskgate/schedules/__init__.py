@@ -1,0 +1,1 @@
+"""Schedules: cron, interval and one-off timings that start tasks and workflows."""
