@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
 
@@ -57,7 +59,7 @@ async def test_body_over_limit_is_413_by_header(app_factory: AppFactory) -> None
 
 
 async def test_body_over_limit_is_413_while_streaming(app_factory: AppFactory) -> None:
-    async def chunks():  # type: ignore[no-untyped-def]
+    async def chunks() -> AsyncIterator[bytes]:
         for _ in range(10):
             yield b"x" * 1024
 

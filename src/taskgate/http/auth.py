@@ -54,10 +54,10 @@ async def get_principal(conn: HTTPConnection) -> Principal:
             principal = await authenticator.resolve(token)
             conn.scope.setdefault("state", {})["principal"] = principal
             return principal
-    principal = await principal_from_scope(conn.scope, authenticator)
-    if principal is None:
+    resolved = await principal_from_scope(conn.scope, authenticator)
+    if resolved is None:
         raise Unauthorized()
-    return principal
+    return resolved
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:

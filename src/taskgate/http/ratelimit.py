@@ -71,12 +71,14 @@ class RateLimitMiddleware:
         try:
             principal = await principal_from_scope(scope, self.authenticator)
         except Unauthorized:
-            principal = None
-            scope.setdefault("state", {})["principal_error"] = True
-            scope["state"].pop("principal", None)
+            principal = None  # the route itself answers 401
         if principal is not None:
             item = self.limiter.model if _MODEL_PATHS.match(path) else self.limiter.standard
-            identity = ("p", principal.key, "model" if item is self.limiter.model else "std")
+            identity: tuple[str, ...] = (
+                "p",
+                principal.key,
+                "model" if item is self.limiter.model else "std",
+            )
         else:
             item, identity = self.limiter.anonymous, ("ip", client_ip_var.get() or "unknown")
         allowed, remaining, reset = await self.limiter.hit(item, *identity)
