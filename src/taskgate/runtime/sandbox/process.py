@@ -1,0 +1,288 @@
+"""Starting, limiting, supervising and killing sandboxed processes on the host (shared by both
+backends), and the process backend, which adds nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from taskgate.runtime.sandbox.base import (
+    SAFE_PATH,
+    OutputCallback,
+    OutputCapture,
+    RunAs,
+    SandboxError,
+    SandboxLimits,
+    SandboxRequest,
+    SandboxResult,
+    child_setup,
+    exit_result,
+    resolve_run_as,
+    sandbox_env,
+    script_text,
+)
+
+KILL_GRACE_SECONDS = 1.0
+DRAIN_SECONDS = 2.0
+_STREAMS = {1: "stdout", 2: "stderr"}
+
+
+class Launch:
+    """What a backend starts: argv, environment, cwd, and the fds it owns until the run ends."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], cwd: Path) -> None:
+        self.argv = argv
+        self.env = env
+        self.cwd = cwd
+        self.pass_fds: list[int] = []
+        self._owned: list[int] = []
+
+    def __enter__(self) -> Launch:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def own(self, fd: int) -> int:
+        self._owned.append(fd)
+        return fd
+
+    def inherit(self, fd: int) -> int:
+        """Own ``fd`` and pass it to the child under the same number."""
+        self.pass_fds.append(self.own(fd))
+        return fd
+
+    def close(self) -> None:
+        for fd in self._owned:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._owned.clear()
+        self.pass_fds.clear()
+
+    def stop(self, pid: int) -> None:
+        """SIGKILL everything started from ``pid``, the direct child."""
+        kill_group(pid)
+
+    async def settle(self) -> None:
+        """Wait, after the direct child is gone, until nothing else of the run is left."""
+
+
+class ProcessSandbox:
+    """Plain host processes with the same limits, scrubbed environment, uid drop and cleanup as
+    bwrap, but without namespaces: no filesystem or network isolation."""
+
+    name = "process"
+    isolated = False
+
+    def __init__(self, *, run_as: RunAs | Literal["auto"] | None = "auto") -> None:
+        self.run_as = resolve_run_as(run_as)
+
+    async def run(
+        self, request: SandboxRequest, on_output: OutputCallback | None = None
+    ) -> SandboxResult:
+        work_dir = prepare_work_dir(request.work_dir, self.run_as)
+        return await run_launch(self.launch(request, work_dir), request, self.run_as, on_output)
+
+    def launch(self, request: SandboxRequest, work_dir: Path) -> Launch:
+        program = find_program("python3" if request.kind == "python" else "bash")
+        env = sandbox_env(str(work_dir), request.env)
+        launch = Launch([], env, work_dir)
+        # The script goes through an fd rather than argv, which caps one argument at 128 KiB.
+        script = launch.inherit(memfd("script", script_text(request).encode()))
+        launch.argv = [program, f"/proc/self/fd/{script}"]
+        return launch
+
+
+async def run_launch(
+    launch: Launch,
+    request: SandboxRequest,
+    run_as: RunAs | None,
+    on_output: OutputCallback | None,
+) -> SandboxResult:
+    """Run ``launch`` to its end or its wall timeout, collecting the output. Cancelling the
+    caller kills the sandbox, waits until it is reaped, then lets CancelledError through."""
+    limits = request.limits
+    with launch, OutputCapture(limits, request.output_path, on_output is not None) as capture:
+        started = time.monotonic()
+        transport, watch = await _spawn(launch, limits, run_as, capture)
+        forwarder = asyncio.create_task(capture.forward(on_output)) if on_output else None
+        try:
+            timed_out = await _supervise(launch, transport.get_pid(), watch, forwarder, limits)
+        finally:
+            transport.close()
+            if forwarder is not None:
+                forwarder.cancel()
+        duration = time.monotonic() - started
+        if timed_out:
+            return capture.result(None, "timeout", None, duration, request.output_path)
+        returncode = transport.get_returncode()
+        assert returncode is not None  # the process exited: _supervise waited for it
+        return exit_result(returncode, duration, capture, request.output_path)
+
+
+class _Watch(asyncio.SubprocessProtocol):
+    """Feeds the output to the capture; tells when the child exited and when its pipes closed."""
+
+    def __init__(self, capture: OutputCapture) -> None:
+        loop = asyncio.get_running_loop()
+        self.capture = capture
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self.closed: asyncio.Future[None] = loop.create_future()
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        self.capture.feed(_STREAMS[fd], data)
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+async def _spawn(
+    launch: Launch, limits: SandboxLimits, run_as: RunAs | None, capture: OutputCapture
+) -> tuple[asyncio.SubprocessTransport, _Watch]:
+    loop = asyncio.get_running_loop()
+    try:
+        return await loop.subprocess_exec(
+            lambda: _Watch(capture),
+            *launch.argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            **popen_options(launch, limits, run_as),
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise SandboxError(f"could not start {launch.argv[0]}: {exc}") from exc
+
+
+async def _supervise(
+    launch: Launch,
+    pid: int,
+    watch: _Watch,
+    forwarder: asyncio.Task[None] | None,
+    limits: SandboxLimits,
+) -> bool:
+    """Wait for the child to exit, kill it on timeout, cancellation or a failing callback, and
+    drain its output. Returns whether the wall timeout expired."""
+    try:
+        timed_out = await _wait_for_exit(watch.exited, forwarder, limits.wall_timeout_seconds)
+    except BaseException:
+        await _stop(launch, pid, watch)
+        raise
+    if timed_out:
+        await _stop(launch, pid, watch)
+    else:
+        kill_group(pid)  # whatever the group leader left behind, e.g. background jobs
+        await launch.settle()
+    await _within(watch.closed, DRAIN_SECONDS)
+    watch.capture.finish()
+    if forwarder is not None:
+        await forwarder
+    return timed_out
+
+
+async def _wait_for_exit(
+    exited: asyncio.Future[None], forwarder: asyncio.Task[None] | None, timeout: float
+) -> bool:
+    waiters: set[asyncio.Future[None]] = {exited}
+    if forwarder is not None:
+        waiters.add(forwarder)
+    done, _ = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    if forwarder is not None and forwarder in done:
+        forwarder.result()  # the forwarder only ends early when on_output raised: raise it here
+    return not exited.done()
+
+
+async def _stop(launch: Launch, pid: int, watch: _Watch) -> None:
+    """Kill the sandbox and wait until its main process has been reaped."""
+    launch.stop(pid)
+    if not await _within(watch.exited, KILL_GRACE_SECONDS):
+        kill_group(pid)
+        await _within(watch.exited, KILL_GRACE_SECONDS)
+    await launch.settle()
+
+
+async def _within(future: asyncio.Future[None], seconds: float) -> bool:
+    done, _ = await asyncio.wait({future}, timeout=seconds)
+    return bool(done)
+
+
+def popen_options(launch: Launch, limits: SandboxLimits, run_as: RunAs | None) -> dict[str, Any]:
+    """Popen keyword arguments: own session, scrubbed environment, uid drop, rlimits."""
+    options: dict[str, Any] = {
+        "stdin": subprocess.DEVNULL,
+        "env": launch.env,
+        "cwd": launch.cwd,
+        "pass_fds": tuple(launch.pass_fds),
+        "start_new_session": True,
+        "preexec_fn": child_setup(limits),
+    }
+    if run_as is not None:
+        options |= {"user": run_as.uid, "group": run_as.gid, "extra_groups": []}
+    return options
+
+
+def prepare_work_dir(work_dir: Path, run_as: RunAs | None) -> Path:
+    """Create the work dir and give it to the sandbox uid. Fails early when that uid cannot
+    reach it: bwrap resolves the bind source, and HOME is used, as that uid."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    path = work_dir.resolve()
+    if run_as is None:
+        return path
+    os.chown(path, run_as.uid, run_as.gid)
+    path.chmod(0o700)
+    for parent in path.parents:
+        if not _searchable(parent.stat(), run_as):
+            raise SandboxError(
+                f"uid {run_as.uid} cannot reach the work dir {path}: {parent} is not searchable"
+            )
+    return path
+
+
+def _searchable(st: os.stat_result, run_as: RunAs) -> bool:
+    if st.st_uid == run_as.uid:
+        return bool(st.st_mode & stat.S_IXUSR)
+    if st.st_gid == run_as.gid:
+        return bool(st.st_mode & stat.S_IXGRP)
+    return bool(st.st_mode & stat.S_IXOTH)
+
+
+def find_program(name: str) -> str:
+    """``/usr/bin/<name>`` when it exists, else ``<name>`` on the sandbox PATH; both are visible
+    inside bwrap too."""
+    preferred = Path("/usr/bin", name)
+    if os.access(preferred, os.X_OK):
+        return str(preferred)
+    found = shutil.which(name, path=SAFE_PATH)
+    if found is None:
+        raise SandboxError(f"{name} is not installed")
+    return found
+
+
+def memfd(name: str, data: bytes) -> int:
+    """An anonymous in-memory file holding ``data``, positioned at its start."""
+    fd = os.memfd_create(f"taskgate-{name}")
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.lseek(fd, 0, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
