@@ -1,0 +1,1 @@
+"""The job queue overview (GET /api/v1/queue)."""

@@ -1,0 +1,107 @@
+"""What a job handler sees: the process's runtime and its own fenced unit of work."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskgate.db.session import Database, on_commit
+from taskgate.runtime.leases import lock_if_held, mark_done
+from taskgate.settings import Settings
+
+log = structlog.get_logger()
+
+
+def new_node_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+@dataclass
+class Runtime:
+    """Built once per worker process; handlers reach shared services through it."""
+
+    settings: Settings
+    db: Database
+    node_id: str
+    # Services other features create lazily and share: ``runtime.extras.setdefault(...)``.
+    extras: dict[str, Any] = field(default_factory=dict)
+    # Reported in this node's row (e.g. the sandbox backend); read at every heartbeat.
+    capabilities: dict[str, Any] = field(default_factory=dict)
+    # Run (last first) when the worker stops, to close what ``extras`` opened.
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, settings: Settings, db: Database) -> Runtime:
+        return cls(settings, db, new_node_id())
+
+    async def aclose(self) -> None:
+        while self.closers:
+            closer = self.closers.pop()
+            try:
+                await closer()
+            except Exception:
+                log.exception("runtime_closer_failed")
+
+
+class LeaseLost(Exception):
+    """This worker no longer holds the job (its lease expired and it was retaken, it was
+    released, or it finished): nothing it writes for the job may be committed."""
+
+
+class RetryLater(Exception):
+    """The handler asks to run again later: after ``delay_seconds``, or with backoff."""
+
+    def __init__(self, reason: str, delay_seconds: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.delay_seconds = delay_seconds
+
+
+class PermanentFailure(Exception):
+    """The job can never succeed: it fails without a retry and the kind's on_dead hook runs."""
+
+
+@dataclass
+class JobContext:
+    runtime: Runtime
+    job_id: uuid.UUID
+    kind: str
+    payload: dict[str, Any]
+    attempt: int
+    max_attempts: int
+    fencing_token: int
+    # True once an outcome written through complete() has committed.
+    completed: bool = field(default=False, init=False)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A unit of work that commits only while this worker holds the job's lease.
+
+        The queue row is checked (status leased, our fencing token) and locked first, so the
+        lease cannot move to another worker before this commits; otherwise LeaseLost is raised
+        and nothing is written.
+        """
+        async with self.runtime.db.transaction() as session:
+            if not await lock_if_held(session, self.job_id, self.fencing_token):
+                raise LeaseLost(
+                    f"job {self.job_id} is no longer held with token {self.fencing_token}"
+                )
+            yield session
+
+    async def complete(self, session: AsyncSession) -> None:
+        """Mark the job done in this unit of work, together with the handler's results."""
+        if not await mark_done(session, self.job_id, self.fencing_token):
+            raise LeaseLost(f"job {self.job_id} is no longer held")
+        on_commit(session, self._committed)
+
+    async def _committed(self) -> None:
+        self.completed = True

@@ -1,0 +1,79 @@
+"""Helpers for the queue and worker tests: run a worker, poll a condition, read job rows."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Row, select, update
+
+from taskgate.db.session import Database
+from taskgate.ids import utcnow
+from taskgate.runtime.context import Runtime
+from taskgate.runtime.handlers import JobKind
+from taskgate.runtime.queue import jobs
+from taskgate.runtime.worker import Worker
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], *, timeout: float = 10.0, interval: float = 0.02
+) -> float:
+    """Poll ``check`` until it is true; returns the seconds it took. Fails at the deadline."""
+    started = time.monotonic()
+    while not await check():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(interval)
+    return time.monotonic() - started
+
+
+@asynccontextmanager
+async def running_worker(
+    runtime: Runtime,
+    kinds: Mapping[str, JobKind] | None = None,
+    *,
+    concurrency: int = 4,
+    grace_seconds: float = 5.0,
+) -> AsyncIterator[Worker]:
+    worker = Worker(runtime, concurrency=concurrency, kinds=kinds, grace_seconds=grace_seconds)
+    task = asyncio.create_task(worker.run_until_stopped())
+    ready = asyncio.create_task(worker.ready.wait())
+    await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        task.result()
+    try:
+        yield worker
+    finally:
+        ready.cancel()
+        await worker.drain()
+        await task
+
+
+def new_runtime(runtime: Runtime) -> Runtime:
+    """Another worker process's runtime on the same database (its own node id)."""
+    return Runtime.create(runtime.settings, runtime.db)
+
+
+async def job_row(db: Database, job_id: uuid.UUID) -> Row[Any]:
+    async with db.transaction(write=False) as session:
+        row = (await session.execute(select(jobs).where(jobs.c.id == job_id))).one()
+    return row
+
+
+async def job_status(db: Database, job_id: uuid.UUID) -> str:
+    return str((await job_row(db, job_id)).status)
+
+
+async def expire_lease(db: Database, job_id: uuid.UUID) -> None:
+    """Make a job's lease run out now, as if its worker had stopped heartbeating long ago."""
+    async with db.transaction() as session:
+        await session.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id)
+            .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
