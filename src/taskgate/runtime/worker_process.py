@@ -28,6 +28,12 @@ async def serve_worker(
     db = Database(create_engine(settings))
     runtime = Runtime.create(settings, db)
     worker = Worker(runtime, concurrency=concurrency, grace_seconds=grace_seconds)
+    # Workers also turn committed events into outbound deliveries; one dispatcher scans at a
+    # time across processes, the others stand by.
+    from taskgate.destinations.dispatcher import Dispatcher
+
+    dispatcher = Dispatcher()
+    await dispatcher.open(db, settings)
     loop = asyncio.get_running_loop()
     signals = 0
 
@@ -46,6 +52,7 @@ async def serve_worker(
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        await dispatcher.stop()
         await runtime.aclose()
         await db.dispose()
 

@@ -1,0 +1,233 @@
+"""The dispatcher: committed events → deliveries → `delivery.send` jobs, exactly once each.
+
+It scans the event log from a stored cursor, matches each event against the active
+subscriptions of its owner, and in one transaction inserts the deliveries (a delivery is
+unique per subscription and event, so a rescan never duplicates one) and enqueues one job
+per new delivery. Only one dispatcher scans at a time across processes (see
+`repository.lock_cursor`). It wakes on the "events" commit signal of its own process, and
+polls about every second for events committed elsewhere.
+
+Why not simply "events after the cursor": PostgreSQL hands out ids when rows are inserted
+but makes them visible when their transaction commits, so id 10 can appear after id 11 was
+scanned. The dispatcher therefore remembers the ids missing below the highest one it has
+scanned (holes) and looks for them again at every scan, until they appear or the
+lookback window (`delivery.dispatch_lookback_seconds`, counted from the creation of the
+event after the hole) has passed: an id that stays missing that long belonged to a
+transaction that rolled back. The stored cursor only advances to just below the oldest
+hole, so a restarted dispatcher rescans what it may have missed (harmlessly).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskgate.db.session import Database
+from taskgate.destinations import repository as repo
+from taskgate.destinations.delivery import DELIVERY_KIND, MAX_JOB_ATTEMPTS
+from taskgate.destinations.matching import filter_document, filter_matches, pattern_matches
+from taskgate.events.bus import EventBus, Notifications
+from taskgate.events.outbox import EVENTS_COMMITTED
+from taskgate.ids import new_id, utcnow
+from taskgate.models import Event, Subscription
+from taskgate.runtime.queue import enqueue
+from taskgate.settings import Settings
+
+log = structlog.get_logger()
+
+MAX_HOLES = 10_000
+
+
+@dataclass
+class ScanState:
+    """This process's knowledge above the stored cursor."""
+
+    high: int = 0  # every id up to here was scanned, except the holes
+    holes: dict[int, datetime] = field(default_factory=dict)  # id → when the next id was made
+
+    def sync(self, stored: int) -> None:
+        """Adopt progress another dispatcher saved while this one was not scanning."""
+        if stored > self.high:
+            self.high = stored
+        for hole in [h for h in self.holes if h <= stored]:
+            del self.holes[hole]
+
+    def advance(self, fresh: list[Event]) -> None:
+        for event in fresh:
+            for missing in range(self.high + 1, event.id):
+                self.holes[missing] = event.created_at
+            self.high = max(self.high, event.id)
+
+    def settle(self, filled: list[Event], now: datetime, lookback: float) -> None:
+        for event in filled:
+            self.holes.pop(event.id, None)
+        expired = now - timedelta(seconds=lookback)
+        for hole in [h for h, seen in self.holes.items() if seen < expired]:
+            del self.holes[hole]
+        if len(self.holes) > MAX_HOLES:
+            # A huge gap (a bulk insert rolled back): wait only for the newest ones.
+            for hole in sorted(self.holes)[: len(self.holes) - MAX_HOLES]:
+                del self.holes[hole]
+
+    @property
+    def low(self) -> int:
+        """Every id up to here is settled: the cursor worth storing."""
+        return min(self.holes) - 1 if self.holes else self.high
+
+
+def matching_subscriptions(
+    event: Event, document: dict[str, Any], subscriptions: list[Subscription]
+) -> list[Subscription]:
+    return [
+        s
+        for s in subscriptions
+        if s.owner_id == event.owner_id
+        and pattern_matches(s.event_pattern, event.type)
+        and filter_matches(s.filter, document)
+    ]
+
+
+async def dispatch_events(session: AsyncSession, events: list[Event]) -> list[tuple[Any, Any]]:
+    """Deliveries and jobs for these events; returns the new (delivery_id, subscription_id)."""
+    owners = {e.owner_id for e in events if e.owner_id is not None}
+    owned = [e for e in events if e.owner_id in owners]
+    subscriptions = await repo.active_subscriptions(session, owners)
+    if not subscriptions:
+        return []
+    now = utcnow()
+    rows: list[dict[str, Any]] = []
+    for event in owned:
+        document = filter_document(event)
+        for subscription in matching_subscriptions(event, document, subscriptions):
+            rows.append(
+                {
+                    "id": new_id(),
+                    "subscription_id": subscription.id,
+                    "destination_id": subscription.destination_id,
+                    "event_id": event.id,
+                    "event_type": event.type,
+                    "status": "pending",
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+    inserted = await repo.insert_deliveries(session, rows)
+    for delivery_id, subscription_id in inserted:
+        # One key per subscription: its deliveries leave one at a time, in event order.
+        await enqueue(
+            session,
+            DELIVERY_KIND,
+            {"delivery_id": str(delivery_id)},
+            max_attempts=MAX_JOB_ATTEMPTS,
+            concurrency_key=f"sub:{subscription_id}",
+            job_id=delivery_id,
+        )
+    return inserted
+
+
+class Dispatcher:
+    """A component: runs the scan loop in any process that runs a worker."""
+
+    name = "dispatcher"
+
+    def __init__(self, *, batch_size: int = 500, poll_seconds: float = 1.0) -> None:
+        self.batch_size = batch_size
+        self.poll_seconds = poll_seconds
+        self.state = ScanState()
+        self._initialized = False
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._notifications: Notifications | None = None
+        self._db: Database | None = None
+        self._settings: Settings | None = None
+
+    async def start(self, app: FastAPI) -> None:
+        await self.open(app.state.db, app.state.settings, getattr(app.state, "bus", None))
+
+    async def open(self, db: Database, settings: Settings, bus: EventBus | None = None) -> None:
+        """Start scanning without an app (a standalone worker process)."""
+        self._db = db
+        self._settings = settings
+        db.listen(EVENTS_COMMITTED, self._on_events)
+        # The bus also carries commits made by other processes (when it listens).
+        if bus is not None:
+            self._notifications = bus.subscribe()
+            self._tasks.append(asyncio.create_task(self._follow(self._notifications)))
+        self._tasks.append(asyncio.create_task(self._run(), name="dispatcher"))
+
+    async def stop(self) -> None:
+        if self._notifications is not None:
+            self._notifications.close()
+            self._notifications = None
+        if self._db is not None:
+            listeners = self._db.listeners.get(EVENTS_COMMITTED, [])
+            if self._on_events in listeners:
+                listeners.remove(self._on_events)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+    async def _on_events(self, _ids: list[Any]) -> None:
+        self._wake.set()
+
+    async def _follow(self, notifications: Notifications) -> None:
+        async for _ in notifications:
+            self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                more = await self.run_once() >= self.batch_size
+            except Exception:
+                log.exception("dispatch_failed")
+                more = False
+            if more:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+
+    async def run_once(self) -> int:
+        """One scan; returns how many new events it read (0 when another dispatcher holds
+        the cursor)."""
+        assert self._db is not None
+        assert self._settings is not None
+        lookback = self._settings.delivery.dispatch_lookback_seconds
+        if self._initialized and not self.state.holes:
+            # Idle most of the time: look before taking the write lock (SQLite) or row lock.
+            async with self._db.transaction(write=False) as session:
+                newest = await repo.newest_event_id(session)
+            if newest is None or newest <= self.state.high:
+                return 0
+        async with self._db.transaction() as session:
+            stored = await repo.lock_cursor(session)
+            if stored is None:
+                return 0
+            # Work on a copy: the new state is adopted only if this transaction commits.
+            known = self.state if self._initialized else ScanState(high=stored)
+            state = ScanState(known.high, dict(known.holes))
+            state.sync(stored)
+            filled = await repo.events_by_ids(session, list(state.holes))
+            fresh = await repo.events_after(session, state.high, self.batch_size)
+            state.advance(fresh)
+            state.settle(filled, utcnow(), lookback)
+            inserted = await dispatch_events(session, filled + fresh)
+            if state.low != stored:
+                await repo.save_cursor(session, state.low)
+        # Adopt the new state only once it is committed.
+        self.state, self._initialized = state, True
+        if inserted:
+            log.debug("deliveries_dispatched", count=len(inserted))
+        return len(fresh)

@@ -1,0 +1,175 @@
+"""Destination use cases: create, read, change, delete; the secret is sealed, never shown."""
+
+from __future__ import annotations
+
+import uuid
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskgate.audit.service import audit
+from taskgate.destinations import repository as repo
+from taskgate.destinations.schemas import DestinationCreate, DestinationOut, DestinationUpdate
+from taskgate.destinations.sealing import open_secret, seal_secret, secret_box, url_policy
+from taskgate.errors import FieldProblem, NotFound, ValidationFailed
+from taskgate.identity.principal import Principal
+from taskgate.ids import new_id
+from taskgate.models import Destination
+from taskgate.outbound.adapters import validate_config
+from taskgate.outbound.secretbox import SecretBoxError
+from taskgate.outbound.ssrf import BlockedURLError, check_url
+from taskgate.settings import Settings
+
+log = structlog.get_logger()
+
+
+def destination_out(destination: Destination) -> DestinationOut:
+    return DestinationOut(
+        id=destination.id,
+        name=destination.name,
+        destination_type=destination.destination_type,
+        destination_config=destination.destination_config,
+        has_secret=destination.secret_ciphertext is not None,
+        is_active=destination.is_active,
+        consecutive_failures=destination.consecutive_failures,
+        disabled_reason=destination.disabled_reason,
+        created_at=destination.created_at,
+        updated_at=destination.updated_at,
+    )
+
+
+def _url_field(destination_type: str) -> str:
+    """Where the URL taskgate will call lives, as the API body names it."""
+    if destination_type == "webhook":
+        return "destination_config.url"
+    if destination_type == "matrix":
+        return "destination_config.homeserver"
+    return "secret"  # a chat incoming-webhook URL is itself the credential
+
+
+async def _validate(
+    settings: Settings, destination_type: str, config: dict[str, object], secret: str | None
+) -> None:
+    """400 naming every field that is wrong; then the URL policy (the SSRF guard)."""
+    problems = validate_config(destination_type, config, secret)
+    if problems:
+        details = [FieldProblem(field, message) for field, message in problems]
+        summary = "; ".join(f"{p.field}: {p.message}" for p in details)
+        raise ValidationFailed(f"The destination is not valid: {summary}", details=details)
+    field = _url_field(destination_type)
+    url = secret if field == "secret" else config.get(field.removeprefix("destination_config."))
+    assert isinstance(url, str)  # validate_config has checked it is
+    try:
+        await check_url(url.strip(), url_policy(settings))
+    except BlockedURLError as exc:
+        # The reason names the host, never the URL (which may be a credential).
+        raise ValidationFailed.field(field, exc.reason) from exc
+
+
+async def create_destination(
+    session: AsyncSession, settings: Settings, principal: Principal, body: DestinationCreate
+) -> Destination:
+    await _validate(settings, body.destination_type, body.destination_config, body.secret)
+    destination = Destination(
+        id=new_id(),
+        owner_id=principal.user_id,
+        name=body.name,
+        destination_type=body.destination_type,
+        destination_config=body.destination_config,
+        is_active=body.is_active,
+        consecutive_failures=0,
+    )
+    seal_secret(secret_box(settings), destination, body.secret)
+    session.add(destination)
+    await session.flush()
+    await audit(
+        session,
+        "destination.create",
+        principal,
+        resource_type="destination",
+        resource_id=destination.id,
+        detail={"name": destination.name, "destination_type": destination.destination_type},
+    )
+    log.info("destination_created", destination_id=str(destination.id))
+    return destination
+
+
+async def get_destination(
+    session: AsyncSession, principal: Principal, destination_id: uuid.UUID
+) -> Destination:
+    destination = await repo.destination_for(session, destination_id, principal.user_id)
+    if destination is None:
+        raise NotFound("No such destination.")
+    return destination
+
+
+async def update_destination(
+    session: AsyncSession,
+    settings: Settings,
+    principal: Principal,
+    destination_id: uuid.UUID,
+    body: DestinationUpdate,
+) -> Destination:
+    destination = await get_destination(session, principal, destination_id)
+    sent = body.model_fields_set
+    for field in ("name", "destination_type", "destination_config", "is_active"):
+        if field in sent and getattr(body, field) is None:
+            raise ValidationFailed.field(field, "may not be null")
+    changed = sorted(sent)
+    delivery_changed = sent & {"destination_type", "destination_config", "secret"}
+    box = secret_box(settings)
+    if delivery_changed:
+        destination_type = body.destination_type or destination.destination_type
+        config = (
+            body.destination_config
+            if body.destination_config is not None
+            else destination.destination_config
+        )
+        if "secret" in sent:
+            secret = body.secret
+        else:
+            try:
+                secret = open_secret(box, destination)
+            except SecretBoxError as exc:
+                raise ValidationFailed.field(
+                    "secret", "the stored secret cannot be decrypted; send it again"
+                ) from exc
+        await _validate(settings, destination_type, config, secret)
+        destination.destination_type = destination_type
+        destination.destination_config = config
+        if "secret" in sent:
+            seal_secret(box, destination, secret)
+    if body.name is not None:
+        destination.name = body.name
+    if body.is_active is not None:
+        if body.is_active and not destination.is_active:
+            # Re-enabling is the owner's word that the endpoint works again.
+            destination.consecutive_failures = 0
+            destination.disabled_reason = None
+        destination.is_active = body.is_active
+    await session.flush()
+    await audit(
+        session,
+        "destination.update",
+        principal,
+        resource_type="destination",
+        resource_id=destination.id,
+        detail={"changed_fields": changed, "is_active": destination.is_active},
+    )
+    return destination
+
+
+async def delete_destination(
+    session: AsyncSession, principal: Principal, destination_id: uuid.UUID
+) -> None:
+    destination = await get_destination(session, principal, destination_id)
+    await session.delete(destination)
+    await session.flush()
+    await audit(
+        session,
+        "destination.delete",
+        principal,
+        resource_type="destination",
+        resource_id=destination_id,
+        detail={"name": destination.name},
+    )

@@ -1,0 +1,117 @@
+"""Subscription use cases: route the owner's events to one of the owner's destinations."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskgate.audit.service import audit
+from taskgate.destinations import repository as repo
+from taskgate.destinations.matching import filter_problems, pattern_problem
+from taskgate.destinations.schemas import SubscriptionCreate, SubscriptionUpdate
+from taskgate.destinations.service import get_destination
+from taskgate.errors import FieldProblem, NotFound, ValidationFailed
+from taskgate.identity.principal import Principal
+from taskgate.ids import new_id
+from taskgate.models import Subscription
+
+
+def _validate(event_pattern: str | None, event_filter: dict[str, Any] | None) -> None:
+    problems: list[tuple[str, str]] = []
+    if event_pattern is not None and (problem := pattern_problem(event_pattern)):
+        problems.append(("event_pattern", problem))
+    if event_filter:
+        problems += filter_problems(event_filter)
+    if problems:
+        details = [FieldProblem(field, message) for field, message in problems]
+        summary = "; ".join(f"{p.field}: {p.message}" for p in details)
+        raise ValidationFailed(f"The subscription is not valid: {summary}", details=details)
+
+
+async def create_subscription(
+    session: AsyncSession, principal: Principal, body: SubscriptionCreate
+) -> Subscription:
+    _validate(body.event_pattern, body.filter)
+    # Someone else's destination is a 404, like any resource the caller may not see.
+    destination = await get_destination(session, principal, body.destination_id)
+    subscription = Subscription(
+        id=new_id(),
+        owner_id=principal.user_id,
+        destination_id=destination.id,
+        event_pattern=body.event_pattern,
+        filter=body.filter or None,
+        is_active=body.is_active,
+    )
+    session.add(subscription)
+    await session.flush()
+    await audit(
+        session,
+        "subscription.create",
+        principal,
+        resource_type="subscription",
+        resource_id=subscription.id,
+        detail={
+            "destination_id": str(destination.id),
+            "event_pattern": subscription.event_pattern,
+            "filter": subscription.filter,
+        },
+    )
+    return subscription
+
+
+async def get_subscription(
+    session: AsyncSession, principal: Principal, subscription_id: uuid.UUID
+) -> Subscription:
+    subscription = await repo.subscription_for(session, subscription_id, principal.user_id)
+    if subscription is None:
+        raise NotFound("No such subscription.")
+    return subscription
+
+
+async def update_subscription(
+    session: AsyncSession,
+    principal: Principal,
+    subscription_id: uuid.UUID,
+    body: SubscriptionUpdate,
+) -> Subscription:
+    subscription = await get_subscription(session, principal, subscription_id)
+    sent = body.model_fields_set
+    if "event_pattern" in sent and body.event_pattern is None:
+        raise ValidationFailed.field("event_pattern", "may not be null")
+    if "is_active" in sent and body.is_active is None:
+        raise ValidationFailed.field("is_active", "may not be null")
+    _validate(body.event_pattern, body.filter)
+    if body.event_pattern is not None:
+        subscription.event_pattern = body.event_pattern
+    if "filter" in sent:
+        subscription.filter = body.filter or None
+    if body.is_active is not None:
+        subscription.is_active = body.is_active
+    await session.flush()
+    await audit(
+        session,
+        "subscription.update",
+        principal,
+        resource_type="subscription",
+        resource_id=subscription.id,
+        detail={"changed_fields": sorted(sent)},
+    )
+    return subscription
+
+
+async def delete_subscription(
+    session: AsyncSession, principal: Principal, subscription_id: uuid.UUID
+) -> None:
+    subscription = await get_subscription(session, principal, subscription_id)
+    await session.delete(subscription)
+    await session.flush()
+    await audit(
+        session,
+        "subscription.delete",
+        principal,
+        resource_type="subscription",
+        resource_id=subscription_id,
+        detail={"destination_id": str(subscription.destination_id)},
+    )
