@@ -1,0 +1,1 @@
+"""Human approvals: pending decisions on workflow steps and task tool calls."""

@@ -1,0 +1,103 @@
+"""Approval routes: list, read, decide (native and Shannon's body)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from taskgate.approvals import repository as repo
+from taskgate.approvals import service
+from taskgate.approvals.schemas import (
+    ApprovalOut,
+    ApprovalStatus,
+    CompatDecisionRequest,
+    DecisionRequest,
+    DecisionResult,
+)
+from taskgate.http.auth import CurrentPrincipal, Session
+from taskgate.http.pagination import Page, PageParams, page_params, paginate
+from taskgate.models import Approval
+from taskgate.openapi import errors
+
+router = APIRouter(prefix="/api/v1", tags=["approvals"])
+ApprovalPage = Annotated[PageParams, Depends(page_params(["created_at", "-created_at"]))]
+
+
+@router.get("/approvals", responses=errors(400, 401, 403))
+async def list_approvals(
+    session: Session,
+    principal: CurrentPrincipal,
+    page: ApprovalPage,
+    status: Annotated[list[ApprovalStatus] | None, Query()] = None,
+    execution_id: uuid.UUID | None = None,
+    task_id: uuid.UUID | None = None,
+) -> Page[ApprovalOut]:
+    """Approvals you own or are named an approver of; ``status=PENDING`` for what waits."""
+    principal.require_scope("approvals:read")
+    rows, next_link, total = await paginate(
+        session,
+        repo.visible_query(
+            principal.user_id,
+            principal.username,
+            statuses=status or [],
+            execution_id=execution_id,
+            task_id=task_id,
+        ),
+        page,
+        {"created_at": Approval.created_at},
+        Approval.id,
+    )
+    return Page(results=[service.approval_out(r) for r in rows], next=next_link, count=total)
+
+
+@router.post("/approvals/decision", responses=errors(400, 401, 403, 404, 409))
+async def decide_compat(
+    body: CompatDecisionRequest, session: Session, principal: CurrentPrincipal
+) -> DecisionResult:
+    """Shannon's body: the approval (and optionally what it belongs to) named in the body."""
+    approval = await service.decide(
+        session,
+        principal,
+        body.approval_id,
+        approved=body.approved,
+        feedback=body.feedback,
+        modified_action=body.modified_action,
+        subject_id=body.workflow_id,
+        approved_by=body.approved_by,
+    )
+    return _result(approval, body.workflow_id)
+
+
+@router.get("/approvals/{approval_id}", responses=errors(401, 403, 404))
+async def get_approval(
+    approval_id: uuid.UUID, session: Session, principal: CurrentPrincipal
+) -> ApprovalOut:
+    return service.approval_out(await service.get_approval(session, principal, approval_id))
+
+
+@router.post("/approvals/{approval_id}/decision", responses=errors(400, 401, 403, 404, 409))
+async def decide(
+    approval_id: uuid.UUID, body: DecisionRequest, session: Session, principal: CurrentPrincipal
+) -> DecisionResult:
+    approval = await service.decide(
+        session,
+        principal,
+        approval_id,
+        approved=body.approved,
+        feedback=body.feedback,
+        modified_action=body.modified_action,
+    )
+    return _result(approval, None)
+
+
+def _result(approval: Approval, workflow_id: str | None) -> DecisionResult:
+    subject = approval.task_id or approval.execution_id
+    return DecisionResult(
+        success=True,
+        message="Approved." if approval.status == service.APPROVED else "Rejected.",
+        approval_id=approval.id,
+        workflow_id=workflow_id or (str(subject) if subject else None),
+        status=approval.status,
+    )

@@ -1,0 +1,72 @@
+"""Queries for approvals."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import Select, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskgate.models import Approval
+
+
+def approver_key(username: str) -> str:
+    return f",{username.lower()},"
+
+
+def encode_approvers(usernames: Sequence[str]) -> str:
+    names = list(dict.fromkeys(name.strip().lower() for name in usernames if name.strip()))
+    return f",{','.join(names)}," if names else ""
+
+
+def decode_approvers(stored: str) -> list[str]:
+    return [name for name in stored.split(",") if name]
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def visible_query(
+    user_id: uuid.UUID,
+    username: str,
+    *,
+    statuses: Sequence[str],
+    execution_id: uuid.UUID | None,
+    task_id: uuid.UUID | None,
+) -> Select[tuple[Approval]]:
+    """Approvals the user owns or is named an approver of."""
+    named = Approval.approvers.like(f"%{_escape_like(approver_key(username))}%", escape="\\")
+    stmt = select(Approval).where(or_(Approval.owner_id == user_id, named))
+    if statuses:
+        stmt = stmt.where(Approval.status.in_(statuses))
+    if execution_id is not None:
+        stmt = stmt.where(Approval.execution_id == execution_id)
+    if task_id is not None:
+        stmt = stmt.where(Approval.task_id == task_id)
+    return stmt
+
+
+async def approval_for_update(session: AsyncSession, approval_id: uuid.UUID) -> Approval | None:
+    stmt = (
+        select(Approval)
+        .where(Approval.id == approval_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return (await session.scalars(stmt)).first()
+
+
+async def pending_for_task(session: AsyncSession, task_id: uuid.UUID) -> Approval | None:
+    stmt = select(Approval).where(Approval.task_id == task_id, Approval.status == "PENDING")
+    return (await session.scalars(stmt.order_by(Approval.created_at.desc()))).first()
+
+
+async def cancel_pending_for_execution(session: AsyncSession, execution_id: uuid.UUID) -> None:
+    await session.execute(
+        update(Approval)
+        .where(Approval.execution_id == execution_id, Approval.status == "PENDING")
+        .values(status="CANCELLED")
+        .execution_options(synchronize_session=False)
+    )

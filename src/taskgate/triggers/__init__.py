@@ -1,0 +1,1 @@
+"""Triggers: events ingested by API or inbound webhook, and the workflows they start."""

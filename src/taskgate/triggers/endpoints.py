@@ -1,0 +1,193 @@
+"""Routes: events (ingest and list), inbound webhooks, webhook sources."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+
+from taskgate.errors import PayloadTooLarge
+from taskgate.http.auth import CurrentPrincipal, Session
+from taskgate.http.context import current_trace_id
+from taskgate.http.pagination import Page, PageParams, page_params, paginate
+from taskgate.models import Event, WebhookSource
+from taskgate.openapi import errors
+from taskgate.triggers import inbound, sources
+from taskgate.triggers import repository as repo
+from taskgate.triggers.schemas import (
+    EventAccepted,
+    EventCreate,
+    EventOut,
+    WebhookAccepted,
+    WebhookSourceCreate,
+    WebhookSourceCreated,
+    WebhookSourceOut,
+    WebhookSourceUpdate,
+)
+from taskgate.triggers.service import submit_event
+from taskgate.workflows.endpoints import Box
+
+router = APIRouter(prefix="/api/v1")
+WEBHOOK_MAX_BYTES = 1024 * 1024
+EventPage = Annotated[PageParams, Depends(page_params(["-id", "id"], default="-id"))]
+SourcePage = Annotated[PageParams, Depends(page_params(["created_at", "-created_at"]))]
+
+
+@router.post(
+    "/events",
+    tags=["events"],
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"description": "A repeated dedupe_key: the first event"}, **errors(400, 401)},
+)
+async def create_event(
+    body: EventCreate, session: Session, principal: CurrentPrincipal, response: Response
+) -> EventAccepted:
+    ingested = await submit_event(
+        session, principal, type=body.type, payload=body.payload, dedupe_key=body.dedupe_key
+    )
+    if ingested.duplicate:
+        response.status_code = status.HTTP_200_OK
+    return EventAccepted(
+        event_id=ingested.event.id,
+        trace_id=current_trace_id(),
+        duplicate=ingested.duplicate,
+        execution_ids=[e.id for e in ingested.executions],
+    )
+
+
+@router.get("/events", tags=["events"], responses=errors(400, 401, 403))
+async def list_events(
+    session: Session,
+    principal: CurrentPrincipal,
+    page: EventPage,
+    type: Annotated[
+        list[str] | None, Query(description="Exact types or prefixes such as order.*")
+    ] = None,
+) -> Page[EventOut]:
+    """The caller's events, newest first."""
+    principal.require_scope("events:read")
+    types = [t.strip() for item in type or [] for t in item.split(",") if t.strip()]
+    rows, next_link, total = await paginate(
+        session, repo.events_query(principal.user_id, types=types), page, {"id": Event.id}, Event.id
+    )
+    return Page(results=[_event_out(r) for r in rows], next=next_link, count=total)
+
+
+def _event_out(event: Event) -> EventOut:
+    return EventOut(
+        id=event.id,
+        type=event.type,
+        created_at=event.created_at,
+        task_id=event.task_id,
+        run_id=event.run_id,
+        job_id=event.job_id,
+        execution_id=event.execution_id,
+        workflow_id=event.workflow_id,
+        session_id=event.session_id,
+        dedupe_key=event.dedupe_key,
+        payload=event.payload if isinstance(event.payload, dict) else {"value": event.payload},
+    )
+
+
+async def _raw_body(request: Request) -> bytes:
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > WEBHOOK_MAX_BYTES:
+            raise PayloadTooLarge(f"Webhook bodies are limited to {WEBHOOK_MAX_BYTES} bytes.")
+    return bytes(body)
+
+
+@router.post(
+    "/webhooks/{source}",
+    tags=["webhooks"],
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={
+        200: {"description": "A replayed webhook-id: the first event, nothing new"},
+        **errors(401, 404, 413),
+    },
+)
+async def receive_webhook(
+    source: str, request: Request, session: Session, box: Box, response: Response
+) -> WebhookAccepted:
+    """Signed by the source's secret instead of a token; see the webhook sources."""
+    body = await _raw_body(request)
+    received = await inbound.receive(session, source, request.headers, body, box)
+    ingested = received.ingested
+    if received.replay:
+        response.status_code = status.HTTP_200_OK
+        message = "Duplicate delivery (this webhook-id was already received); nothing started."
+    else:
+        message = "Event accepted for processing"
+    return WebhookAccepted(
+        event_id=ingested.event.id,
+        trace_id=current_trace_id(),
+        message=message,
+        duplicate=received.replay,
+        execution_ids=[e.id for e in ingested.executions],
+    )
+
+
+@router.get("/webhook-sources", tags=["webhooks"], responses=errors(400, 401, 403))
+async def list_sources(
+    session: Session, principal: CurrentPrincipal, page: SourcePage
+) -> Page[WebhookSourceOut]:
+    principal.require_scope("webhooks:read")
+    rows, next_link, total = await paginate(
+        session,
+        repo.sources_query(principal.user_id),
+        page,
+        {"created_at": WebhookSource.created_at},
+        WebhookSource.id,
+    )
+    return Page(results=[sources.source_out(r) for r in rows], next=next_link, count=total)
+
+
+@router.post(
+    "/webhook-sources",
+    tags=["webhooks"],
+    status_code=status.HTTP_201_CREATED,
+    responses=errors(400, 401, 403, 409),
+)
+async def create_source(
+    body: WebhookSourceCreate, session: Session, principal: CurrentPrincipal, box: Box
+) -> WebhookSourceCreated:
+    """The secret is in this response only; afterwards it is write-only."""
+    source, secret = await sources.create_source(session, principal, body, box)
+    return sources.source_created(source, secret)
+
+
+@router.get("/webhook-sources/{source_id}", tags=["webhooks"], responses=errors(401, 403, 404))
+async def get_source(
+    source_id: uuid.UUID, session: Session, principal: CurrentPrincipal
+) -> WebhookSourceOut:
+    return sources.source_out(await sources.get_source(session, principal, source_id))
+
+
+@router.patch(
+    "/webhook-sources/{source_id}", tags=["webhooks"], responses=errors(400, 401, 403, 404)
+)
+async def update_source(
+    source_id: uuid.UUID,
+    body: WebhookSourceUpdate,
+    session: Session,
+    principal: CurrentPrincipal,
+    box: Box,
+) -> WebhookSourceOut:
+    source = await sources.update_source(session, principal, source_id, body, box)
+    await session.flush()
+    return sources.source_out(source)
+
+
+@router.delete(
+    "/webhook-sources/{source_id}",
+    tags=["webhooks"],
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=errors(401, 403, 404),
+)
+async def delete_source(
+    source_id: uuid.UUID, session: Session, principal: CurrentPrincipal
+) -> Response:
+    await sources.delete_source(session, principal, source_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

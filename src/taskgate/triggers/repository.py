@@ -1,0 +1,71 @@
+"""Queries for ingested events, webhook sources and webhook receipts."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, Select, delete, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskgate.models import Event, WebhookReceipt, WebhookSource
+
+
+async def event_by_dedupe_key(
+    session: AsyncSession, owner_id: uuid.UUID, dedupe_key: str
+) -> Event | None:
+    stmt = select(Event).where(Event.owner_id == owner_id, Event.dedupe_key == dedupe_key)
+    return (await session.scalars(stmt)).first()
+
+
+def events_query(owner_id: uuid.UUID, *, types: list[str]) -> Select[tuple[Event]]:
+    stmt = select(Event).where(Event.owner_id == owner_id)
+    exact = [t for t in types if not t.endswith(".*") and t != "*"]
+    prefixes = [t[:-1] for t in types if t.endswith(".*")]
+    if "*" in types or not types:
+        return stmt
+    conditions: list[ColumnElement[bool]] = []
+    if exact:
+        conditions.append(Event.type.in_(exact))
+    conditions += [Event.type.startswith(prefix, autoescape=True) for prefix in prefixes]
+    return stmt.where(or_(*conditions))
+
+
+def sources_query(owner_id: uuid.UUID) -> Select[tuple[WebhookSource]]:
+    return select(WebhookSource).where(WebhookSource.owner_id == owner_id)
+
+
+async def source_of(
+    session: AsyncSession, owner_id: uuid.UUID, source_id: uuid.UUID
+) -> WebhookSource | None:
+    stmt = select(WebhookSource).where(
+        WebhookSource.id == source_id, WebhookSource.owner_id == owner_id
+    )
+    return (await session.scalars(stmt)).first()
+
+
+async def source_by_slug(session: AsyncSession, slug: str) -> WebhookSource | None:
+    stmt = select(WebhookSource).where(WebhookSource.slug == slug)
+    return (await session.scalars(stmt)).first()
+
+
+async def slug_exists(session: AsyncSession, slug: str) -> bool:
+    stmt = select(WebhookSource.id).where(WebhookSource.slug == slug).limit(1)
+    return (await session.scalar(stmt)) is not None
+
+
+async def receipt_of(
+    session: AsyncSession, source_id: uuid.UUID, message_id: str
+) -> WebhookReceipt | None:
+    stmt = select(WebhookReceipt).where(
+        WebhookReceipt.source_id == source_id, WebhookReceipt.message_id == message_id
+    )
+    return (await session.scalars(stmt.execution_options(populate_existing=True))).first()
+
+
+async def forget_receipts(session: AsyncSession, source_id: uuid.UUID, before: datetime) -> None:
+    await session.execute(
+        delete(WebhookReceipt).where(
+            WebhookReceipt.source_id == source_id, WebhookReceipt.received_at < before
+        )
+    )

@@ -1,0 +1,152 @@
+"""Webhook source use cases: create (the secret shown once), read, change, delete."""
+
+from __future__ import annotations
+
+import re
+import secrets as _random
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskgate.audit.service import audit
+from taskgate.errors import Conflict, NotFound
+from taskgate.identity.principal import Principal
+from taskgate.ids import new_id, utcnow
+from taskgate.models import WebhookSource
+from taskgate.outbound.secretbox import SecretBox
+from taskgate.outbound.signing import generate_webhook_secret
+from taskgate.triggers import repository as repo
+from taskgate.triggers.schemas import (
+    WebhookSourceCreate,
+    WebhookSourceCreated,
+    WebhookSourceOut,
+    WebhookSourceUpdate,
+)
+
+
+def _aad(source_id: uuid.UUID) -> bytes:
+    return f"webhook_source:{source_id}".encode()
+
+
+def seal(box: SecretBox, source: WebhookSource, secret: str) -> None:
+    source.secret_ciphertext, source.secret_kid = box.encrypt(secret, aad=_aad(source.id))
+
+
+def open_secret(box: SecretBox, source: WebhookSource) -> str:
+    return box.decrypt(source.secret_ciphertext, source.secret_kid, aad=_aad(source.id))
+
+
+async def _free_slug(session: AsyncSession, name: str) -> str:
+    base = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:80] or "source"
+    if not await repo.slug_exists(session, base):
+        return base
+    # Slugs are global (they are URLs): another user's may already hold the plain one.
+    while True:
+        slug = f"{base}-{_random.token_hex(3)}"
+        if not await repo.slug_exists(session, slug):
+            return slug
+
+
+async def create_source(
+    session: AsyncSession, principal: Principal, body: WebhookSourceCreate, box: SecretBox
+) -> tuple[WebhookSource, str]:
+    principal.require_scope("webhooks:write")
+    if body.slug is not None:
+        if await repo.slug_exists(session, body.slug):
+            raise Conflict(f"The webhook source slug {body.slug!r} is taken.")
+        slug = body.slug
+    else:
+        slug = await _free_slug(session, body.name)
+    secret = body.secret or generate_webhook_secret()
+    source = WebhookSource(
+        id=new_id(),
+        owner_id=principal.user_id,
+        name=body.name,
+        slug=slug,
+        description=body.description,
+        enabled=body.enabled,
+        signature_scheme=body.signature_scheme,
+        default_event_type=body.default_event_type,
+    )
+    seal(box, source, secret)
+    session.add(source)
+    await session.flush()
+    await audit(
+        session,
+        "webhook_source.create",
+        principal,
+        resource_type="webhook_source",
+        resource_id=source.id,
+        detail={"slug": slug},
+    )
+    return source, secret
+
+
+async def get_source(
+    session: AsyncSession, principal: Principal, source_id: uuid.UUID, *, write: bool = False
+) -> WebhookSource:
+    principal.require_scope("webhooks:write" if write else "webhooks:read")
+    source = await repo.source_of(session, principal.user_id, source_id)
+    if source is None:
+        raise NotFound("Webhook source not found.")
+    return source
+
+
+async def update_source(
+    session: AsyncSession,
+    principal: Principal,
+    source_id: uuid.UUID,
+    body: WebhookSourceUpdate,
+    box: SecretBox,
+) -> WebhookSource:
+    source = await get_source(session, principal, source_id, write=True)
+    changes = body.model_dump(exclude_unset=True)
+    secret = changes.pop("secret", None)
+    for key, value in changes.items():
+        if value is not None or key == "default_event_type":
+            setattr(source, key, value)
+    if secret is not None:
+        seal(box, source, secret)
+    source.updated_at = utcnow()
+    fields = sorted(changes) + (["secret"] if secret is not None else [])
+    await audit(
+        session,
+        "webhook_source.update",
+        principal,
+        resource_type="webhook_source",
+        resource_id=source.id,
+        detail={"fields": fields},
+    )
+    return source
+
+
+async def delete_source(session: AsyncSession, principal: Principal, source_id: uuid.UUID) -> None:
+    source = await get_source(session, principal, source_id, write=True)
+    await session.delete(source)
+    await audit(
+        session,
+        "webhook_source.delete",
+        principal,
+        resource_type="webhook_source",
+        resource_id=source.id,
+    )
+
+
+def source_out(source: WebhookSource) -> WebhookSourceOut:
+    return WebhookSourceOut(
+        id=source.id,
+        name=source.name,
+        slug=source.slug,
+        url=f"/api/v1/webhooks/{source.slug}",
+        description=source.description,
+        enabled=source.enabled,
+        signature_scheme=source.signature_scheme,
+        default_event_type=source.default_event_type,
+        last_received_at=source.last_received_at,
+        created_at=source.created_at,
+        updated_at=source.updated_at,
+    )
+
+
+def source_created(source: WebhookSource, secret: str) -> WebhookSourceCreated:
+    return WebhookSourceCreated(**source_out(source).model_dump(), secret=secret)

@@ -1,0 +1,215 @@
+"""Workflow routes: CRUD with versions (ETag / If-Match), duplicate."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+
+from taskgate.destinations.sealing import secret_box
+from taskgate.http.auth import CurrentPrincipal, Session
+from taskgate.http.pagination import Page, PageParams, page_params, paginate
+from taskgate.models import Workflow, WorkflowVersion
+from taskgate.openapi import errors
+from taskgate.outbound.secretbox import SecretBox
+from taskgate.workflows import repository as repo
+from taskgate.workflows import service
+from taskgate.workflows.schemas import (
+    DuplicateRequest,
+    TriggerType,
+    WorkflowCreate,
+    WorkflowOut,
+    WorkflowSummary,
+    WorkflowUpdate,
+    WorkflowVersionOut,
+)
+
+router = APIRouter(prefix="/api/v1", tags=["workflows"])
+
+
+def get_secret_box(request: Request) -> SecretBox:
+    """One box per app, built on first use from the app's settings."""
+    box: SecretBox | None = getattr(request.app.state, "workflow_secret_box", None)
+    if box is None:
+        box = secret_box(request.app.state.settings)
+        request.app.state.workflow_secret_box = box
+    return box
+
+
+Box = Annotated[SecretBox, Depends(get_secret_box)]
+IfMatch = Annotated[
+    str | None, Header(description="The ETag you read; a stale one is refused with 412.")
+]
+WorkflowPage = Annotated[
+    PageParams,
+    Depends(
+        page_params(
+            ["created_at", "-created_at", "updated_at", "-updated_at", "name", "-name"],
+        )
+    ),
+]
+VersionPage = Annotated[
+    PageParams,
+    Depends(page_params(["workflow_version", "-workflow_version"], default="-workflow_version")),
+]
+
+
+def _with_etag(response: Response, version: int) -> None:
+    response.headers["ETag"] = f'"{version}"'
+
+
+@router.get("/workflows", responses=errors(400, 401, 403))
+async def list_workflows(
+    session: Session,
+    principal: CurrentPrincipal,
+    page: WorkflowPage,
+    enabled: bool | None = None,
+    search: Annotated[str | None, Query(max_length=200, description="In name or slug.")] = None,
+    trigger_type: TriggerType | None = None,
+) -> Page[WorkflowSummary]:
+    principal.require_scope("workflows:read")
+    rows, next_link, total = await paginate(
+        session,
+        repo.workflows_query(
+            principal.user_id, enabled=enabled, search=search, trigger_type=trigger_type
+        ),
+        page,
+        {
+            "created_at": Workflow.created_at,
+            "updated_at": Workflow.updated_at,
+            "name": Workflow.name,
+        },
+        Workflow.id,
+    )
+    return Page(results=[service.workflow_summary(r) for r in rows], next=next_link, count=total)
+
+
+@router.post(
+    "/workflows", status_code=status.HTTP_201_CREATED, responses=errors(400, 401, 403, 409)
+)
+async def create_workflow(
+    body: WorkflowCreate,
+    session: Session,
+    principal: CurrentPrincipal,
+    box: Box,
+    response: Response,
+) -> WorkflowOut:
+    workflow = await service.create_workflow(session, principal, body, box)
+    await session.flush()
+    _with_etag(response, workflow.version)
+    response.headers["Location"] = f"/api/v1/workflows/{workflow.id}"
+    return service.workflow_out(workflow)
+
+
+@router.get("/workflows/{workflow_id}", responses=errors(401, 403, 404))
+async def get_workflow(
+    workflow_id: uuid.UUID, session: Session, principal: CurrentPrincipal, response: Response
+) -> WorkflowOut:
+    workflow = await service.get_workflow(session, principal, workflow_id)
+    _with_etag(response, workflow.version)
+    return service.workflow_out(workflow)
+
+
+async def _update(
+    workflow_id: uuid.UUID,
+    body: WorkflowUpdate,
+    session: Session,
+    principal: CurrentPrincipal,
+    box: SecretBox,
+    if_match: str | None,
+    response: Response,
+) -> WorkflowOut:
+    workflow = await service.update_workflow(
+        session, principal, workflow_id, body, box, if_match=if_match
+    )
+    await session.flush()
+    _with_etag(response, workflow.version)
+    return service.workflow_out(workflow)
+
+
+@router.patch("/workflows/{workflow_id}", responses=errors(400, 401, 403, 404, 409, 412))
+async def patch_workflow(
+    workflow_id: uuid.UUID,
+    body: WorkflowUpdate,
+    session: Session,
+    principal: CurrentPrincipal,
+    box: Box,
+    response: Response,
+    if_match: IfMatch = None,
+) -> WorkflowOut:
+    return await _update(workflow_id, body, session, principal, box, if_match, response)
+
+
+@router.put(
+    "/workflows/{workflow_id}",
+    responses=errors(400, 401, 403, 404, 409, 412),
+    description="Partial, as Django Automate documents PUT: only the fields sent change.",
+)
+async def put_workflow(
+    workflow_id: uuid.UUID,
+    body: WorkflowUpdate,
+    session: Session,
+    principal: CurrentPrincipal,
+    box: Box,
+    response: Response,
+    if_match: IfMatch = None,
+) -> WorkflowOut:
+    return await _update(workflow_id, body, session, principal, box, if_match, response)
+
+
+@router.delete(
+    "/workflows/{workflow_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=errors(401, 403, 404, 412),
+)
+async def delete_workflow(
+    workflow_id: uuid.UUID, session: Session, principal: CurrentPrincipal, if_match: IfMatch = None
+) -> Response:
+    await service.delete_workflow(session, principal, workflow_id, if_match=if_match)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/workflows/{workflow_id}/versions", responses=errors(400, 401, 403, 404))
+async def list_versions(
+    workflow_id: uuid.UUID, session: Session, principal: CurrentPrincipal, page: VersionPage
+) -> Page[WorkflowVersionOut]:
+    workflow = await service.versions_of(session, principal, workflow_id)
+    rows, next_link, total = await paginate(
+        session,
+        repo.versions_query(workflow.id),
+        page,
+        {"workflow_version": WorkflowVersion.version},
+        WorkflowVersion.id,
+    )
+    return Page(results=[service.version_out(r) for r in rows], next=next_link, count=total)
+
+
+@router.get("/workflows/{workflow_id}/versions/{version}", responses=errors(401, 403, 404))
+async def get_version(
+    workflow_id: uuid.UUID, version: int, session: Session, principal: CurrentPrincipal
+) -> WorkflowVersionOut:
+    row = await service.get_version(session, principal, workflow_id, version)
+    return service.version_out(row)
+
+
+@router.post(
+    "/workflows/{workflow_id}/duplicate",
+    status_code=status.HTTP_201_CREATED,
+    responses=errors(400, 401, 403, 404, 409),
+)
+async def duplicate_workflow(
+    workflow_id: uuid.UUID,
+    session: Session,
+    principal: CurrentPrincipal,
+    box: Box,
+    response: Response,
+    body: DuplicateRequest | None = None,
+) -> WorkflowOut:
+    workflow = await service.duplicate_workflow(
+        session, principal, workflow_id, body or DuplicateRequest(), box
+    )
+    await session.flush()
+    _with_etag(response, workflow.version)
+    response.headers["Location"] = f"/api/v1/workflows/{workflow.id}"
+    return service.workflow_out(workflow)

@@ -1,0 +1,133 @@
+"""Execution routes: run a workflow, list and read executions, replay, cancel."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response, status
+
+from taskgate.http.auth import CurrentPrincipal, Session
+from taskgate.http.context import current_trace_id
+from taskgate.http.pagination import Page, PageParams, page_params, paginate
+from taskgate.models import WorkflowExecution
+from taskgate.openapi import errors
+from taskgate.workflows import executions_service as service
+from taskgate.workflows import repository as repo
+from taskgate.workflows.schemas import (
+    CancelResult,
+    ExecutionDetail,
+    ExecutionOut,
+    ExecutionStatus,
+    ReplayAccepted,
+    ReplayRequest,
+    RunAccepted,
+    RunRequest,
+)
+
+router = APIRouter(prefix="/api/v1", tags=["executions"])
+ExecutionPage = Annotated[PageParams, Depends(page_params(["created_at", "-created_at"]))]
+
+
+@router.post(
+    "/workflows/{workflow_id}/run",
+    tags=["workflows"],
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=errors(400, 401, 403, 404, 409),
+)
+async def run_workflow(
+    workflow_id: uuid.UUID,
+    session: Session,
+    principal: CurrentPrincipal,
+    response: Response,
+    body: RunRequest | None = None,
+) -> RunAccepted:
+    if not principal.has_scope("workflows:write"):
+        principal.require_scope("executions:write")
+    execution = await service.start_execution(
+        session, principal, workflow_id, (body or RunRequest()).input
+    )
+    response.headers["Location"] = f"/api/v1/executions/{execution.id}"
+    return RunAccepted(execution_id=execution.id, trace_id=current_trace_id())
+
+
+@router.get("/executions", responses=errors(400, 401, 403))
+async def list_executions(
+    session: Session,
+    principal: CurrentPrincipal,
+    page: ExecutionPage,
+    workflow: Annotated[uuid.UUID | None, Query(description="A workflow id.")] = None,
+    status: Annotated[list[ExecutionStatus] | None, Query()] = None,
+    since: Annotated[datetime | None, Query(description="Created at or after.")] = None,
+    until: Annotated[datetime | None, Query(description="Created at or before.")] = None,
+) -> Page[ExecutionOut]:
+    principal.require_scope("executions:read")
+    rows, next_link, total = await paginate(
+        session,
+        repo.executions_query(
+            principal.user_id,
+            workflow_id=workflow,
+            statuses=status or [],
+            since=_aware(since),
+            until=_aware(until),
+        ),
+        page,
+        {"created_at": WorkflowExecution.created_at},
+        WorkflowExecution.id,
+    )
+    names = await repo.workflow_names(session, [r.workflow_id for r in rows])
+    return Page(
+        results=[service.execution_out(r, names.get(r.workflow_id, "")) for r in rows],
+        next=next_link,
+        count=total,
+    )
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+@router.get("/executions/{execution_id}", responses=errors(401, 403, 404))
+async def get_execution(
+    execution_id: uuid.UUID, session: Session, principal: CurrentPrincipal
+) -> ExecutionDetail:
+    principal.require_scope("executions:read")
+    execution = await service.get_execution(session, principal, execution_id)
+    return await service.execution_detail(session, execution)
+
+
+@router.post(
+    "/executions/{execution_id}/replay",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=errors(400, 401, 403, 404, 409),
+)
+async def replay_execution(
+    execution_id: uuid.UUID,
+    session: Session,
+    principal: CurrentPrincipal,
+    body: ReplayRequest | None = None,
+) -> ReplayAccepted:
+    """Run a finished execution again with the same input and event (a new execution)."""
+    execution = await service.replay_execution(
+        session, principal, execution_id, latest=(body or ReplayRequest()).latest_version
+    )
+    return ReplayAccepted(
+        execution_id=execution.id,
+        message="Execution queued for replay",
+        trace_id=current_trace_id(),
+    )
+
+
+@router.post(
+    "/executions/{execution_id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=errors(401, 403, 404, 409),
+)
+async def cancel_execution(
+    execution_id: uuid.UUID, session: Session, principal: CurrentPrincipal
+) -> CancelResult:
+    message = await service.cancel_execution(session, principal, execution_id)
+    return CancelResult(success=True, message=message)

@@ -1,0 +1,164 @@
+"""Queries for workflows, their versions, executions and steps."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskgate.models import (
+    ExecutionStep,
+    Workflow,
+    WorkflowExecution,
+    WorkflowVersion,
+)
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def workflows_query(
+    owner_id: uuid.UUID, *, enabled: bool | None, search: str | None, trigger_type: str | None
+) -> Select[tuple[Workflow]]:
+    stmt = select(Workflow).where(Workflow.owner_id == owner_id, Workflow.deleted_at.is_(None))
+    if enabled is not None:
+        stmt = stmt.where(Workflow.enabled.is_(enabled))
+    if trigger_type is not None:
+        stmt = stmt.where(Workflow.trigger_type == trigger_type)
+    if search:
+        pattern = f"%{_escape_like(search.lower())}%"
+        stmt = stmt.where(
+            or_(
+                func.lower(Workflow.name).like(pattern, escape="\\"),
+                func.lower(Workflow.slug).like(pattern, escape="\\"),
+            )
+        )
+    return stmt
+
+
+async def workflow_of(
+    session: AsyncSession, owner_id: uuid.UUID, workflow_id: uuid.UUID, *, lock: bool = False
+) -> Workflow | None:
+    stmt = select(Workflow).where(
+        Workflow.id == workflow_id, Workflow.owner_id == owner_id, Workflow.deleted_at.is_(None)
+    )
+    if lock:
+        stmt = stmt.with_for_update()
+    return (await session.scalars(stmt)).first()
+
+
+async def any_workflow(session: AsyncSession, workflow_id: uuid.UUID) -> Workflow | None:
+    """A workflow whether deleted or not (executions stay readable after a delete)."""
+    return await session.get(Workflow, workflow_id)
+
+
+async def slug_taken(
+    session: AsyncSession, owner_id: uuid.UUID, slug: str, *, exclude: uuid.UUID | None = None
+) -> bool:
+    stmt = select(Workflow.id).where(
+        Workflow.owner_id == owner_id, Workflow.slug == slug, Workflow.deleted_at.is_(None)
+    )
+    if exclude is not None:
+        stmt = stmt.where(Workflow.id != exclude)
+    return (await session.scalar(stmt.limit(1))) is not None
+
+
+async def live_slugs_like(session: AsyncSession, owner_id: uuid.UUID, prefix: str) -> set[str]:
+    rows = await session.scalars(
+        select(Workflow.slug).where(
+            Workflow.owner_id == owner_id,
+            Workflow.deleted_at.is_(None),
+            Workflow.slug.like(f"{_escape_like(prefix)}%", escape="\\"),
+        )
+    )
+    return set(rows.all())
+
+
+def versions_query(workflow_id: uuid.UUID) -> Select[tuple[WorkflowVersion]]:
+    return select(WorkflowVersion).where(WorkflowVersion.workflow_id == workflow_id)
+
+
+async def version_of(
+    session: AsyncSession, workflow_id: uuid.UUID, version: int
+) -> WorkflowVersion | None:
+    return (
+        await session.scalars(
+            select(WorkflowVersion).where(
+                WorkflowVersion.workflow_id == workflow_id, WorkflowVersion.version == version
+            )
+        )
+    ).first()
+
+
+async def triggered_workflows(
+    session: AsyncSession, owner_id: uuid.UUID, trigger_types: Sequence[str]
+) -> list[Workflow]:
+    stmt = select(Workflow).where(
+        Workflow.owner_id == owner_id,
+        Workflow.deleted_at.is_(None),
+        Workflow.enabled.is_(True),
+        Workflow.trigger_type.in_(trigger_types),
+    )
+    return list((await session.scalars(stmt.order_by(Workflow.created_at))).all())
+
+
+# executions
+
+
+def executions_query(
+    owner_id: uuid.UUID,
+    *,
+    workflow_id: uuid.UUID | None,
+    statuses: Sequence[str],
+    since: datetime | None,
+    until: datetime | None,
+) -> Select[tuple[WorkflowExecution]]:
+    stmt = select(WorkflowExecution).where(WorkflowExecution.owner_id == owner_id)
+    if workflow_id is not None:
+        stmt = stmt.where(WorkflowExecution.workflow_id == workflow_id)
+    if statuses:
+        stmt = stmt.where(WorkflowExecution.status.in_(statuses))
+    if since is not None:
+        stmt = stmt.where(WorkflowExecution.created_at >= since)
+    if until is not None:
+        stmt = stmt.where(WorkflowExecution.created_at <= until)
+    return stmt
+
+
+async def execution_for_update(
+    session: AsyncSession, execution_id: uuid.UUID
+) -> WorkflowExecution | None:
+    """The execution row, locked (PostgreSQL): advances, step results and cancels serialise
+    on it, so two of them never plan from the same stale step states."""
+    stmt = (
+        select(WorkflowExecution)
+        .where(WorkflowExecution.id == execution_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return (await session.scalars(stmt)).first()
+
+
+async def steps_of(session: AsyncSession, execution_id: uuid.UUID) -> list[ExecutionStep]:
+    stmt = (
+        select(ExecutionStep)
+        .where(ExecutionStep.execution_id == execution_id)
+        .order_by(ExecutionStep.created_at, ExecutionStep.id)
+        .execution_options(populate_existing=True)
+    )
+    return list((await session.scalars(stmt)).all())
+
+
+async def workflow_names(
+    session: AsyncSession, workflow_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, str]:
+    if not workflow_ids:
+        return {}
+    rows = await session.execute(
+        select(Workflow.id, Workflow.name).where(Workflow.id.in_(set(workflow_ids)))
+    )
+    return {row[0]: row[1] for row in rows.all()}

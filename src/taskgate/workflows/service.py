@@ -1,0 +1,298 @@
+"""Workflow use cases: create, read, change (each change a new immutable version), delete."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskgate.audit.service import audit
+from taskgate.errors import Conflict, NotFound, PreconditionFailed
+from taskgate.identity.principal import Principal
+from taskgate.ids import new_id, utcnow
+from taskgate.models import Workflow, WorkflowVersion
+from taskgate.outbound.secretbox import SecretBox
+from taskgate.workflows import repository as repo
+from taskgate.workflows.checks import check_graph, check_trigger
+from taskgate.workflows.schemas import (
+    DuplicateRequest,
+    WorkflowCreate,
+    WorkflowOut,
+    WorkflowSummary,
+    WorkflowUpdate,
+    WorkflowVersionOut,
+)
+
+_DEFINITION = ("name", "slug", "description", "enabled", "trigger_type", "trigger_config", "graph")
+
+
+def _aad(workflow_id: uuid.UUID) -> bytes:
+    return f"workflow:{workflow_id}".encode()
+
+
+def open_secrets(box: SecretBox, workflow: Workflow) -> dict[str, str]:
+    """The workflow's secret values (for the executor only; never returned by the API)."""
+    if workflow.secrets_ciphertext is None or workflow.secrets_kid is None:
+        return {}
+    raw = box.decrypt(workflow.secrets_ciphertext, workflow.secrets_kid, aad=_aad(workflow.id))
+    values: dict[str, str] = json.loads(raw)
+    return values
+
+
+def _seal_secrets(box: SecretBox, workflow: Workflow, values: dict[str, str]) -> None:
+    workflow.secret_names = sorted(values)
+    if not values:
+        workflow.secrets_ciphertext, workflow.secrets_kid = None, None
+        return
+    workflow.secrets_ciphertext, workflow.secrets_kid = box.encrypt(
+        json.dumps(values), aad=_aad(workflow.id)
+    )
+
+
+def etag(workflow: Workflow) -> str:
+    return f'"{workflow.version}"'
+
+
+def _check_if_match(workflow: Workflow, if_match: str | None) -> None:
+    if if_match is None:
+        return
+    candidates = [part.strip() for part in if_match.split(",")]
+    for candidate in candidates:
+        if candidate == "*":
+            return
+        if candidate.removeprefix("W/").strip('"') == str(workflow.version):
+            return
+    raise PreconditionFailed(
+        f"The workflow is at version {workflow.version}; reload it and apply your change again."
+    )
+
+
+def _slugify(name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:180]
+    return slug or "workflow"
+
+
+async def _free_slug(session: AsyncSession, owner_id: uuid.UUID, base: str) -> str:
+    taken = await repo.live_slugs_like(session, owner_id, base)
+    if base not in taken:
+        return base
+    number = 2
+    while f"{base}-{number}" in taken:
+        number += 1
+    return f"{base}-{number}"
+
+
+def _snapshot(workflow: Workflow, change: str, principal: Principal) -> WorkflowVersion:
+    return WorkflowVersion(
+        workflow_id=workflow.id,
+        version=workflow.version,
+        name=workflow.name,
+        slug=workflow.slug,
+        description=workflow.description,
+        enabled=workflow.enabled,
+        trigger_type=workflow.trigger_type,
+        trigger_config=workflow.trigger_config,
+        graph=workflow.graph,
+        change=change,
+        created_by=principal.username,
+    )
+
+
+async def create_workflow(
+    session: AsyncSession, principal: Principal, body: WorkflowCreate, box: SecretBox
+) -> Workflow:
+    principal.require_scope("workflows:write")
+    check_graph(body.graph)
+    check_trigger(body.trigger_type, body.trigger_config)
+    if body.slug is not None:
+        if await repo.slug_taken(session, principal.user_id, body.slug):
+            raise Conflict(f"You already have a workflow with the slug {body.slug!r}.")
+        slug = body.slug
+    else:
+        slug = await _free_slug(session, principal.user_id, _slugify(body.name))
+    workflow = Workflow(
+        id=new_id(),
+        owner_id=principal.user_id,
+        name=body.name,
+        slug=slug,
+        description=body.description,
+        enabled=body.enabled,
+        trigger_type=body.trigger_type,
+        trigger_config=body.trigger_config,
+        graph=body.graph,
+        version=1,
+        secret_names=[],
+    )
+    _seal_secrets(box, workflow, dict(body.secrets or {}))
+    session.add(workflow)
+    session.add(_snapshot(workflow, "created", principal))
+    await audit(
+        session,
+        "workflow.create",
+        principal,
+        resource_type="workflow",
+        resource_id=workflow.id,
+        detail={"name": workflow.name, "trigger_type": workflow.trigger_type},
+    )
+    return workflow
+
+
+async def get_workflow(
+    session: AsyncSession, principal: Principal, workflow_id: uuid.UUID, *, lock: bool = False
+) -> Workflow:
+    principal.require_scope("workflows:write" if lock else "workflows:read")
+    workflow = await repo.workflow_of(session, principal.user_id, workflow_id, lock=lock)
+    if workflow is None:
+        raise NotFound("Workflow not found.")
+    return workflow
+
+
+async def update_workflow(
+    session: AsyncSession,
+    principal: Principal,
+    workflow_id: uuid.UUID,
+    body: WorkflowUpdate,
+    box: SecretBox,
+    *,
+    if_match: str | None,
+) -> Workflow:
+    workflow = await get_workflow(session, principal, workflow_id, lock=True)
+    _check_if_match(workflow, if_match)
+    sent = body.model_dump(exclude_unset=True)
+    changes = {k: v for k, v in sent.items() if k in _DEFINITION and v is not None}
+    if "graph" in changes:
+        check_graph(changes["graph"])
+    trigger_type = changes.get("trigger_type", workflow.trigger_type)
+    if "trigger_type" in changes or "trigger_config" in changes:
+        check_trigger(trigger_type, changes.get("trigger_config", workflow.trigger_config))
+    slug = changes.get("slug")
+    if (
+        slug is not None
+        and slug != workflow.slug
+        and await repo.slug_taken(session, principal.user_id, slug, exclude=workflow.id)
+    ):
+        raise Conflict(f"You already have a workflow with the slug {slug!r}.")
+    changed = [k for k, v in changes.items() if getattr(workflow, k) != v]
+    for key in changed:
+        setattr(workflow, key, changes[key])
+    if body.secrets:
+        values = open_secrets(box, workflow)
+        for name, value in body.secrets.items():
+            if value is None:
+                values.pop(name, None)
+            else:
+                values[name] = value
+        _seal_secrets(box, workflow, values)
+        changed.append("secrets")
+    if not changed:
+        return workflow
+    workflow.version += 1
+    workflow.updated_at = utcnow()
+    session.add(_snapshot(workflow, "updated", principal))
+    await audit(
+        session,
+        "workflow.update",
+        principal,
+        resource_type="workflow",
+        resource_id=workflow.id,
+        detail={"fields": changed, "workflow_version": workflow.version},
+    )
+    return workflow
+
+
+async def delete_workflow(
+    session: AsyncSession, principal: Principal, workflow_id: uuid.UUID, *, if_match: str | None
+) -> None:
+    """Soft delete: the workflow stops triggering; its executions and versions stay readable."""
+    workflow = await get_workflow(session, principal, workflow_id, lock=True)
+    _check_if_match(workflow, if_match)
+    workflow.deleted_at = utcnow()
+    workflow.enabled = False
+    await audit(
+        session, "workflow.delete", principal, resource_type="workflow", resource_id=workflow.id
+    )
+
+
+async def duplicate_workflow(
+    session: AsyncSession,
+    principal: Principal,
+    workflow_id: uuid.UUID,
+    body: DuplicateRequest,
+    box: SecretBox,
+) -> Workflow:
+    source = await get_workflow(session, principal, workflow_id)
+    copy = WorkflowCreate(
+        name=body.name or f"{source.name} (copy)"[:200],
+        slug=body.slug,
+        description=source.description,
+        enabled=source.enabled,
+        trigger_type=source.trigger_type,
+        trigger_config=source.trigger_config,
+        graph=source.graph,
+        secrets=open_secrets(box, source) or None,
+    )
+    return await create_workflow(session, principal, copy, box)
+
+
+async def versions_of(
+    session: AsyncSession, principal: Principal, workflow_id: uuid.UUID
+) -> Workflow:
+    return await get_workflow(session, principal, workflow_id)
+
+
+async def get_version(
+    session: AsyncSession, principal: Principal, workflow_id: uuid.UUID, version: int
+) -> WorkflowVersion:
+    workflow = await get_workflow(session, principal, workflow_id)
+    row = await repo.version_of(session, workflow.id, version)
+    if row is None:
+        raise NotFound("Workflow version not found.")
+    return row
+
+
+def workflow_summary(workflow: Workflow) -> WorkflowSummary:
+    return WorkflowSummary(**_common(workflow))
+
+
+def workflow_out(workflow: Workflow) -> WorkflowOut:
+    return WorkflowOut(
+        **_common(workflow),
+        trigger_config=workflow.trigger_config,
+        graph=workflow.graph,
+        secret_names=list(workflow.secret_names or []),
+    )
+
+
+def _common(workflow: Workflow) -> dict[str, Any]:
+    return {
+        "id": workflow.id,
+        "name": workflow.name,
+        "slug": workflow.slug,
+        "description": workflow.description,
+        "enabled": workflow.enabled,
+        "trigger_type": workflow.trigger_type,
+        "workflow_version": workflow.version,
+        "created_at": workflow.created_at,
+        "updated_at": workflow.updated_at,
+    }
+
+
+def version_out(version: WorkflowVersion) -> WorkflowVersionOut:
+    return WorkflowVersionOut(
+        id=version.id,
+        workflow_id=version.workflow_id,
+        workflow_version=version.version,
+        change=version.change,
+        name=version.name,
+        slug=version.slug,
+        description=version.description,
+        enabled=version.enabled,
+        trigger_type=version.trigger_type,
+        trigger_config=version.trigger_config,
+        graph=version.graph,
+        created_by=version.created_by,
+        created_at=version.created_at,
+    )
