@@ -327,6 +327,15 @@ async def test_root_runs_sandboxes_as_nobody(backend: type[Sandbox], base_dir: P
 
 
 @needs_root
+def test_sandbox_runs_under_uvloop(sandbox: Sandbox, base_dir: Path, run_as: RunAs) -> None:
+    """uvicorn and ``taskgate worker`` run on uvloop, whose subprocesses differ from asyncio's."""
+    uvloop = pytest.importorskip("uvloop")
+    result = uvloop.run(sandbox.run(job(base_dir, "id -u; echo ok")))
+    assert result.exit_code == 0
+    assert result.output_excerpt == f"{run_as.uid}\nok\n"
+
+
+@needs_root
 async def test_an_unreachable_work_dir_is_refused(sandbox: Sandbox, tmp_path: Path) -> None:
     hidden = tmp_path / "hidden"
     hidden.mkdir(mode=0o700)

@@ -123,9 +123,11 @@ def resolve_run_as(run_as: RunAs | Literal["auto"] | None) -> RunAs | None:
     return RunAs(NOBODY, NOBODY) if os.geteuid() == 0 else None
 
 
-def child_setup(limits: SandboxLimits) -> Callable[[], None]:
-    """The preexec_fn. Popen runs it after the uid drop, which would otherwise reset the
-    parent-death signal; it only calls into C with values computed beforehand."""
+def child_setup(limits: SandboxLimits, run_as: RunAs | None = None) -> Callable[[], None]:
+    """The preexec_fn: rlimits, the uid drop, then the parent-death signal (a uid change
+    resets it, so it comes last). The uid drop is done here rather than through Popen's
+    ``user``/``group`` arguments, which uvloop's subprocess support does not accept.
+    It only calls into C with values computed beforehand."""
     rlimits = [
         _clamped(resource.RLIMIT_CPU, limits.cpu_seconds, limits.cpu_seconds + 1),
         _clamped(resource.RLIMIT_AS, limits.memory_bytes, limits.memory_bytes),
@@ -139,6 +141,10 @@ def child_setup(limits: SandboxLimits) -> Callable[[], None]:
     def setup() -> None:
         for which, soft, hard in rlimits:
             resource.setrlimit(which, (soft, hard))
+        if run_as is not None:
+            os.setgroups([])
+            os.setgid(run_as.gid)
+            os.setuid(run_as.uid)
         # A dead worker can no longer enforce the wall timeout: take the sandbox down with it.
         prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         if os.getppid() != worker:

@@ -225,10 +225,8 @@ def popen_options(launch: Launch, limits: SandboxLimits, run_as: RunAs | None) -
         "cwd": launch.cwd,
         "pass_fds": tuple(launch.pass_fds),
         "start_new_session": True,
-        "preexec_fn": child_setup(limits),
+        "preexec_fn": child_setup(limits, run_as),
     }
-    if run_as is not None:
-        options |= {"user": run_as.uid, "group": run_as.gid, "extra_groups": []}
     return options
 
 
