@@ -34,9 +34,7 @@ def postgres() -> Iterator[PostgresDatabase]:
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def database_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> str:
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
     if request.param == "sqlite":
         return sqlite_url(tmp_path_factory.mktemp("sqlite"))
     database: PostgresDatabase = request.getfixturevalue("postgres")
@@ -61,8 +59,11 @@ def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settin
         "log_level": "WARNING",
         "database": {"url": database_url},
         "auth": {"jwt_secret": TEST_SECRET},
-        "rate_limit": {"standard": "10000/minute", "login": "1000/minute",
-                       "anonymous": "10000/minute"},
+        "rate_limit": {
+            "standard": "10000/minute",
+            "login": "1000/minute",
+            "anonymous": "10000/minute",
+        },
         "outbound": {"allow_loopback": True},
     }
     for key, value in overrides.items():
@@ -74,9 +75,7 @@ def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settin
 
 
 @pytest.fixture
-async def settings_factory(
-    migrated: str, tmp_path: Path
-) -> AsyncIterator[Callable[..., Settings]]:
+async def settings_factory(migrated: str, tmp_path: Path) -> AsyncIterator[Callable[..., Settings]]:
     def factory(**overrides: Any) -> Settings:
         return make_settings(migrated, tmp_path, **overrides)
 

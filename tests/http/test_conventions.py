@@ -16,7 +16,8 @@ def assert_envelope(response: httpx.Response, status: int, code: str) -> dict[st
     error = response.json()["error"]
     assert error["code"] == code
     assert error["trace_id"] == response.headers["x-trace-id"]
-    assert isinstance(error["message"], str) and error["message"]
+    assert isinstance(error["message"], str)
+    assert error["message"]
     return error  # type: ignore[no-any-return]
 
 
@@ -108,7 +109,8 @@ async def test_unhandled_error_is_500_envelope_without_trace(app_factory: AppFac
 async def test_operations_endpoints(client: httpx.AsyncClient, admin: User) -> None:
     assert (await client.get("/health")).json()["status"] == "ok"
     ready = await client.get("/readiness")
-    assert ready.status_code == 200 and ready.json()["status"] == "ready"
+    assert ready.status_code == 200
+    assert ready.json()["status"] == "ready"
     await client.get("/api/v1/users/me", headers=admin.headers)
     metrics = (await client.get("/metrics")).text
     assert 'route="/api/v1/users/me"' in metrics
