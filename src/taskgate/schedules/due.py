@@ -1,0 +1,161 @@
+"""What the scheduler does with a due schedule, in three steps: decide (no I/O), start the
+tasks or executions, then write the history, events and the schedule's new state.
+
+Deciding first lets the scheduler start every target of a batch before writing any of its
+own rows, so those rows go out in a few multi-row statements at the end of the batch
+instead of riding along, one by one, in each task's own flush.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskgate.errors import TaskgateError
+from taskgate.models import Schedule, User
+from taskgate.schedules import firing, targets
+from taskgate.schedules import repository as repo
+from taskgate.schedules.clock import Clock
+from taskgate.schedules.definition import timing_of
+from taskgate.schedules.firing import Tally
+from taskgate.schedules.occurrences import COMPLETED, fires_at, refresh_due
+from taskgate.schedules.timing import plan_catchup
+from taskgate.settings import Settings
+
+Action = Literal["fire", "skip", "buffer"]
+
+
+@dataclass(frozen=True)
+class Step:
+    occurrence: datetime
+    action: Action
+    reason: str | None
+    was_buffered: bool = False  # its history row exists already (status buffered)
+
+
+@dataclass
+class DuePlan:
+    steps: list[Step]
+    next_run_at: datetime | None
+    buffered_for: datetime | None
+    # One entry per "fire" step, in order: what started, and when, or why it could not.
+    started: list[tuple[targets.Started, datetime] | TaskgateError] = field(default_factory=list)
+
+
+def plan_due(
+    s: Schedule, owner: User | None, in_flight: int, settings: Settings, now: datetime
+) -> DuePlan:
+    """Decide the fate of every occurrence due on ``s`` at ``now``: a buffered occurrence
+    whose turn came, then the ones since ``next_run_at`` under the catch-up policy, each
+    fired, buffered or skipped under the overlap policy."""
+    active = owner is not None and owner.is_active
+    limit = firing.concurrency_limit(s)
+    grace = settings.scheduler.misfire_grace_seconds + s.jitter_seconds
+    steps: list[Step] = []
+    buffered_for = s.buffered_for
+    next_run_at = s.next_run_at
+
+    def has_room() -> bool:
+        return limit is None or in_flight < limit
+
+    if buffered_for is not None and (not active or has_room()):
+        if active:
+            steps.append(Step(buffered_for, "fire", "buffered", was_buffered=True))
+            in_flight += 1
+        else:
+            steps.append(Step(buffered_for, "skip", "owner_inactive", was_buffered=True))
+        buffered_for = None
+
+    if next_run_at is not None and fires_at(s, next_run_at) <= now:
+        plan = plan_catchup(
+            timing_of(s),
+            last_due=next_run_at,
+            now=now,
+            policy=s.catchup,  # type: ignore[arg-type]
+            cap=settings.scheduler.catchup_cap,
+            grace_seconds=grace,
+        )
+        steps.extend(Step(occurrence, "skip", "catchup") for occurrence in plan.skip)
+        for occurrence in plan.fire:
+            if not active:
+                steps.append(Step(occurrence, "skip", "owner_inactive"))
+            elif has_room():
+                late = (now - occurrence).total_seconds() > grace
+                steps.append(Step(occurrence, "fire", "catchup" if late else None))
+                in_flight += 1
+            elif s.overlap == "buffer_one" and buffered_for is None:
+                steps.append(Step(occurrence, "buffer", "overlap"))
+                buffered_for = occurrence
+            else:
+                reason = "max_concurrent_runs" if s.overlap == "allow" else "overlap"
+                steps.append(Step(occurrence, "skip", reason))
+        next_run_at = plan.next_run_at
+    return DuePlan(steps, next_run_at, buffered_for)
+
+
+async def start_targets(
+    session: AsyncSession,
+    s: Schedule,
+    owner: User | None,
+    plan: DuePlan,
+    settings: Settings,
+    clock: Clock,
+    *,
+    guarded: bool,
+) -> None:
+    """Start the task or execution of every "fire" step. ``guarded``: each in a savepoint,
+    a target that cannot start is kept as its error (recorded as a skip, not retried);
+    unguarded, the error propagates and the caller's transaction is lost."""
+    fires = [step for step in plan.steps if step.action == "fire"]
+    if not fires:
+        return
+    assert owner is not None
+    principal = firing.owner_principal(owner)
+    for _ in fires:
+        if not guarded:
+            plan.started.append((await targets.start(session, s, principal, settings), clock.now()))
+            continue
+        try:
+            async with session.begin_nested():
+                started = await targets.start(session, s, principal, settings)
+            plan.started.append((started, clock.now()))
+        except TaskgateError as failure:
+            plan.started.append(failure)
+
+
+async def apply_plan(
+    session: AsyncSession, s: Schedule, plan: DuePlan, settings: Settings, now: datetime
+) -> Tally:
+    """Write the history rows and events of ``plan`` and move the schedule on."""
+    tally = Tally()
+    results = iter(plan.started)
+    for step in plan.steps:
+        existing = await repo.run_for(session, s.id, step.occurrence) if step.was_buffered else None
+        if step.action == "buffer":
+            firing.buffer(session, s, step.occurrence)
+            tally.buffered += 1
+            continue
+        if step.action == "skip":
+            firing.skip(session, s, step.occurrence, step.reason or "", existing=existing)
+            tally.skipped += 1
+            continue
+        result = next(results)
+        if isinstance(result, TaskgateError):
+            detail = "; ".join(f"{d.field}: {d.message}" for d in result.details)
+            error = detail or result.message
+            firing.skip(session, s, step.occurrence, "error", error=error, existing=existing)
+            tally.skipped += 1
+            continue
+        started, at = result
+        firing.record_fired(
+            session, s, step.occurrence, started, at, reason=step.reason, existing=existing
+        )
+        tally.fired += 1
+    s.next_run_at, s.buffered_for = plan.next_run_at, plan.buffered_for
+    if s.next_run_at is None and s.buffered_for is None:
+        s.status = COMPLETED
+    refresh_due(s, now, settings.scheduler.tick_seconds)
+    return tally

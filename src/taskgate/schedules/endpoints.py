@@ -1,0 +1,266 @@
+"""Schedule routes: CRUD, pause and resume, run now, skip the next occurrence, history."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from sqlalchemy import func, select
+
+from taskgate.errors import ValidationFailed
+from taskgate.http.auth import CurrentPrincipal, Session
+from taskgate.http.pagination import Page, PageParams, page_params, paginate
+from taskgate.models import Schedule, ScheduleRun
+from taskgate.openapi import errors
+from taskgate.schedules import repository as repo
+from taskgate.schedules import service, targets
+from taskgate.schedules.clock import SYSTEM_CLOCK, Clock
+from taskgate.schedules.schemas import (
+    ReasonBody,
+    ScheduleCreate,
+    ScheduleCreated,
+    ScheduleFields,
+    ScheduleList,
+    ScheduleOut,
+    ScheduleRunOut,
+    ScheduleSkipped,
+    ScheduleStatus,
+)
+from taskgate.settings import Settings
+
+router = APIRouter(prefix="/api/v1/schedules", tags=["schedules"])
+
+
+def get_clock(request: Request) -> Clock:
+    """The time schedules are computed against: the app's ``schedule_clock`` when one is set
+    (tests move a ManualClock), else the system clock."""
+    clock: Clock = getattr(request.app.state, "schedule_clock", SYSTEM_CLOCK)
+    return clock
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _now(clock: Annotated[Clock, Depends(get_clock)]) -> datetime:
+    return clock.now()
+
+
+Now = Annotated[datetime, Depends(_now)]
+AppSettings = Annotated[Settings, Depends(_settings)]
+IfMatch = Annotated[str | None, Header(description="ETag from a GET; a stale one is a 412.")]
+ListPage = Annotated[
+    PageParams, Depends(page_params(["created_at", "-created_at", "name", "-name"]))
+]
+RunPage = Annotated[
+    PageParams,
+    Depends(page_params(["scheduled_for", "-scheduled_for"], default="-scheduled_for")),
+]
+
+
+def _out(response: Response, schedule: Schedule) -> ScheduleOut:
+    response.headers["ETag"] = service.etag(schedule)
+    return ScheduleOut.of(schedule)
+
+
+@router.get("", responses=errors(400, 401))
+async def list_schedules(
+    session: Session,
+    principal: CurrentPrincipal,
+    page: ListPage,
+    status_filter: Annotated[ScheduleStatus | None, Query(alias="status")] = None,
+    search: Annotated[str | None, Query(max_length=200)] = None,
+    shannon_page: Annotated[int | None, Query(alias="page", ge=1)] = None,
+    page_size: Annotated[int | None, Query(ge=1, le=100)] = None,
+) -> ScheduleList:
+    """Your schedules. `page`/`page_size` (Shannon) answer with `schedules` and `total` too."""
+    principal.require_scope("schedules:read")
+    stmt = repo.schedules_query(principal.user_id, status=status_filter, search=search)
+    if shannon_page is not None or page_size is not None:
+        size = page_size or 50
+        number = shannon_page or 1
+        total = await session.scalar(select(func.count()).select_from(stmt.subquery()))
+        rows = await session.scalars(
+            stmt.order_by(Schedule.created_at.desc(), Schedule.id.desc())
+            .offset((number - 1) * size)
+            .limit(size)
+        )
+        items = [ScheduleOut.of(s) for s in rows]
+        return ScheduleList(
+            results=items, next=None, schedules=items, total=total, page=number, page_size=size
+        )
+    found, next_link, count = await paginate(
+        session,
+        stmt,
+        page,
+        {"created_at": Schedule.created_at, "name": Schedule.name},
+        Schedule.id,
+    )
+    return ScheduleList(results=[ScheduleOut.of(s) for s in found], next=next_link, count=count)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, responses=errors(400, 401, 403, 409))
+async def create_schedule(
+    body: ScheduleCreate,
+    session: Session,
+    principal: CurrentPrincipal,
+    settings: AppSettings,
+    now: Now,
+    response: Response,
+) -> ScheduleCreated:
+    schedule = await service.create_schedule(session, principal, body, settings, now)
+    response.headers["Location"] = f"/api/v1/schedules/{schedule.id}"
+    response.headers["ETag"] = service.etag(schedule)
+    return ScheduleCreated(**ScheduleOut.of(schedule).model_dump())
+
+
+@router.get("/{schedule_id}", responses=errors(401, 404))
+async def get_schedule(
+    schedule_id: uuid.UUID, session: Session, principal: CurrentPrincipal, response: Response
+) -> ScheduleOut:
+    return _out(response, await service.get_schedule(session, principal, schedule_id))
+
+
+async def update_schedule(
+    schedule_id: uuid.UUID,
+    body: ScheduleFields,
+    session: Session,
+    principal: CurrentPrincipal,
+    settings: AppSettings,
+    now: Now,
+    response: Response,
+    if_match: IfMatch = None,
+) -> ScheduleOut:
+    schedule = await service.update_schedule(
+        session, principal, schedule_id, body, settings, now, if_match=if_match
+    )
+    return _out(response, schedule)
+
+
+router.patch(
+    "/{schedule_id}",
+    responses=errors(400, 401, 404, 412),
+    summary="Update a schedule (only the fields sent change)",
+)(update_schedule)
+router.put(
+    "/{schedule_id}",
+    responses=errors(400, 401, 404, 412),
+    summary="Update a schedule (Shannon: partial, like PATCH)",
+)(update_schedule)
+
+
+@router.delete(
+    "/{schedule_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(401, 404, 412)
+)
+async def delete_schedule(
+    schedule_id: uuid.UUID, session: Session, principal: CurrentPrincipal, if_match: IfMatch = None
+) -> Response:
+    await service.delete_schedule(session, principal, schedule_id, if_match=if_match)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{schedule_id}/pause", responses=errors(401, 404, 409))
+async def pause_schedule(
+    schedule_id: uuid.UUID,
+    session: Session,
+    principal: CurrentPrincipal,
+    settings: AppSettings,
+    now: Now,
+    response: Response,
+    body: ReasonBody | None = None,
+) -> ScheduleOut:
+    reason = body.reason if body else None
+    schedule = await service.pause_schedule(session, principal, schedule_id, reason, settings, now)
+    return _out(response, schedule)
+
+
+@router.post("/{schedule_id}/resume", responses=errors(401, 404, 409))
+async def resume_schedule(
+    schedule_id: uuid.UUID,
+    session: Session,
+    principal: CurrentPrincipal,
+    settings: AppSettings,
+    now: Now,
+    response: Response,
+    body: ReasonBody | None = None,
+) -> ScheduleOut:
+    reason = body.reason if body else None
+    schedule = await service.resume_schedule(session, principal, schedule_id, reason, settings, now)
+    return _out(response, schedule)
+
+
+@router.post(
+    "/{schedule_id}/trigger",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=errors(400, 401, 403, 404),
+    summary="Run now (recorded as a manual fire; works while paused)",
+)
+async def trigger_schedule(
+    schedule_id: uuid.UUID,
+    session: Session,
+    principal: CurrentPrincipal,
+    settings: AppSettings,
+    now: Now,
+) -> ScheduleRunOut:
+    run = await service.trigger(session, principal, schedule_id, settings, now)
+    schedule = await service.get_schedule(session, principal, schedule_id)
+    return ScheduleRunOut.of(run, schedule.timezone)
+
+
+@router.post("/{schedule_id}/skip-next", responses=errors(401, 404, 409))
+async def skip_next_occurrence(
+    schedule_id: uuid.UUID,
+    session: Session,
+    principal: CurrentPrincipal,
+    settings: AppSettings,
+    now: Now,
+    response: Response,
+) -> ScheduleSkipped:
+    """Cancel only the next occurrence; the schedule carries on after it."""
+    run = await service.skip_next(session, principal, schedule_id, settings, now)
+    schedule = await service.get_schedule(session, principal, schedule_id)
+    response.headers["ETag"] = service.etag(schedule)
+    return ScheduleSkipped(
+        skipped=ScheduleRunOut.of(run, schedule.timezone), schedule=ScheduleOut.of(schedule)
+    )
+
+
+@router.get("/{schedule_id}/runs", responses=errors(400, 401, 404))
+async def list_schedule_runs(
+    schedule_id: uuid.UUID,
+    session: Session,
+    principal: CurrentPrincipal,
+    page: RunPage,
+    status_filter: Annotated[
+        str | None, Query(alias="status", description="fired, skipped or buffered")
+    ] = None,
+) -> Page[ScheduleRunOut]:
+    """Past occurrences: when each was due, when it fired (and how late), what it started
+    and how that ended; skipped ones with the reason."""
+    schedule = await service.get_schedule(session, principal, schedule_id)
+    if status_filter not in (None, "fired", "skipped", "buffered"):
+        raise ValidationFailed.field("status", "must be fired, skipped or buffered")
+    rows, next_link, count = await paginate(
+        session,
+        repo.runs_query(schedule.id, status=status_filter),
+        page,
+        {"scheduled_for": ScheduleRun.scheduled_for},
+        ScheduleRun.id,
+    )
+    progress = await targets.progress_of(session, rows)
+    results = []
+    for run in rows:
+        state = progress.get(run.id)
+        results.append(
+            ScheduleRunOut.of(
+                run,
+                schedule.timezone,
+                outcome=state.status if state else None,
+                started_at=state.started_at if state else None,
+                finished_at=state.finished_at if state else None,
+            )
+        )
+    return Page(results=results, next=next_link, count=count)

@@ -1,0 +1,240 @@
+"""The scheduler loop: claim due schedules, fire them, sleep until the next one is due.
+
+Several schedulers may run against one PostgreSQL database (``taskgate scheduler`` beside the
+one embedded in ``serve``): due rows are claimed ``FOR UPDATE SKIP LOCKED``, so each is
+handled by one of them, and the UNIQUE (schedule_id, scheduled_for) key on the history makes
+a second firing of an occurrence impossible rather than unlikely. On SQLite the claim is the
+database's write lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from fastapi import FastAPI
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskgate.db.session import Database
+from taskgate.models import Schedule, User
+from taskgate.schedules import firing
+from taskgate.schedules import repository as repo
+from taskgate.schedules.clock import SYSTEM_CLOCK, Clock
+from taskgate.schedules.due import apply_plan, plan_due, start_targets
+from taskgate.schedules.firing import Tally
+from taskgate.schedules.occurrences import SCHEDULES_CHANGED
+from taskgate.settings import Settings
+
+log = structlog.get_logger()
+# A schedule whose processing failed unexpectedly is looked at again after this long, so a
+# poisoned row cannot spin the loop; its occurrences are then handled by its catch-up policy.
+_RETRY_AFTER_FAILURE = timedelta(seconds=5)
+
+
+class Scheduler:
+    def __init__(self, db: Database, settings: Settings, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.db = db
+        self.settings = settings
+        self.clock = clock
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    def wake(self) -> None:
+        """Look for due schedules now (a schedule was created or changed in this process)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def tick(self, now: datetime | None = None) -> Tally:
+        """Fire everything due at ``now``: batches of one transaction each, several at once on
+        PostgreSQL (each claims different rows)."""
+        now = now or self.clock.now()
+        lanes = self.settings.scheduler.concurrency if self.db.dialect == "postgresql" else 1
+        seen: set[uuid.UUID] = set()
+        results = await asyncio.gather(
+            *(self._drain(now, seen) for _ in range(lanes)), return_exceptions=True
+        )
+        total = Tally()
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+            total.add(result)
+        if total.fired or total.skipped or total.buffered:
+            log.info(
+                "schedules_processed",
+                scheduler=self.name,
+                fired=total.fired,
+                skipped=total.skipped,
+                buffered=total.buffered,
+            )
+        return total
+
+    async def _drain(self, now: datetime, seen: set[uuid.UUID]) -> Tally:
+        total = Tally()
+        while True:
+            try:
+                claimed, tally = await self._batch(now, seen, guarded=False)
+            except Exception as error:
+                # Something in the batch failed (a target that cannot start, an occurrence
+                # already recorded): all of it rolled back, so redo it one schedule at a time.
+                log.info("schedule_batch_retried_one_by_one", error=repr(error))
+                claimed, tally = await self._batch(now, seen, guarded=True)
+            total.add(tally)
+            if claimed < self.settings.scheduler.batch_size:
+                return total
+
+    async def _batch(
+        self, now: datetime, seen: set[uuid.UUID], *, guarded: bool
+    ) -> tuple[int, Tally]:
+        """One transaction: claim due schedules and handle them. The fast path takes no
+        savepoints; the guarded one isolates each schedule so one failure spoils nothing."""
+        tally = Tally()
+        async with self.db.transaction() as session:
+            claimed = await repo.claim_due(session, now, self.settings.scheduler.batch_size)
+            # Handled schedules are never due again at the same ``now``; this only stops a
+            # row that somehow is from spinning the loop.
+            if not claimed or all(s.id in seen for s in claimed):
+                return 0, tally
+            in_flight = await firing.settle(session, claimed)
+            owners = await repo.owners(session, {s.owner_id for s in claimed})
+            if guarded:
+                for s in claimed:
+                    tally.add(
+                        await self._guarded(
+                            session, s, owners.get(s.owner_id), in_flight[s.id], now
+                        )
+                    )
+            else:
+                plans = [
+                    plan_due(s, owners.get(s.owner_id), in_flight[s.id], self.settings, now)
+                    for s in claimed
+                ]
+                # Every task first, then our own rows, so those are written in bulk.
+                for s, plan in zip(claimed, plans, strict=True):
+                    await start_targets(
+                        session,
+                        s,
+                        owners.get(s.owner_id),
+                        plan,
+                        self.settings,
+                        self.clock,
+                        guarded=False,
+                    )
+                for s, plan in zip(claimed, plans, strict=True):
+                    tally.add(await apply_plan(session, s, plan, self.settings, now))
+            await firing.announce(session)
+        seen.update(s.id for s in claimed)
+        return len(claimed), tally
+
+    async def _guarded(
+        self,
+        session: AsyncSession,
+        s: Schedule,
+        owner: User | None,
+        in_flight: int,
+        now: datetime,
+    ) -> Tally:
+        """One schedule in a savepoint: whatever goes wrong stays with it."""
+        schedule_id = s.id
+        try:
+            async with session.begin_nested():
+                plan = plan_due(s, owner, in_flight, self.settings, now)
+                await start_targets(
+                    session, s, owner, plan, self.settings, self.clock, guarded=True
+                )
+                return await apply_plan(session, s, plan, self.settings, now)
+        except IntegrityError:
+            # Another transaction recorded this occurrence first; ours rolled back whole.
+            log.warning("schedule_occurrence_already_recorded", schedule_id=str(schedule_id))
+        except Exception:
+            log.exception("schedule_processing_failed", schedule_id=str(schedule_id))
+        await session.refresh(s)
+        s.due_at = now + _RETRY_AFTER_FAILURE
+        return Tally()
+
+    async def next_wait(self) -> float:
+        """Seconds until the earliest due schedule, at most ``tick_seconds``."""
+        async with self.db.transaction(write=False) as session:
+            due = await repo.earliest_due(session)
+        limit = self.settings.scheduler.tick_seconds
+        if due is None:
+            return limit
+        return max(0.0, min(limit, (due - self.clock.now()).total_seconds()))
+
+    async def run(self) -> None:
+        log.info("scheduler_started", scheduler=self.name)
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                wait = await self.next_wait()
+                if wait <= 0:
+                    await self.tick()
+                    continue
+            except Exception:
+                log.exception("scheduler_tick_failed", scheduler=self.name)
+                wait = self.settings.scheduler.tick_seconds
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+        log.info("scheduler_stopped", scheduler=self.name)
+
+
+class SchedulerComponent:
+    """The scheduler inside a ``serve`` process, sharing the app's database."""
+
+    name = "scheduler"
+
+    def __init__(self, settings: Settings, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.scheduler: Scheduler | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, app: FastAPI) -> None:
+        db: Database = app.state.db
+        self.scheduler = Scheduler(db, self.settings, self.clock)
+        scheduler = self.scheduler
+
+        async def changed(_items: list[Any]) -> None:
+            scheduler.wake()
+
+        db.listen(SCHEDULES_CHANGED, changed)
+        self._task = asyncio.create_task(scheduler.run(), name="scheduler")
+
+    async def stop(self) -> None:
+        if self.scheduler is None or self._task is None:
+            return
+        self.scheduler.stop()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout=10)
+        except TimeoutError:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+async def run_standalone(settings: Settings) -> None:
+    """``taskgate scheduler``: run until SIGINT or SIGTERM."""
+    import signal
+
+    from taskgate.db.engine import create_engine
+    from taskgate.logs import configure_logging
+
+    configure_logging(settings)
+    db = Database(create_engine(settings))
+    scheduler = Scheduler(db, settings)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, scheduler.stop)
+    try:
+        await scheduler.run()
+    finally:
+        await db.dispose()

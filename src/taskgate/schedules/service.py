@@ -1,0 +1,327 @@
+"""Schedule use cases: define, change, pause and resume, skip the next occurrence, run now."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskgate.audit.service import audit
+from taskgate.db.session import signal_after_commit
+from taskgate.errors import Conflict, NotFound, PreconditionFailed
+from taskgate.identity.principal import Principal
+from taskgate.ids import new_id
+from taskgate.models import Schedule, ScheduleRun
+from taskgate.schedules import firing, targets
+from taskgate.schedules import repository as repo
+from taskgate.schedules.definition import apply_definition, timing_of
+from taskgate.schedules.occurrences import (
+    ACTIVE,
+    COMPLETED,
+    PAUSED,
+    SCHEDULES_CHANGED,
+    refresh_due,
+    reschedule,
+)
+from taskgate.schedules.schemas import ScheduleCreate, ScheduleFields, ScheduleQueueSummary
+from taskgate.schedules.timing import next_fire
+from taskgate.settings import Settings
+
+_TICK = timedelta(microseconds=1)
+
+
+def etag(s: Schedule) -> str:
+    return f'"{s.version}"'
+
+
+def _check_if_match(s: Schedule, if_match: str | None) -> None:
+    if if_match is None:
+        return
+    for candidate in (part.strip() for part in if_match.split(",")):
+        if candidate == "*" or candidate.removeprefix("W/").strip('"') == str(s.version):
+            return
+    raise PreconditionFailed(
+        f"The schedule is at version {s.version}; reload it and apply your change again."
+    )
+
+
+async def _changed(session: AsyncSession, s: Schedule, now: datetime, settings: Settings) -> None:
+    refresh_due(s, now, settings.scheduler.tick_seconds)
+    signal_after_commit(session, SCHEDULES_CHANGED, s.id)
+    await firing.announce(session)
+
+
+async def create_schedule(
+    session: AsyncSession,
+    principal: Principal,
+    body: ScheduleCreate,
+    settings: Settings,
+    now: datetime,
+) -> Schedule:
+    principal.require_scope("schedules:write")
+    limit = settings.scheduler.max_schedules_per_user
+    count = await repo.live_schedule_count(session, principal.user_id)
+    if count >= limit:
+        raise Conflict(
+            f"You have {count} schedules and the limit is {limit}; delete or pause-and-delete "
+            "one you no longer need first."
+        )
+    s = Schedule(
+        id=new_id(),
+        owner_id=principal.user_id,
+        timezone="UTC",
+        status=ACTIVE,
+        enabled=True,
+        total_runs=0,
+        version=1,
+    )
+    default_zone = await repo.owner_timezone(session, principal.user_id) or "UTC"
+    apply_definition(
+        s,
+        body,
+        set(body.model_fields_set) | {"name"},
+        settings=settings.scheduler,
+        now=now,
+        default_zone=default_zone,
+        creating=True,
+    )
+    if s.workflow_id is not None:
+        await targets.check_workflow(session, principal, s.workflow_id)
+    if body.enabled is False:
+        s.enabled, s.status = False, PAUSED
+    reschedule(s, now)
+    session.add(s)
+    await _changed(session, s, now, settings)
+    await session.flush()
+    await audit(
+        session,
+        "schedule.create",
+        principal,
+        resource_type="schedule",
+        resource_id=s.id,
+        detail={"name": s.name},
+    )
+    return s
+
+
+async def get_schedule(
+    session: AsyncSession, principal: Principal, schedule_id: uuid.UUID, *, lock: bool = False
+) -> Schedule:
+    """The principal's schedule (locked against the scheduler when ``lock``); 404 otherwise."""
+    principal.require_scope("schedules:write" if lock else "schedules:read")
+    s = await repo.schedule_of(session, schedule_id, lock=lock)
+    if s is None or s.owner_id != principal.user_id:
+        raise NotFound("Schedule not found.")
+    return s
+
+
+async def update_schedule(
+    session: AsyncSession,
+    principal: Principal,
+    schedule_id: uuid.UUID,
+    body: ScheduleFields,
+    settings: Settings,
+    now: datetime,
+    *,
+    if_match: str | None,
+) -> Schedule:
+    """PATCH and PUT: only the fields sent change; a new timing counts from ``now``."""
+    s = await get_schedule(session, principal, schedule_id, lock=True)
+    _check_if_match(s, if_match)
+    sent = set(body.model_fields_set)
+    if not sent:
+        return s
+    default_zone = await repo.owner_timezone(session, s.owner_id) or "UTC"
+    workflow_before = s.workflow_id
+    timing_changed = apply_definition(
+        s,
+        body,
+        sent - {"enabled"},
+        settings=settings.scheduler,
+        now=now,
+        default_zone=default_zone,
+        creating=False,
+    )
+    if s.workflow_id is not None and s.workflow_id != workflow_before:
+        await targets.check_workflow(session, principal, s.workflow_id)
+    if body.enabled is not None and body.enabled != s.enabled:
+        if body.enabled:
+            s.enabled = True
+            if s.status == PAUSED:
+                await _resume(session, s, now)
+        else:
+            await _pause(session, s, None)
+    if timing_changed and s.status in (ACTIVE, COMPLETED):
+        s.status = ACTIVE if s.enabled else PAUSED
+        reschedule(s, now)
+        if s.next_run_at is None and s.buffered_for is None:
+            s.status = COMPLETED
+    s.version += 1
+    await _changed(session, s, now, settings)
+    await audit(
+        session,
+        "schedule.update",
+        principal,
+        resource_type="schedule",
+        resource_id=s.id,
+        detail={"fields": sorted(sent), "version": s.version},
+    )
+    return s
+
+
+async def delete_schedule(
+    session: AsyncSession, principal: Principal, schedule_id: uuid.UUID, *, if_match: str | None
+) -> None:
+    """Delete the schedule and its history; the tasks it started stay."""
+    s = await get_schedule(session, principal, schedule_id, lock=True)
+    _check_if_match(s, if_match)
+    await session.delete(s)
+    signal_after_commit(session, SCHEDULES_CHANGED, s.id)
+    await audit(session, "schedule.delete", principal, resource_type="schedule", resource_id=s.id)
+
+
+async def _pause(session: AsyncSession, s: Schedule, reason: str | None) -> None:
+    s.enabled = False
+    s.pause_reason = reason
+    if s.status != COMPLETED:
+        s.status = PAUSED
+        s.next_run_at = None
+    if s.buffered_for is not None:
+        waiting = await repo.run_for(session, s.id, s.buffered_for)
+        firing.skip(session, s, s.buffered_for, "paused", existing=waiting)
+        s.buffered_for = None
+
+
+async def _resume(session: AsyncSession, s: Schedule, now: datetime) -> None:
+    """Back to ACTIVE from ``now`` on: occurrences that fell in the pause were never due. A
+    one-off whose time passed during the pause is recorded as skipped and completes."""
+    s.enabled, s.status, s.pause_reason = True, ACTIVE, None
+    reschedule(s, now)
+    if s.next_run_at is None:
+        if s.run_at is not None and await repo.run_for(session, s.id, s.run_at) is None:
+            firing.skip(session, s, s.run_at, "paused")
+        s.status = COMPLETED
+
+
+async def pause_schedule(
+    session: AsyncSession,
+    principal: Principal,
+    schedule_id: uuid.UUID,
+    reason: str | None,
+    settings: Settings,
+    now: datetime,
+) -> Schedule:
+    s = await get_schedule(session, principal, schedule_id, lock=True)
+    if s.status != ACTIVE:
+        raise Conflict(f"Cannot pause a schedule that is {s.status}.")
+    await _pause(session, s, reason)
+    s.version += 1
+    await _changed(session, s, now, settings)
+    await audit(
+        session,
+        "schedule.pause",
+        principal,
+        resource_type="schedule",
+        resource_id=s.id,
+        detail={"reason": reason},
+    )
+    return s
+
+
+async def resume_schedule(
+    session: AsyncSession,
+    principal: Principal,
+    schedule_id: uuid.UUID,
+    reason: str | None,
+    settings: Settings,
+    now: datetime,
+) -> Schedule:
+    s = await get_schedule(session, principal, schedule_id, lock=True)
+    if s.status != PAUSED:
+        raise Conflict(f"Cannot resume a schedule that is {s.status}.")
+    await _resume(session, s, now)
+    s.version += 1
+    await _changed(session, s, now, settings)
+    await audit(
+        session,
+        "schedule.resume",
+        principal,
+        resource_type="schedule",
+        resource_id=s.id,
+        detail={"reason": reason},
+    )
+    return s
+
+
+async def skip_next(
+    session: AsyncSession,
+    principal: Principal,
+    schedule_id: uuid.UUID,
+    settings: Settings,
+    now: datetime,
+) -> ScheduleRun:
+    """Cancel only the next occurrence: recorded as skipped, the one after becomes next."""
+    s = await get_schedule(session, principal, schedule_id, lock=True)
+    if s.status != ACTIVE or s.next_run_at is None:
+        raise Conflict(f"A schedule that is {s.status} has no next occurrence to skip.")
+    run = firing.skip(session, s, s.next_run_at, "skip-next")
+    s.next_run_at = next_fire(timing_of(s), s.next_run_at)
+    if s.next_run_at is None and s.buffered_for is None:
+        s.status = COMPLETED
+    s.version += 1
+    await _changed(session, s, now, settings)
+    await audit(
+        session,
+        "schedule.skip_next",
+        principal,
+        resource_type="schedule",
+        resource_id=s.id,
+        detail={"scheduled_for": run.scheduled_for.isoformat()},
+    )
+    return run
+
+
+async def trigger(
+    session: AsyncSession,
+    principal: Principal,
+    schedule_id: uuid.UUID,
+    settings: Settings,
+    now: datetime,
+) -> ScheduleRun:
+    """Run now, whatever the schedule's state and overlap policy; recorded as a manual fire
+    at ``now``. A target that cannot start fails the request instead of being recorded."""
+    s = await get_schedule(session, principal, schedule_id, lock=True)
+    occurrence = now
+    timing = timing_of(s)
+    # A manual run must not take the key of a real occurrence (or of an earlier manual run).
+    while (
+        next_fire(timing, occurrence - _TICK) == occurrence
+        or await repo.run_for(session, s.id, occurrence) is not None
+    ):
+        occurrence += _TICK
+    run = await firing.fire_now(session, s, occurrence, principal, settings, now)
+    await firing.announce(session)
+    await audit(
+        session,
+        "schedule.trigger",
+        principal,
+        resource_type="schedule",
+        resource_id=s.id,
+        detail={"run_id": str(run.id), "task_id": str(run.task_id) if run.task_id else None},
+    )
+    return run
+
+
+async def queue_summary(
+    session: AsyncSession, principal: Principal, now: datetime
+) -> ScheduleQueueSummary:
+    """The schedules section of GET /api/v1/queue: the caller's, or everyone's for admins."""
+    owner = None if principal.is_admin else principal.user_id
+    upcoming = await repo.next_due(session, owner)
+    return ScheduleQueueSummary(
+        by_state=await repo.counts_by_status(session, owner),
+        due_now=await repo.due_count(session, now, owner),
+        next_due_at=upcoming[1] if upcoming else None,
+        next_due_schedule_id=upcoming[0] if upcoming else None,
+    )

@@ -1,0 +1,138 @@
+"""What a firing starts (a task, or a workflow execution) and how those runs are doing."""
+
+from __future__ import annotations
+
+import importlib
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskgate.errors import FieldProblem, NotFound, ValidationFailed
+from taskgate.http.errors import validation_problems
+from taskgate.identity.principal import Principal
+from taskgate.models import Schedule, ScheduleRun, Task
+from taskgate.schedules.definition import task_body
+from taskgate.settings import Settings
+from taskgate.tasks.schemas import TaskCreate
+from taskgate.tasks.service import submit_task
+from taskgate.tasks.states import FINAL as TASK_FINAL
+
+# Execution statuses that will not change again (API.md: QUEUED, RUNNING, WAITING, SUCCESS,
+# FAILED, CANCELLED).
+EXECUTION_FINAL = frozenset({"SUCCESS", "FAILED", "CANCELLED"})
+GONE = "DELETED"
+
+
+@dataclass(frozen=True)
+class Started:
+    task_id: uuid.UUID | None = None
+    execution_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class Progress:
+    status: str
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @property
+    def final(self) -> bool:
+        return self.status in TASK_FINAL or self.status in EXECUTION_FINAL or self.status == GONE
+
+
+async def start(
+    session: AsyncSession, s: Schedule, owner: Principal, settings: Settings
+) -> Started:
+    """Create the schedule's task or workflow execution in the caller's transaction."""
+    if s.workflow_id is not None:
+        execution_id = await _start_execution(session, s, owner)
+        return Started(execution_id=execution_id)
+    assert s.task_template is not None
+    try:
+        body = TaskCreate.model_validate(task_body(s.task_template, s.id, s.timeout_seconds))
+    except ValidationError as error:
+        # Checked when the schedule was saved; only a change to the task contract gets here.
+        problems = validation_problems(error.errors())
+        raise ValidationFailed(
+            "The schedule's task is no longer valid; update it.",
+            details=[FieldProblem(f"task.{p.field}", p.message) for p in problems],
+        ) from None
+    task = await submit_task(session, owner, body, settings)
+    return Started(task_id=task.id)
+
+
+async def _start_execution(session: AsyncSession, s: Schedule, owner: Principal) -> uuid.UUID:
+    module = _executions_service()
+    if module is None:
+        raise ValidationFailed.field("workflow_id", "workflows are not available")
+    result: Any = await module.start_execution(
+        session, owner, s.workflow_id, s.workflow_input or {}, trigger="schedule"
+    )
+    execution_id = getattr(result, "id", None) or getattr(result, "execution_id", result)
+    return execution_id if isinstance(execution_id, uuid.UUID) else uuid.UUID(str(execution_id))
+
+
+def _executions_service() -> Any:
+    try:
+        return importlib.import_module("taskgate.workflows.executions_service")
+    except ModuleNotFoundError:
+        return None
+
+
+async def check_workflow(session: AsyncSession, owner: Principal, workflow_id: uuid.UUID) -> None:
+    """Refuse a workflow target the owner cannot run (400 on workflow_id, not a 404)."""
+    if _executions_service() is None:
+        raise ValidationFailed.field("workflow_id", "workflows are not available")
+    from taskgate.workflows.service import get_workflow
+
+    try:
+        workflow = await get_workflow(session, owner, workflow_id)
+    except NotFound:
+        raise ValidationFailed.field("workflow_id", "no such workflow") from None
+    if getattr(workflow, "deleted_at", None) is not None:
+        raise ValidationFailed.field("workflow_id", "no such workflow")
+
+
+async def progress_of(
+    session: AsyncSession, runs: Sequence[ScheduleRun]
+) -> dict[uuid.UUID, Progress]:
+    """The live status of what each fired run started, keyed by the run's id."""
+    task_ids = {r.task_id: r.id for r in runs if r.task_id is not None}
+    execution_ids = {r.execution_id: r.id for r in runs if r.execution_id is not None}
+    found: dict[uuid.UUID, Progress] = {}
+    if task_ids:
+        rows = await session.execute(
+            select(Task.id, Task.status, Task.started_at, Task.completed_at).where(
+                Task.id.in_(task_ids)
+            )
+        )
+        for task_id, status, started_at, finished_at in rows:
+            found[task_ids[task_id]] = Progress(status, started_at, finished_at)
+    if execution_ids:
+        model = _execution_model()
+        if model is not None:
+            rows = await session.execute(
+                select(model.id, model.status, model.started_at, model.finished_at).where(
+                    model.id.in_(execution_ids)
+                )
+            )
+            for execution_id, status, started_at, finished_at in rows:
+                found[execution_ids[execution_id]] = Progress(status, started_at, finished_at)
+    for run in runs:
+        if run.id not in found and (run.task_id or run.execution_id):
+            found[run.id] = Progress(GONE, None, None)
+    return found
+
+
+def _execution_model() -> Any:
+    try:
+        module = importlib.import_module("taskgate.models.workflows")
+    except ModuleNotFoundError:
+        return None
+    return getattr(module, "WorkflowExecution", None)
