@@ -57,7 +57,7 @@ def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settin
         "environment": "test",
         "log_json": True,
         "log_level": "WARNING",
-        "database": {"url": database_url},
+        "database": {"url": database_url, "pool_size": 3, "max_overflow": 7},
         "auth": {"jwt_secret": TEST_SECRET},
         "rate_limit": {
             "standard": "10000/minute",
