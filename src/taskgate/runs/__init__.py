@@ -1,0 +1,1 @@
+"""Runs (attempts at tasks, and runs clients report), their logs, and the jobs resource."""

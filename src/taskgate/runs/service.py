@@ -1,0 +1,99 @@
+"""Run and job use cases: read them, and let clients report runs of their own."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskgate.audit.service import audit
+from taskgate.errors import NotFound, ValidationFailed
+from taskgate.events.outbox import record_event
+from taskgate.identity.principal import Principal
+from taskgate.ids import new_id, utcnow
+from taskgate.models import ChatSession, Run, RunLog, Task, TaskJob
+from taskgate.runs.schemas import RunCreate, RunLogsIn
+
+_FINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"})
+
+
+async def get_run(session: AsyncSession, principal: Principal, run_id: uuid.UUID) -> Run:
+    """The principal's run; NotFound when missing or someone else's."""
+    principal.require_scope("tasks:read")
+    run = await session.get(Run, run_id)
+    if run is None or run.owner_id != principal.user_id:
+        raise NotFound("Run not found.")
+    return run
+
+
+async def get_job(session: AsyncSession, principal: Principal, job_id: uuid.UUID) -> TaskJob:
+    principal.require_scope("tasks:read")
+    job = await session.get(TaskJob, job_id)
+    if job is None or job.owner_id != principal.user_id:
+        raise NotFound("Job not found.")
+    return job
+
+
+async def create_run(session: AsyncSession, principal: Principal, body: RunCreate) -> Run:
+    principal.require_scope("tasks:write")
+    session_id = body.session_id
+    if body.task_id is not None:
+        task = await session.get(Task, body.task_id)
+        if task is None or task.owner_id != principal.user_id:
+            raise ValidationFailed.field("task_id", "no such task")
+        session_id = session_id or task.session_id
+    if body.session_id is not None:
+        chat = await session.get(ChatSession, body.session_id)
+        if chat is None or chat.owner_id != principal.user_id:
+            raise ValidationFailed.field("session_id", "no such session")
+    if body.parent_run_id is not None:
+        parent = await session.get(Run, body.parent_run_id)
+        if parent is None or parent.owner_id != principal.user_id:
+            raise ValidationFailed.field("parent_run_id", "no such run")
+    now = utcnow()
+    run = Run(
+        id=new_id(),
+        owner_id=principal.user_id,
+        task_id=body.task_id,
+        session_id=session_id,
+        parent_run_id=body.parent_run_id,
+        name=body.name,
+        kind="external",
+        status=body.status,
+        attempt=1,
+        transcript={},
+        usage={},
+        started_at=now,
+        finished_at=now if body.status in _FINAL else None,
+    )
+    session.add(run)
+    await record_event(
+        session,
+        "run.created",
+        owner_id=principal.user_id,
+        run_id=run.id,
+        task_id=run.task_id,
+        session_id=run.session_id,
+        payload={"name": run.name, "status": run.status, "kind": run.kind},
+    )
+    await audit(session, "run.create", principal, resource_type="run", resource_id=run.id)
+    return run
+
+
+async def append_logs(
+    session: AsyncSession, principal: Principal, run_id: uuid.UUID, body: RunLogsIn
+) -> int:
+    principal.require_scope("tasks:write")
+    run = await get_run(session, principal, run_id)
+    now = utcnow()
+    session.add_all(
+        RunLog(
+            run_id=run.id,
+            level=entry.level,
+            message=entry.message,
+            data=entry.data or {},
+            created_at=now,
+        )
+        for entry in body.entries
+    )
+    return len(body.entries)

@@ -1,0 +1,142 @@
+"""The "task.run" job: one attempt at a task, from RUNNING to a final (or paused) state.
+
+Every write happens in ``ctx.transaction()``, which commits only while this worker holds the
+job's lease: a worker that lost it (the job was retaken) stops without writing anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import structlog
+
+from taskgate.runtime.context import JobContext, LeaseLost, Runtime
+from taskgate.runtime.handlers import JobKind
+from taskgate.runtime.sandbox import SandboxError, SandboxResult
+from taskgate.tasks import repository as repo
+from taskgate.tasks.agent_runner import run_agent_attempt
+from taskgate.tasks.attempts import Attempt, Ending, end_attempt, start_attempt
+from taskgate.tasks.event_batch import EventBatcher
+from taskgate.tasks.lifecycle import fail
+from taskgate.tasks.records import close_open_work, close_sandbox_job
+from taskgate.tasks.sandbox_runs import discard_work_dir, request_for, run_streamed
+from taskgate.tasks.states import TaskStatus, is_final
+
+S = TaskStatus
+log = structlog.get_logger(__name__)
+
+
+async def run_task(ctx: JobContext) -> None:
+    task_id = uuid.UUID(str(ctx.payload["task_id"]))
+    attempt = await start_attempt(ctx, task_id)
+    if attempt is None:
+        return
+    batcher = EventBatcher(ctx, attempt.subject)
+    try:
+        if attempt.kind == "query":
+            await run_agent_attempt(ctx, attempt, batcher)
+        else:
+            await _run_sandboxed(ctx, attempt, batcher)
+    except asyncio.CancelledError:
+        await asyncio.shield(_record_cancellation(ctx, attempt))
+        raise
+
+
+async def _run_sandboxed(ctx: JobContext, attempt: Attempt, batcher: EventBatcher) -> None:
+    settings = ctx.runtime.settings
+    script = attempt.input.get("script")
+    request = request_for(
+        settings,
+        task_id=attempt.task_id,
+        job_id=attempt.job_id,
+        kind=script["language"] if script else "commands",
+        content=script["content"] if script else "",
+        commands=attempt.input.get("commands") or (),
+        timeout_seconds=attempt.remaining(),
+    )
+    try:
+        result = await batcher.alongside(run_streamed(ctx, batcher, attempt.job_id, request))
+    except SandboxError as exc:
+        ending = Ending(S.FAILED, error_code="SANDBOX_ERROR", error=f"sandbox failed: {exc}")
+        await _finish(ctx, attempt, batcher, ending)
+        return
+    await _finish(ctx, attempt, batcher, _sandbox_ending(result), result)
+
+
+def _sandbox_ending(result: SandboxResult) -> Ending:
+    payload = {"exit_code": result.exit_code, "output_bytes": result.output_bytes}
+    if result.outcome == "timeout":
+        error = f"timed out after {result.duration_seconds:.1f} s"
+        return Ending(
+            S.TIMEOUT,
+            result=result.output_excerpt,
+            error_code="TIMEOUT",
+            error=error,
+            event_payload=payload,
+        )
+    if result.outcome == "exited" and result.exit_code == 0:
+        return Ending(S.COMPLETED, result=result.output_excerpt, event_payload=payload)
+    if result.outcome == "killed":
+        error = f"killed by signal {result.signal} (exit code {result.exit_code})"
+    else:
+        error = f"exit code {result.exit_code}"
+    return Ending(
+        S.FAILED,
+        result=result.output_excerpt,
+        error_code="NONZERO_EXIT",
+        error=error,
+        event_payload=payload,
+    )
+
+
+async def _finish(
+    ctx: JobContext,
+    attempt: Attempt,
+    batcher: EventBatcher,
+    ending: Ending,
+    result: SandboxResult | None = None,
+) -> None:
+    async with ctx.transaction() as session:
+        task = await repo.task_for_update(session, attempt.task_id)
+        assert task is not None
+        await batcher.flush_into(session)
+        if result is not None:
+            await close_sandbox_job(session, task, attempt.job_id, result)
+        await end_attempt(session, task, attempt, ending)
+        await ctx.complete(session)
+    if is_final(ending.status):
+        discard_work_dir(ctx.runtime.settings, attempt.task_id)
+
+
+async def _record_cancellation(ctx: JobContext, attempt: Attempt) -> None:
+    """The handler was cancelled. Only a cancel the user asked for makes the task CANCELLED; a
+    worker shutting down releases the job instead, and another attempt follows."""
+    try:
+        async with ctx.transaction() as session:
+            task = await repo.task_for_update(session, attempt.task_id)
+            if task is None or task.status != S.RUNNING.value or task.cancel_requested_at is None:
+                return
+            await end_attempt(session, task, attempt, Ending(S.CANCELLED))
+    except LeaseLost:
+        log.info("task.cancel_after_lease_lost", task_id=str(attempt.task_id))
+        return
+    discard_work_dir(ctx.runtime.settings, attempt.task_id)
+
+
+async def on_task_dead(
+    runtime: Runtime, job_id: uuid.UUID, kind: str, payload: dict[str, Any], reason: str
+) -> None:
+    """The queue gave up on the job (its workers kept dying, or it failed for good): the task
+    fails, so every accepted task ends in a final state."""
+    async with runtime.db.transaction() as session:
+        task = await repo.task_for_update(session, uuid.UUID(str(payload["task_id"])))
+        if task is None or is_final(task.status) or task.queue_job_id != job_id:
+            return
+        message = f"the worker gave up on this task: {reason}"
+        await close_open_work(session, task.id, S.FAILED.value, message)
+        await fail(session, task, "WORKER_LOST", message)
+
+
+TASK_RUN = JobKind(run_task, on_dead=on_task_dead)

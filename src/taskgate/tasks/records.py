@@ -1,0 +1,196 @@
+"""The rows a task attempt leaves behind (its run and its jobs), written with their events."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskgate.events.outbox import record_event
+from taskgate.ids import new_id, utcnow
+from taskgate.models import Run, Task, TaskJob
+from taskgate.runtime.sandbox import SandboxResult
+
+OPEN = "RUNNING"
+
+
+async def open_run(session: AsyncSession, task: Task, node_id: str | None) -> Run:
+    run = Run(
+        id=new_id(),
+        owner_id=task.owner_id,
+        task_id=task.id,
+        session_id=task.session_id,
+        parent_run_id=task.parent_run_id,
+        name=f"{task.kind} task attempt {task.attempts}",
+        kind="subagent" if task.parent_task_id else "task",
+        status=OPEN,
+        attempt=task.attempts,
+        node_id=node_id,
+        transcript={},
+        usage={},
+        started_at=utcnow(),
+    )
+    session.add(run)
+    return run
+
+
+async def open_job(
+    session: AsyncSession,
+    task: Task,
+    run_id: uuid.UUID,
+    kind: str,
+    job_input: dict[str, Any],
+    node_id: str | None,
+    attempts: int = 1,
+) -> TaskJob:
+    job = TaskJob(
+        id=new_id(),
+        owner_id=task.owner_id,
+        task_id=task.id,
+        run_id=run_id,
+        kind=kind,
+        status=OPEN,
+        input=job_input,
+        output_bytes=0,
+        output_truncated=False,
+        attempts=attempts,
+        node_id=node_id,
+        started_at=utcnow(),
+    )
+    session.add(job)
+    await record_event(
+        session,
+        "job.started",
+        owner_id=task.owner_id,
+        task_id=task.id,
+        session_id=task.session_id,
+        run_id=run_id,
+        job_id=job.id,
+        payload={"kind": kind, "input": job_input, "node_id": node_id},
+    )
+    return job
+
+
+def sandbox_job_status(result: SandboxResult) -> str:
+    if result.outcome == "timeout":
+        return "TIMEOUT"
+    if result.outcome == "cancelled":
+        return "CANCELLED"
+    return "COMPLETED" if result.exit_code == 0 else "FAILED"
+
+
+async def close_sandbox_job(
+    session: AsyncSession, task: Task, job_id: uuid.UUID, result: SandboxResult
+) -> TaskJob:
+    job = await session.get(TaskJob, job_id)
+    assert job is not None
+    duration_ms = round(result.duration_seconds * 1000)
+    job.status = sandbox_job_status(result)
+    job.exit_code = result.exit_code
+    job.output_excerpt = result.output_excerpt
+    job.output_bytes = result.output_bytes
+    job.output_truncated = result.output_truncated
+    job.output_path = str(result.output_path) if result.output_path else None
+    job.finished_at = utcnow()
+    job.duration_ms = duration_ms
+    if result.outcome != "exited":
+        job.error = _outcome_text(result)
+    await record_event(
+        session,
+        "job.completed",
+        owner_id=task.owner_id,
+        task_id=task.id,
+        session_id=task.session_id,
+        run_id=job.run_id,
+        job_id=job.id,
+        payload={
+            "status": job.status,
+            "kind": "sandbox",
+            "exit_code": result.exit_code,
+            "outcome": result.outcome,
+            "duration_ms": duration_ms,
+            "output_bytes": result.output_bytes,
+            "truncated": result.output_truncated,
+        },
+    )
+    return job
+
+
+def _outcome_text(result: SandboxResult) -> str:
+    if result.outcome == "killed":
+        return f"killed by signal {result.signal}"
+    return result.outcome
+
+
+async def close_open_work(
+    session: AsyncSession, task_id: uuid.UUID, status: str, error: str | None
+) -> None:
+    """Close every run and job of the task still marked running (an attempt that died, or
+    the one being cancelled), so nothing stays RUNNING under a final task."""
+    now = utcnow()
+    runs = await session.scalars(select(Run).where(Run.task_id == task_id, Run.status == OPEN))
+    for run in runs:
+        run.status, run.finished_at = status, now
+        run.error = run.error or error
+    jobs = await session.scalars(
+        select(TaskJob).where(TaskJob.task_id == task_id, TaskJob.status == OPEN)
+    )
+    for job in jobs:
+        job.status, job.finished_at = status, now
+        job.error = job.error or error
+
+
+async def close_run(
+    session: AsyncSession,
+    run_id: uuid.UUID,
+    status: str,
+    *,
+    error: str | None = None,
+    transcript: dict[str, Any] | None = None,
+    usage: dict[str, Any] | None = None,
+) -> None:
+    run = await session.get(Run, run_id)
+    assert run is not None
+    run.status = status
+    run.finished_at = utcnow()
+    run.error = error
+    if transcript is not None:
+        run.transcript = transcript
+    if usage is not None:
+        run.usage = usage
+
+
+async def close_model_job(
+    session: AsyncSession,
+    task: Task,
+    job_id: uuid.UUID,
+    status: str,
+    output: str,
+    usage: dict[str, Any],
+    error: str | None,
+    excerpt_cap: int,
+) -> None:
+    job = await session.get(TaskJob, job_id)
+    assert job is not None
+    now = utcnow()
+    encoded = output.encode()
+    job.status = status
+    job.output_excerpt = encoded[:excerpt_cap].decode(errors="ignore")
+    job.output_bytes = len(encoded)
+    job.output_truncated = len(encoded) > excerpt_cap
+    job.error = error
+    job.finished_at = now
+    if job.started_at is not None:
+        job.duration_ms = round((now - job.started_at).total_seconds() * 1000)
+    await record_event(
+        session,
+        "job.completed",
+        owner_id=task.owner_id,
+        task_id=task.id,
+        session_id=task.session_id,
+        run_id=job.run_id,
+        job_id=job.id,
+        payload={"status": status, "kind": "model", "duration_ms": job.duration_ms, **usage},
+    )

@@ -1,0 +1,129 @@
+"""Task queries."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, Select, exists, func, literal, select
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskgate.models import ChatSession, Event, Run, Task
+
+
+def dialect_of(session: AsyncSession) -> str:
+    return session.get_bind().dialect.name
+
+
+@dataclass(frozen=True)
+class TaskFilters:
+    statuses: Sequence[str] = ()
+    session_id: uuid.UUID | None = None
+    label: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    search: str | None = None
+    parent_task_id: uuid.UUID | None = None
+
+
+async def task_of(session: AsyncSession, owner_id: uuid.UUID, task_id: uuid.UUID) -> Task | None:
+    task = await session.get(Task, task_id)
+    return task if task is not None and task.owner_id == owner_id else None
+
+
+async def task_for_update(session: AsyncSession, task_id: uuid.UUID) -> Task | None:
+    """The task, locked against concurrent changes until the transaction ends (PostgreSQL;
+    SQLite write transactions are serialised already)."""
+    stmt = select(Task).where(Task.id == task_id).execution_options(populate_existing=True)
+    if dialect_of(session) == "postgresql":
+        stmt = stmt.with_for_update()
+    result: Task | None = await session.scalar(stmt)
+    return result
+
+
+async def session_of(session: AsyncSession, session_id: uuid.UUID) -> ChatSession | None:
+    return await session.get(ChatSession, session_id)
+
+
+def _label_matches(label: str, dialect: str) -> ColumnElement[bool]:
+    if dialect == "postgresql":
+        return Task.labels.op("@>")(literal([label], JSONB))
+    each = func.json_each(Task.labels).table_valued("value")
+    return exists(select(literal(1)).select_from(each).where(each.c.value == label))
+
+
+def tasks_query(owner_id: uuid.UUID, filters: TaskFilters, dialect: str) -> Select[tuple[Task]]:
+    stmt = select(Task).where(Task.owner_id == owner_id)
+    if filters.statuses:
+        stmt = stmt.where(Task.status.in_(filters.statuses))
+    if filters.session_id is not None:
+        stmt = stmt.where(Task.session_id == filters.session_id)
+    if filters.parent_task_id is not None:
+        stmt = stmt.where(Task.parent_task_id == filters.parent_task_id)
+    if filters.label:
+        stmt = stmt.where(_label_matches(filters.label, dialect))
+    if filters.created_after is not None:
+        stmt = stmt.where(Task.created_at > filters.created_after)
+    if filters.created_before is not None:
+        stmt = stmt.where(Task.created_at < filters.created_before)
+    if filters.search:
+        pattern = "%" + filters.search.replace("\\", "\\\\").replace("%", "\\%") + "%"
+        stmt = stmt.where(Task.query.ilike(pattern, escape="\\"))
+    return stmt
+
+
+async def tasks_offset_page(
+    session: AsyncSession, stmt: Select[tuple[Task]], limit: int, offset: int
+) -> tuple[list[Task], int]:
+    total = await session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
+    rows = await session.scalars(
+        stmt.order_by(Task.created_at.desc(), Task.id.desc()).limit(limit).offset(offset)
+    )
+    return list(rows.all()), int(total or 0)
+
+
+async def task_events(
+    session: AsyncSession,
+    task_id: uuid.UUID,
+    *,
+    after: int | None,
+    limit: int,
+    types: Sequence[str] = (),
+) -> list[Event]:
+    stmt = select(Event).where(Event.task_id == task_id)
+    if after is not None:
+        stmt = stmt.where(Event.id > after)
+    if types:
+        stmt = stmt.where(Event.type.in_(types))
+    rows = await session.scalars(stmt.order_by(Event.id).limit(limit))
+    return list(rows.all())
+
+
+async def latest_run(session: AsyncSession, task_id: uuid.UUID) -> Run | None:
+    result: Run | None = await session.scalar(
+        select(Run).where(Run.task_id == task_id).order_by(Run.attempt.desc()).limit(1)
+    )
+    return result
+
+
+async def session_turns(
+    session: AsyncSession, session_id: uuid.UUID, before: datetime, limit: int
+) -> list[tuple[str, str]]:
+    """The latest completed text turns of a session before ``before``, oldest first."""
+    rows = await session.execute(
+        select(Task.query, Task.result)
+        .where(
+            Task.session_id == session_id,
+            Task.kind == "query",
+            Task.status == "COMPLETED",
+            Task.parent_task_id.is_(None),
+            Task.created_at < before,
+        )
+        .order_by(Task.created_at.desc())
+        .limit(limit)
+    )
+    turns = [(query or "", result or "") for query, result in rows.all()]
+    return list(reversed(turns))

@@ -1,0 +1,295 @@
+"""Task use cases: submit, read, and control (cancel, pause, resume)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskgate.audit.service import audit
+from taskgate.errors import Conflict, FieldProblem, NotFound, ValidationFailed
+from taskgate.identity.principal import Principal
+from taskgate.ids import new_id, utcnow
+from taskgate.models import ChatSession, Event, Task
+from taskgate.runtime.queue import request_cancel
+from taskgate.settings import Settings, WorkerSettings
+from taskgate.tasks import repository as repo
+from taskgate.tasks.lifecycle import enqueue_run, fail, move, stop_running, task_event
+from taskgate.tasks.schemas import ControlState, TaskCreate
+from taskgate.tasks.states import TaskStatus
+
+S = TaskStatus
+MODEL_UNAVAILABLE_MESSAGE = (
+    "No model is configured, so text tasks cannot run. Point taskgate at an OpenAI-compatible "
+    "server with TASKGATE_MODEL__BASE_URL (for example http://127.0.0.1:11434/v1 for Ollama), "
+    "plus TASKGATE_MODEL__MODEL and TASKGATE_MODEL__API_KEY where needed, and restart it. "
+    "Scripts and commands work without a model."
+)
+_INPUTS = ("query", "script", "commands")
+
+
+def _check_one_input(body: TaskCreate) -> str:
+    given = [name for name in _INPUTS if getattr(body, name) is not None]
+    if len(given) == 1:
+        return given[0]
+    if given:
+        message = f"send only one of query, script or commands (got {', '.join(given)})"
+        problems = [FieldProblem(name, message) for name in given]
+    else:
+        message = "send one of query, script or commands"
+        problems = [FieldProblem(name, message) for name in _INPUTS]
+    raise ValidationFailed(message[0].upper() + message[1:] + ".", details=problems)
+
+
+async def _chat_session(
+    session: AsyncSession, principal: Principal, session_id: uuid.UUID | None, title: str
+) -> ChatSession:
+    if session_id is not None:
+        existing = await repo.session_of(session, session_id)
+        if existing is not None:
+            if existing.owner_id != principal.user_id:
+                raise NotFound("Session not found.")
+            return existing
+    chat = ChatSession(
+        id=session_id or new_id(), owner_id=principal.user_id, title=title[:200] or None, context={}
+    )
+    session.add(chat)
+    return chat
+
+
+def _title(body: TaskCreate) -> str:
+    if body.query is not None:
+        return " ".join(body.query.split())[:80]
+    if body.script is not None:
+        return f"{body.script.language} script"
+    return (body.commands or [""])[0][:80]
+
+
+async def submit_task(
+    session: AsyncSession, principal: Principal, body: TaskCreate, settings: Settings
+) -> Task:
+    """Accept a task: written with its task.created event and its queue job in one
+    transaction. A text task with no model configured fails at once (MODEL_UNAVAILABLE)."""
+    principal.require_scope("tasks:write")
+    kind = _check_one_input(body)
+    chat = await _chat_session(session, principal, body.session_id, _title(body))
+    task_input: dict[str, object] = {}
+    if body.script is not None:
+        task_input = {"script": body.script.model_dump()}
+    elif body.commands is not None:
+        task_input = {"commands": list(body.commands)}
+    task = Task(
+        id=new_id(),
+        owner_id=principal.user_id,
+        session_id=chat.id,
+        kind=kind,
+        status=S.QUEUED.value,
+        query=body.query,
+        input=task_input,
+        attachments=[str(a) for a in body.attachments],
+        acceptance_criteria=list(body.acceptance_criteria),
+        context=body.context,
+        labels=list(dict.fromkeys(body.labels)),
+        mode=body.mode,
+        model_tier=body.model_tier,
+        model_override=body.model_override,
+        provider_override=body.provider_override,
+        max_iterations=body.max_iterations,
+        timeout_seconds=body.timeout_seconds or settings.sandbox.default_timeout_seconds,
+        priority=body.priority,
+        input_tokens=0,
+        output_tokens=0,
+        cost_usd=0.0,
+        attempts=0,
+    )
+    session.add(task)
+    # Audit and queue job first: the event's flush then writes every row in one go.
+    await audit(
+        session,
+        "task.create",
+        principal,
+        resource_type="task",
+        resource_id=task.id,
+        detail={"kind": kind},
+    )
+    created = {"kind": kind, "status": task.status, "labels": task.labels}
+    if kind == "query" and settings.model.base_url is None:
+        await task_event(session, task, "task.created", created)
+        await fail(session, task, "MODEL_UNAVAILABLE", MODEL_UNAVAILABLE_MESSAGE)
+    else:
+        await enqueue_run(session, task)
+        await task_event(session, task, "task.created", created)
+    return task
+
+
+async def get_task(session: AsyncSession, principal: Principal, task_id: uuid.UUID) -> Task:
+    """The principal's task; NotFound when missing or someone else's."""
+    principal.require_scope("tasks:read")
+    task = await repo.task_of(session, principal.user_id, task_id)
+    if task is None:
+        raise NotFound("Task not found.")
+    return task
+
+
+async def _task_to_change(session: AsyncSession, principal: Principal, task_id: uuid.UUID) -> Task:
+    principal.require_scope("tasks:write")
+    task = await repo.task_for_update(session, task_id)
+    if task is None or task.owner_id != principal.user_id:
+        raise NotFound("Task not found.")
+    return task
+
+
+async def list_events(
+    session: AsyncSession,
+    principal: Principal,
+    task_id: uuid.UUID,
+    *,
+    after: int | None,
+    limit: int,
+    types: Sequence[str],
+) -> tuple[list[Event], bool]:
+    """Events of the task in order, after ``after``; the flag says whether more follow."""
+    task = await get_task(session, principal, task_id)
+    rows = await repo.task_events(session, task.id, after=after, limit=limit + 1, types=types)
+    return rows[:limit], len(rows) > limit
+
+
+async def cancel_task(
+    session: AsyncSession,
+    principal: Principal,
+    task_id: uuid.UUID,
+    reason: str | None,
+    settings: Settings | None = None,
+) -> str:
+    """Cancel now when nothing runs; a running task is stopped by its worker within a second.
+    ``settings`` tell how long worker leases last (for the fallback when a worker died)."""
+    task = await _task_to_change(session, principal, task_id)
+    status = TaskStatus(task.status)
+    detail = {"reason": reason, "by": principal.username}
+    if status is S.RUNNING:
+        if task.cancel_requested_at is not None:
+            return "Cancellation was already requested."
+        await stop_running(
+            session,
+            task,
+            reason=reason,
+            by=principal.username,
+            lease_seconds=(settings.worker if settings else WorkerSettings()).lease_seconds,
+        )
+        message = "Cancellation requested; the task stops within a second."
+    else:
+        task.cancel_reason, task.cancelled_by = reason, principal.username
+        await move(session, task, S.CANCELLED, detail)
+        if status is S.QUEUED and task.queue_job_id is not None:
+            await request_cancel(session, task.queue_job_id)
+        message = "Task cancelled."
+    await audit(session, "task.cancel", principal, resource_type="task", resource_id=task.id)
+    return message
+
+
+async def pause_task(
+    session: AsyncSession, principal: Principal, task_id: uuid.UUID, reason: str | None
+) -> str:
+    task = await _task_to_change(session, principal, task_id)
+    status = TaskStatus(task.status)
+    detail = {"reason": reason, "by": principal.username}
+    if status is S.RUNNING:
+        if task.kind != "query":
+            raise Conflict("A running script or command task cannot be paused; cancel it instead.")
+        if task.cancel_requested_at is not None:
+            raise Conflict("The task is being cancelled.")
+        task.pause_requested_at = utcnow()
+        task.pause_reason, task.paused_by = reason, principal.username
+        await task_event(session, task, "task.pause_requested", detail)
+        message = "Pause requested; the task pauses at its next step."
+    else:
+        await move(session, task, S.PAUSED, detail)
+        task.pause_reason, task.paused_by = reason, principal.username
+        if task.queue_job_id is not None:
+            await request_cancel(session, task.queue_job_id)
+            task.queue_job_id = None
+        message = "Task paused."
+    await audit(session, "task.pause", principal, resource_type="task", resource_id=task.id)
+    return message
+
+
+async def resume_task(
+    session: AsyncSession, principal: Principal, task_id: uuid.UUID, reason: str | None
+) -> str:
+    task = await _task_to_change(session, principal, task_id)
+    status = TaskStatus(task.status)
+    if status is S.RUNNING and task.pause_requested_at is not None:
+        task.pause_requested_at = None
+        task.pause_reason = task.paused_by = None
+        await task_event(session, task, "task.pause_withdrawn", {"by": principal.username})
+        message = "The pending pause was withdrawn; the task keeps running."
+    else:
+        if status is not S.PAUSED:
+            raise Conflict(f"Cannot resume a task that is {status.value}.")
+        await move(
+            session,
+            task,
+            S.QUEUED,
+            {"reason": reason, "by": principal.username},
+            event="task.resumed",
+        )
+        task.pause_reason = task.paused_by = None
+        await enqueue_run(session, task)
+        message = "Task resumed."
+    await audit(session, "task.resume", principal, resource_type="task", resource_id=task.id)
+    return message
+
+
+def control_state(task: Task) -> ControlState:
+    return ControlState(
+        status=task.status,
+        is_paused=task.status == S.PAUSED.value,
+        is_cancelled=task.status == S.CANCELLED.value,
+        pause_requested=task.pause_requested_at is not None,
+        cancel_requested=task.cancel_requested_at is not None,
+        paused_at=task.paused_at,
+        pause_reason=task.pause_reason,
+        paused_by=task.paused_by,
+        cancel_reason=task.cancel_reason,
+        cancelled_by=task.cancelled_by,
+    )
+
+
+@dataclass(frozen=True)
+class ApprovalDecision:
+    approved: bool
+    reason: str = ""
+    decided_by: str | None = None
+
+
+async def resume_after_approval(
+    session: AsyncSession, task: Task, decision: ApprovalDecision
+) -> None:
+    """Record the decision on the tool call the task waits for and queue it again; the agent
+    then gets the decision as that call's approval and carries on from its transcript."""
+    if task.status != S.WAITING_APPROVAL.value:
+        raise Conflict(f"The task is {task.status}, not waiting for an approval.")
+    run = await repo.latest_run(session, task.id)
+    pending = (run.transcript or {}).get("pending") if run is not None else None
+    if run is None or not pending:
+        raise Conflict("The task is not waiting for an approval.")
+    run.transcript = {
+        **run.transcript,
+        "decision": {
+            "call_id": pending["call_id"],
+            "approved": decision.approved,
+            "reason": decision.reason,
+            "decided_by": decision.decided_by,
+        },
+    }
+    await move(
+        session,
+        task,
+        S.QUEUED,
+        {"approved": decision.approved, "reason": decision.reason, "by": decision.decided_by},
+        event="task.resumed",
+        run_id=run.id,
+    )
+    await enqueue_run(session, task)
