@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+import gc
+import os
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 import uvicorn
+from pydantic import ValidationError
 from rich.console import Console
 from rich.panel import Panel
 
 from taskgate import __version__
+from taskgate.cli_tasks import tasks_app
 from taskgate.db.engine import create_engine
 from taskgate.db.migrate import upgrade
 from taskgate.db.session import Database
+from taskgate.errors import TaskgateError
 from taskgate.identity.schemas import ApiKeyCreate, UserCreate
 from taskgate.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 app = typer.Typer(
     help="taskgate: tasks, sandboxed scripts, AI agents and workflows behind one API.",
@@ -25,6 +33,7 @@ users_app = typer.Typer(help="Manage accounts.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="api-keys")
+app.add_typer(tasks_app, name="tasks")
 console = Console()
 
 
@@ -84,24 +93,85 @@ def serve(
     workers: Annotated[int, typer.Option(help="Uvicorn worker processes.")] = 1,
 ) -> None:
     """Run the API gateway (with an embedded worker and scheduler unless --no-worker)."""
-    from taskgate.app import create_app
-    from taskgate.runtime.embedded import background_components
-
     settings = get_settings()
     if settings.is_sqlite:
         asyncio.run(_migrate(settings))
     asyncio.run(_first_admin(settings))
-    components = background_components(settings, worker=not no_worker, scheduler=not no_worker)
-    application = create_app(settings, components)
     console.print(f"taskgate {__version__} on http://{host}:{port}  (docs: /docs)")
+    if workers > 1:
+        # Worker processes build their own app: uvicorn needs an import path to do that.
+        os.environ[_SERVE_BACKGROUND] = "0" if no_worker else "1"
+        uvicorn.run(
+            "taskgate.cli:serving_app",
+            factory=True,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            workers=workers,
+            timeout_graceful_shutdown=5,
+        )
+        return
+    application = serving_app(background=not no_worker)
+    # Open SSE streams would otherwise hold a SIGTERM'd server up indefinitely.
     uvicorn.run(
         application,
         host=host,
         port=port,
         log_level="warning",
         access_log=False,
-        workers=workers if workers > 1 else None,
+        timeout_graceful_shutdown=5,
     )
+
+
+_SERVE_BACKGROUND = "_TASKGATE_SERVE_BACKGROUND"
+
+
+def serving_app(background: bool | None = None) -> FastAPI:
+    """The app ``serve`` runs, in this process or in each of its worker processes."""
+    from taskgate.app import create_app
+    from taskgate.runtime.embedded import background_components
+
+    if background is None:
+        background = os.environ.get(_SERVE_BACKGROUND, "1") == "1"
+    settings = get_settings()
+    components = background_components(settings, worker=background, scheduler=background)
+    application = create_app(settings, components)
+    # Everything loaded so far lives as long as the process: keep it out of the cyclic
+    # collector, whose full passes over it would otherwise stall requests.
+    gc.collect()
+    gc.freeze()
+    return application
+
+
+@app.command()
+def scheduler() -> None:
+    """Run the scheduler alone (beside `serve --no-worker`); safe to run several on PostgreSQL."""
+    from taskgate.schedules.scheduler import run_standalone
+
+    settings = get_settings()
+    if settings.is_sqlite:
+        asyncio.run(_migrate(settings))
+    console.print(f"taskgate {__version__} scheduler ({settings.database_url.split('@')[-1]})")
+    asyncio.run(run_standalone(settings))
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option(help="Jobs run at once (default: TASKGATE_WORKER__CONCURRENCY).")
+    ] = None,
+    grace: Annotated[
+        float, typer.Option(help="Seconds running jobs get to finish on SIGTERM.")
+    ] = 25.0,
+) -> None:
+    """Run a queue worker; SIGTERM or SIGINT drains it (a second one stops at once)."""
+    from taskgate.runtime.worker_process import run
+
+    settings = get_settings()
+    if settings.is_sqlite:
+        asyncio.run(_migrate(settings))
+    run(settings, concurrency=concurrency, grace_seconds=grace)
 
 
 @users_app.command("create")
@@ -127,7 +197,17 @@ def users_create(
         finally:
             await db.dispose()
 
-    console.print(f"Created user [bold]{username}[/] ({asyncio.run(run())}).")
+    try:
+        user_id = asyncio.run(run())
+    except (TaskgateError, ValidationError) as exc:
+        message = exc.message if isinstance(exc, TaskgateError) else _problems(exc)
+        console.print(f"[red]Cannot create user {username!r}:[/] {message}")
+        raise typer.Exit(1) from exc
+    console.print(f"Created user [bold]{username}[/] ({user_id}).")
+
+
+def _problems(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
 
 
 @keys_app.command("create")

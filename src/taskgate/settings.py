@@ -106,6 +106,102 @@ class OutboundSettings(BaseModel):
     )
 
 
+class DeliverySettings(BaseModel):
+    retry_period_seconds: float = Field(
+        default=24 * 3600, gt=0, description="How long a failing delivery is retried before dead."
+    )
+    base_backoff_seconds: float = Field(
+        default=5.0, ge=0, description="Wait before the first retry; doubles at every attempt."
+    )
+    max_backoff_seconds: float = Field(
+        default=3600.0, ge=0, description="Longest wait between two attempts of a delivery."
+    )
+    disable_after_failures: int = Field(
+        default=20, ge=1, description="Consecutive failed attempts that disable a destination."
+    )
+    dispatch_lookback_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="How long the dispatcher waits for a gap in event ids to fill (a "
+        "transaction that took an id earlier but commits later) before taking it as rolled back.",
+    )
+    request_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Whole-exchange timeout of one outbound delivery request."
+    )
+
+
+class SchedulerSettings(BaseModel):
+    tick_seconds: float = Field(
+        default=1.0, gt=0, description="Longest sleep between scheduler checks for due schedules."
+    )
+    batch_size: int = Field(
+        default=100, ge=1, le=10_000, description="Due schedules claimed per transaction."
+    )
+    concurrency: int = Field(
+        default=2, ge=1, le=32, description="Batches fired at once on PostgreSQL (SQLite: one)."
+    )
+    max_schedules_per_user: int = Field(
+        default=100, ge=0, description="Schedules one user may own (paused ones count)."
+    )
+    min_interval_seconds: int = Field(
+        default=60, ge=1, description="Shortest interval_seconds a schedule may use."
+    )
+    catchup_cap: int = Field(
+        default=100, ge=1, description="Most missed occurrences catchup 'all' fires after downtime."
+    )
+    default_catchup: Literal["skip", "one", "all"] = Field(
+        default="skip", description="Catch-up policy of schedules created without one."
+    )
+    misfire_grace_seconds: int = Field(
+        default=60,
+        ge=0,
+        description="How late (beyond jitter) an occurrence may fire and still count as on time.",
+    )
+
+
+class StreamSettings(BaseModel):
+    bus: Literal["auto", "memory", "postgres", "redis"] = Field(
+        default="auto",
+        description="How committed event ids reach every API process: auto picks Redis when "
+        "redis_url is set, else PostgreSQL LISTEN/NOTIFY, else in-process (SQLite).",
+    )
+    ping_seconds: float = Field(default=15.0, gt=0, description="SSE comment ping interval.")
+    max_streams_per_principal: int = Field(
+        default=20, ge=1, description="Open SSE and WebSocket streams per user, per API process."
+    )
+    ws_send_queue: int = Field(
+        default=1000,
+        ge=1,
+        description="Frames queued for a WebSocket client; past it the client is closed (1013).",
+    )
+    ws_max_channels: int = Field(default=100, ge=1, description="Channels per WebSocket.")
+    subscriber_queue: int = Field(
+        default=1000,
+        ge=1,
+        description="Live events buffered per stream; one further behind re-reads the table.",
+    )
+    backlog_page: int = Field(default=500, ge=1, description="Events read per replay query.")
+    poll_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="Look for new events this often even without a notification.",
+    )
+    gap_grace_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="Longest wait for a missing lower event id to commit before later ones "
+        "are delivered without it (PostgreSQL usually settles it sooner).",
+    )
+    channel: str = Field(
+        default="taskgate_events", description="NOTIFY channel and Redis pub/sub channel."
+    )
+    direct_writes: bool = Field(
+        default=True,
+        description="Under uvicorn (httptools), write live SSE events straight to idle "
+        "connections instead of through each stream's task: far cheaper per subscriber.",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TASKGATE_", env_nested_delimiter="__", extra="ignore"
@@ -129,6 +225,9 @@ class Settings(BaseSettings):
     model: ModelSettings = Field(default_factory=ModelSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     outbound: OutboundSettings = Field(default_factory=OutboundSettings)
+    streams: StreamSettings = Field(default_factory=StreamSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
 
     @property
     def database_url(self) -> str:

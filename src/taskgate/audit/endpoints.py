@@ -33,6 +33,7 @@ async def list_audit(
     until: datetime | None = None,
 ) -> Page[AuditRecordOut]:
     principal.require_admin()
+    principal.require_scope("audit:read")
     stmt = audit_query(
         actor_id=actor_id,
         action=action,

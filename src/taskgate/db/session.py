@@ -34,13 +34,27 @@ def on_commit(session: AsyncSession, hook: AfterCommit) -> None:
         hooks.append(hook)
 
 
-async def run_after_commit(session: AsyncSession) -> None:
-    hooks: list[AfterCommit] = session.info.pop("after_commit", [])
+def on_rollback(session: AsyncSession, hook: AfterCommit) -> None:
+    """Run ``hook`` after the session's transaction has rolled back (never on commit).
+
+    For bookkeeping that must outlive a refused request (a failed login counted, a refusal
+    audited): the hook opens its own unit of work once the request's locks are released,
+    which on SQLite is the only order that does not wait on itself.
+    """
+    hooks: list[AfterCommit] = session.info.setdefault("after_rollback", [])
+    hooks.append(hook)
+
+
+async def _run_hooks(hooks: list[AfterCommit], kind: str) -> None:
     for hook in hooks:
         try:
             await hook()
         except Exception:
-            log.exception("after_commit_hook_failed")
+            log.exception(f"{kind}_hook_failed")
+
+
+async def run_after_commit(session: AsyncSession) -> None:
+    await _run_hooks(session.info.pop("after_commit", []), "after_commit")
 
 
 class Database:
@@ -79,7 +93,9 @@ class Database:
                     await session.rollback()
                     session.info.pop("after_commit", None)
                     session.info.pop("signals", None)
+                    await _run_hooks(session.info.pop("after_rollback", []), "after_rollback")
                     raise
+                session.info.pop("after_rollback", None)
                 await run_after_commit(session)
                 await self._deliver_signals(session)
         finally:

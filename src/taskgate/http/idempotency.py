@@ -24,6 +24,7 @@ from taskgate.models import IdempotencyRecord
 
 _MAX_KEY = 255
 _REPLAY_MAX_BYTES = 1024 * 1024
+_ABANDONED_AFTER = timedelta(minutes=15)
 
 
 def _key_from(scope: Scope) -> str | None:
@@ -60,6 +61,8 @@ class IdempotencyMiddleware:
             return
         owner = principal.key if principal else f"ip:{client_ip_var.get()}"
         body = await _read_body(receive)
+        if body is None:
+            return  # the client left, or the body guard cut it off and answers itself
         digest = hashlib.sha256(
             scope["method"].encode() + b" " + scope["path"].encode() + b"\n" + body
         ).hexdigest()
@@ -73,6 +76,7 @@ class IdempotencyMiddleware:
         self, owner: str, key: str, digest: str
     ) -> tuple[object, IdempotencyRecord | None]:
         now = utcnow()
+        abandoned = now - _ABANDONED_AFTER
         for _ in range(3):
             record = IdempotencyRecord(
                 principal=owner,
@@ -92,7 +96,11 @@ class IdempotencyMiddleware:
                             IdempotencyRecord.principal == owner, IdempotencyRecord.key == key
                         )
                     )
-                    if existing is not None and existing.expires_at <= now:
+                    if existing is not None and (
+                        existing.expires_at <= now
+                        or (existing.status_code is None and existing.created_at <= abandoned)
+                    ):
+                        # Expired, or claimed by a process that died before answering.
                         await session.delete(existing)
                         continue
                 if existing is not None:
@@ -113,12 +121,14 @@ class IdempotencyMiddleware:
                 send, 409, "CONFLICT", "A request with this Idempotency-Key is still in progress."
             )
             return
+        body = record.body or b""
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in record.headers]
+        headers.append((b"content-length", str(len(body)).encode()))
         headers.append((b"idempotent-replayed", b"true"))
         await send(
             {"type": "http.response.start", "status": record.status_code, "headers": headers}
         )
-        await send({"type": "http.response.body", "body": record.body or b""})
+        await send({"type": "http.response.body", "body": body})
 
     async def _run_and_store(
         self, scope: Scope, body: bytes, send: Send, record_id: object
@@ -171,13 +181,12 @@ class IdempotencyMiddleware:
                     )
 
 
-async def _read_body(receive: Receive) -> bytes:
+async def _read_body(receive: Receive) -> bytes | None:
     parts = []
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            break
+            return None
         parts.append(message.get("body", b""))
         if not message.get("more_body", False):
-            break
-    return b"".join(parts)
+            return b"".join(parts)

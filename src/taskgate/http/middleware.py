@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+import random
 import re
-import secrets
 import time
 from collections.abc import Iterable
 
@@ -36,7 +36,8 @@ def incoming_trace_id(scope: Scope) -> str:
     parent = _header(scope, b"traceparent")
     if parent and (match := _TRACEPARENT.match(parent.strip().lower())):
         return match.group(1)
-    return secrets.token_hex(16)
+    # Unique, not secret: the cheap generator is enough and costs a fraction of urandom.
+    return f"{random.getrandbits(128):032x}"
 
 
 def client_ip(scope: Scope, trust_forwarded: bool) -> str:
@@ -71,15 +72,48 @@ class Metrics:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
+        # labels() hashes and locks on every call; a request's children are looked up once.
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def observe(self, method: str, route: str, status: int, elapsed: float) -> None:
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(elapsed)
+
+
+SECURITY_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+)
 
 
 class TraceMiddleware:
-    """Trace id in and out, structured access log, Prometheus counters per route template."""
+    """Trace id in and out, security headers, Prometheus counters per route template, and a
+    log line for failed or slow requests (every request at DEBUG)."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, *, trust_forwarded: bool) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        *,
+        trust_forwarded: bool,
+        access_log: bool,
+        slow_seconds: float = 1.0,
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.trust_forwarded = trust_forwarded
+        self.access_log = access_log
+        self.slow_seconds = slow_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -99,7 +133,11 @@ class TraceMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 started_response = True
-                message["headers"] = [*message.get("headers", []), trace_header]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    trace_header,
+                    *SECURITY_HEADERS,
+                ]
             await send(message)
 
         try:
@@ -110,7 +148,11 @@ class TraceMiddleware:
                 raise
             status = 500
             await send_error(
-                send, 500, "INTERNAL_ERROR", "Internal error; quote the trace id.", [trace_header]
+                send,
+                500,
+                "INTERNAL_ERROR",
+                "Internal error; quote the trace id.",
+                [trace_header, *SECURITY_HEADERS],
             )
         finally:
             if scope["type"] == "http":
@@ -121,16 +163,18 @@ class TraceMiddleware:
         route = scope.get("route")
         template = getattr(route, "path", None) or "unmatched"
         method = scope["method"]
-        self.metrics.requests.labels(method, template, str(status)).inc()
-        self.metrics.latency.labels(method, template).observe(elapsed)
-        if template not in ("/health", "/metrics"):
-            log.info(
-                "request",
-                method=method,
-                path=template,
-                status=status,
-                ms=round(elapsed * 1000, 2),
-            )
+        self.metrics.observe(method, template, status, elapsed)
+        # Every request is counted in the metrics; a log line per request would cost more
+        # than the rest of a cached request, so only failures and slow ones get one unless
+        # the access log is asked for (log level DEBUG).
+        if status >= 500 or elapsed >= self.slow_seconds:
+            log.warning("request", method=method, path=template, status=status, ms=_ms(elapsed))
+        elif self.access_log and template not in ("/health", "/metrics"):
+            log.debug("request", method=method, path=template, status=status, ms=_ms(elapsed))
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 2)
 
 
 class BodyGuardMiddleware:
@@ -192,27 +236,3 @@ class BodyGuardMiddleware:
             # An empty body (e.g. POST /cancel) needs no type.
             return length in (None, "0") and _header(scope, b"transfer-encoding") is None
         return content_type in _JSON_TYPES or content_type.endswith("+json")
-
-
-class SecurityHeadersMiddleware:
-    HEADERS = (
-        (b"x-content-type-options", b"nosniff"),
-        (b"x-frame-options", b"DENY"),
-        (b"referrer-policy", b"no-referrer"),
-        (b"cross-origin-opener-policy", b"same-origin"),
-    )
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *self.HEADERS]
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)

@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import json
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -42,11 +42,12 @@ class PageParams:
 
 def page_params(
     orderings: Sequence[str], default: str = "-created_at"
-) -> Callable[..., PageParams]:
+) -> Callable[..., Awaitable[PageParams]]:
     """A dependency parsing the paging query of a list endpoint with these orderings."""
     allowed = ", ".join(orderings)
 
-    def dependency(
+    # async: FastAPI runs a plain ``def`` dependency in a worker thread, a costly hop here.
+    async def dependency(
         request: Request,
         limit: int = Query(25, description="Page size, 1-100."),
         cursor: str | None = Query(None, description="Opaque cursor from `next`."),

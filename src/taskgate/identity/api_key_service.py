@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
@@ -50,14 +51,23 @@ def _check_scopes(scopes: list[str]) -> None:
             )
 
 
+def _require_within(principal: Principal, scopes: list[str]) -> None:
+    """A limited key may not mint, or learn the secret of, a broader one."""
+    if not all(principal.has_scope(scope) for scope in scopes):
+        raise ValidationFailed.field("scopes", "cannot exceed the scopes of the calling key")
+
+
+def api_keys_query(principal: Principal) -> Select[tuple[ApiKey]]:
+    principal.require_scope("api-keys:read")
+    return repo.api_keys_query(principal.user_id)
+
+
 async def create_api_key(
     session: AsyncSession, principal: Principal, body: ApiKeyCreate
 ) -> tuple[ApiKey, str]:
+    principal.require_scope("api-keys:write")
     _check_scopes(body.scopes)
-    if principal.api_key_id is not None and "*" not in principal.scopes:
-        # A limited key may not mint a broader one.
-        if not set(body.scopes) <= principal.scopes:
-            raise ValidationFailed.field("scopes", "cannot exceed the scopes of the calling key")
+    _require_within(principal, body.scopes)
     expires_at = body.expires_at
     if expires_at is not None:
         expires_at = expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=UTC)
@@ -85,7 +95,10 @@ async def create_api_key(
     return key, new.key
 
 
-async def get_api_key(session: AsyncSession, principal: Principal, key_id: uuid.UUID) -> ApiKey:
+async def get_api_key(
+    session: AsyncSession, principal: Principal, key_id: uuid.UUID, *, write: bool = False
+) -> ApiKey:
+    principal.require_scope("api-keys:write" if write else "api-keys:read")
     key = await repo.api_key_for(session, key_id, principal.user_id)
     if key is None:
         raise NotFound("No such API key.")
@@ -95,23 +108,24 @@ async def get_api_key(session: AsyncSession, principal: Principal, key_id: uuid.
 async def revoke_api_key(
     session: AsyncSession, principal: Principal, key_id: uuid.UUID, authenticator: Authenticator
 ) -> None:
-    key = await get_api_key(session, principal, key_id)
+    key = await get_api_key(session, principal, key_id, write=True)
     if key.revoked_at is None:
         key.revoked_at = utcnow()
-    authenticator.invalidate_keys()
+    authenticator.forget_keys(session)
     await audit(session, "api_key.revoke", principal, resource_type="api_key", resource_id=key.id)
 
 
 async def rotate_api_key(
     session: AsyncSession, principal: Principal, key_id: uuid.UUID, authenticator: Authenticator
 ) -> tuple[ApiKey, str]:
-    key = await get_api_key(session, principal, key_id)
+    key = await get_api_key(session, principal, key_id, write=True)
     if key.revoked_at is not None:
         raise NotFound("No such API key.")
+    _require_within(principal, key.scopes)
     new = generate_api_key()
     key.prefix = new.prefix
     key.key_hash = new.key_hash
-    authenticator.invalidate_keys()
+    authenticator.forget_keys(session)
     await audit(session, "api_key.rotate", principal, resource_type="api_key", resource_id=key.id)
     return key, new.key
 

@@ -8,8 +8,8 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit, audit_failure
-from taskgate.db.session import Database
-from taskgate.errors import Unauthorized
+from taskgate.db.session import Database, on_rollback
+from taskgate.errors import RateLimited, Unauthorized
 from taskgate.http.ratelimit import RateLimiter
 from taskgate.identity import repository as repo
 from taskgate.identity.credentials import (
@@ -46,51 +46,51 @@ class AuthService:
         identifier = body.identifier
         try:
             await self.limiter.check_login(ip, identifier)
-        except Exception:
-            await audit_failure(
-                self.db,
-                "auth.login",
-                None,
-                actor_name=identifier,
-                detail={"reason": "rate_limited"},
-            )
+        except RateLimited:
+            self._refuse(session, identifier, "rate_limited")
             raise
         user = await repo.user_by_login(session, identifier)
         now = utcnow()
         if user is not None and user.locked_until is not None and user.locked_until > now:
-            await audit_failure(
-                self.db, "auth.login", None, actor_name=identifier, detail={"reason": "locked"}
-            )
+            self._refuse(session, identifier, "locked")
             raise Unauthorized("Too many failed attempts; the account is locked for a while.")
         if not verify_password(user.password_hash if user else None, body.password):
-            await self._record_failure(user, identifier)
+            user_id = user.id if user else None
+            on_rollback(session, lambda: self._record_failure(user_id, identifier))
             raise Unauthorized(_BAD_LOGIN)
         assert user is not None
         if not user.is_active:
-            await audit_failure(
-                self.db, "auth.login", None, actor_name=identifier, detail={"reason": "disabled"}
-            )
+            self._refuse(session, identifier, "disabled")
             raise Unauthorized(_BAD_LOGIN)
         user.failed_logins = 0
         user.locked_until = None
         user.last_login_at = now
+        self.authenticator.forget_user(session, user.id)
         pair = await self._issue(session, user, family_id=new_id())
         await audit(
             session, "auth.login", _principal(user), resource_type="user", resource_id=user.id
         )
         return pair
 
-    async def _record_failure(self, user: User | None, identifier: str) -> None:
-        async with self.db.transaction() as session:
-            if user is not None:
-                fresh = await session.get(User, user.id)
-                if fresh is not None:
-                    fresh.failed_logins += 1
-                    if fresh.failed_logins >= self.settings.login_max_failures:
-                        # Stepped lockout: each further failure doubles the wait.
-                        steps = fresh.failed_logins - self.settings.login_max_failures
-                        seconds = self.settings.login_lockout_seconds * (2 ** min(steps, 6))
-                        fresh.locked_until = utcnow() + timedelta(seconds=seconds)
+    def _refuse(self, session: AsyncSession, identifier: str, reason: str) -> None:
+        """Audit a refused login once the request's transaction has rolled back."""
+
+        async def record() -> None:
+            await audit_failure(
+                self.db, "auth.login", None, actor_name=identifier, detail={"reason": reason}
+            )
+
+        on_rollback(session, record)
+
+    async def _record_failure(self, user_id: uuid.UUID | None, identifier: str) -> None:
+        if user_id is not None:
+            async with self.db.transaction() as session:
+                failures = await repo.count_failed_login(session, user_id)
+                if failures >= self.settings.login_max_failures:
+                    # Stepped lockout: each further failure doubles the wait.
+                    steps = failures - self.settings.login_max_failures
+                    seconds = self.settings.login_lockout_seconds * (2 ** min(steps, 6))
+                    await repo.lock_user(session, user_id, utcnow() + timedelta(seconds=seconds))
         await audit_failure(
             self.db, "auth.login", None, actor_name=identifier, detail={"reason": "bad_credentials"}
         )
@@ -102,7 +102,8 @@ class AuthService:
             raise Unauthorized("Invalid or expired refresh token.")
         spent = token.used_at is not None or token.revoked_at is not None
         if spent or not await repo.spend_refresh_token(session, token.id, now):
-            await self._revoke_family_after_reuse(token)
+            family_id, user_id = token.family_id, token.user_id
+            on_rollback(session, lambda: self._revoke_family_after_reuse(family_id, user_id))
             raise Unauthorized("This refresh token was already used; its sessions are revoked.")
         user = await session.get(User, token.user_id)
         if user is None or not user.is_active:
@@ -113,16 +114,16 @@ class AuthService:
         )
         return pair
 
-    async def _revoke_family_after_reuse(self, token: RefreshToken) -> None:
+    async def _revoke_family_after_reuse(self, family_id: uuid.UUID, user_id: uuid.UUID) -> None:
         async with self.db.transaction() as session:
-            await repo.revoke_family(session, token.family_id, utcnow())
+            await repo.revoke_family(session, family_id, utcnow())
         await audit_failure(
             self.db,
             "auth.refresh_reuse",
             None,
             resource_type="user",
-            resource_id=token.user_id,
-            detail={"family": str(token.family_id)},
+            resource_id=user_id,
+            detail={"family": str(family_id)},
         )
 
     async def logout(
@@ -165,7 +166,7 @@ async def revoke_sessions(
         return
     user.auth_version += 1
     await repo.revoke_user_tokens(session, user_id, utcnow())
-    authenticator.invalidate_user(user_id)
+    authenticator.forget_user(session, user_id)
 
 
 def _principal(user: User) -> Principal:

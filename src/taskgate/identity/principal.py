@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Generic, TypeVar
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from taskgate.db.session import Database
+from taskgate.db.session import Database, on_commit
 from taskgate.errors import Forbidden, Unauthorized
 from taskgate.identity.credentials import AccessTokens, api_key_matches, parse_api_key, sha256_hex
 from taskgate.models import ApiKey, User
@@ -43,11 +48,18 @@ class Principal:
 
 
 @dataclass(frozen=True)
-class _UserState:
+class UserProfile:
+    """What a request needs to know about its user, cached alongside the credential check."""
+
+    id: uuid.UUID
     username: str
+    email: str | None
     is_admin: bool
     is_active: bool
+    timezone: str
     auth_version: int
+    created_at: datetime
+    last_login_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -58,49 +70,150 @@ class _KeyState:
     expires_at: float | None
 
 
+K = TypeVar("K")
+V = TypeVar("V")
+_MAX_ENTRIES = 10_000
+
+
+class _TTLCache(Generic[K, V]):
+    """Loads each key once however many requests miss it together, and never keeps an answer
+    loaded across an invalidation (a load that raced a revoke must not resurrect the key)."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._entries: dict[K, tuple[float, V]] = {}
+        self._loading: dict[K, asyncio.Future[V]] = {}
+        self._generation = 0
+
+    def invalidate(self, key: K | None = None) -> None:
+        self._generation += 1
+        if key is None:
+            self._entries.clear()
+        else:
+            self._entries.pop(key, None)
+
+    async def get(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
+        now = time.monotonic()
+        cached = self._entries.get(key)
+        if cached is not None and cached[0] >= now:
+            return cached[1]
+        pending = self._loading.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
+        self._loading[key] = future
+        generation = self._generation
+        try:
+            value = await load()
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved here, so a miss nobody shared is not logged
+            raise
+        else:
+            future.set_result(value)
+        finally:
+            del self._loading[key]
+        if generation == self._generation and self.ttl > 0:
+            if len(self._entries) >= _MAX_ENTRIES:
+                self._entries = {k: e for k, e in self._entries.items() if e[0] >= now}
+                if len(self._entries) >= _MAX_ENTRIES:
+                    self._entries.clear()
+            self._entries[key] = (now + self.ttl, value)
+        return value
+
+
 class Authenticator:
-    """Verifies credentials. Verified keys and user states are cached for ``ttl`` seconds;
+    """Verifies credentials. Verified keys and user profiles are cached for ``ttl`` seconds;
     this process drops them at once on revoke or disable, other processes within ``ttl``."""
 
     def __init__(self, db: Database, tokens: AccessTokens, ttl: float) -> None:
         self.db = db
         self.tokens = tokens
         self.ttl = ttl
-        self._users: dict[uuid.UUID, tuple[float, _UserState | None]] = {}
-        self._keys: dict[str, tuple[float, _KeyState | None]] = {}
+        self._users: _TTLCache[uuid.UUID, UserProfile | None] = _TTLCache(ttl)
+        self._keys: _TTLCache[str, _KeyState | None] = _TTLCache(ttl)
+        # The answer per credential digest, so a repeat caller costs one look-up (no JWT
+        # decoding, no joining key and user): (fresh until, generation, principal, expiry).
+        self._resolved: dict[str, tuple[float, int, Principal, float | None]] = {}
+        self._generation = 0
         self.key_last_used: dict[uuid.UUID, float] = {}
 
     def invalidate_user(self, user_id: uuid.UUID) -> None:
-        self._users.pop(user_id, None)
+        self._generation += 1
+        self._users.invalidate(user_id)
 
     def invalidate_keys(self) -> None:
-        self._keys.clear()
+        self._generation += 1
+        self._keys.invalidate()
+
+    def forget_user(self, session: AsyncSession, user_id: uuid.UUID) -> None:
+        """Drop the cached user now and again once ``session`` commits, so no request in
+        between caches the state the transaction is about to replace."""
+        self.invalidate_user(user_id)
+
+        async def again() -> None:
+            self.invalidate_user(user_id)
+
+        on_commit(session, again)
+
+    def forget_keys(self, session: AsyncSession) -> None:
+        self.invalidate_keys()
+
+        async def again() -> None:
+            self.invalidate_keys()
+
+        on_commit(session, again)
 
     async def resolve(self, credential: str) -> Principal:
+        digest = sha256_hex(credential)
+        cached = self._resolved.get(digest)
+        if cached is not None:
+            fresh_until, generation, principal, expires_at = cached
+            if (
+                generation == self._generation
+                and fresh_until >= time.monotonic()
+                and (expires_at is None or expires_at > time.time())
+            ):
+                if principal.api_key_id is not None:
+                    self.key_last_used[principal.api_key_id] = time.time()
+                return principal
+        generation = self._generation
+        started = time.monotonic()
         if parse_api_key(credential) is not None:
-            return await self._resolve_key(credential)
-        claims = self.tokens.verify(credential)
-        user = await self._user(claims.user_id)
+            principal, expires_at = await self._resolve_key(credential, digest)
+        else:
+            principal, expires_at = await self._resolve_token(credential)
+        if generation == self._generation and self.ttl > 0:
+            if len(self._resolved) >= _MAX_ENTRIES:
+                self._resolved.clear()
+            self._resolved[digest] = (started + self.ttl, generation, principal, expires_at)
+        return principal
+
+    async def _resolve_token(self, token: str) -> tuple[Principal, float]:
+        claims = self.tokens.verify(token)
+        user = await self.profile(claims.user_id)
         if user is None or not user.is_active or user.auth_version != claims.auth_version:
             raise Unauthorized("This session is no longer valid.")
-        return Principal(claims.user_id, user.username, user.is_admin)
+        return Principal(claims.user_id, user.username, user.is_admin), claims.expires_at
 
-    async def _resolve_key(self, key: str) -> Principal:
-        digest = sha256_hex(key)
-        now = time.monotonic()
-        cached = self._keys.get(digest)
-        if cached is None or cached[0] < now:
-            state = await self._load_key(key)
-            self._keys[digest] = (now + self.ttl, state)
-        else:
-            state = cached[1]
+    async def profile(self, user_id: uuid.UUID) -> UserProfile | None:
+        return await self._users.get(user_id, lambda: self._load_user(user_id))
+
+    async def _resolve_key(self, key: str, digest: str) -> tuple[Principal, float | None]:
+        state = await self._keys.get(digest, lambda: self._load_key(key))
         if state is None or (state.expires_at is not None and state.expires_at <= time.time()):
             raise Unauthorized("Invalid or expired API key.")
-        user = await self._user(state.user_id)
+        user = await self.profile(state.user_id)
         if user is None or not user.is_active:
             raise Unauthorized("Invalid or expired API key.")
         self.key_last_used[state.key_id] = time.time()
-        return Principal(state.user_id, user.username, user.is_admin, state.scopes, state.key_id)
+        principal = Principal(
+            state.user_id, user.username, user.is_admin, state.scopes, state.key_id
+        )
+        return principal, state.expires_at
 
     async def _load_key(self, key: str) -> _KeyState | None:
         prefix = parse_api_key(key)
@@ -111,15 +224,19 @@ class Authenticator:
         expires = row.expires_at.timestamp() if row.expires_at else None
         return _KeyState(row.id, row.user_id, frozenset(row.scopes or ["*"]), expires)
 
-    async def _user(self, user_id: uuid.UUID) -> _UserState | None:
-        now = time.monotonic()
-        cached = self._users.get(user_id)
-        if cached is not None and cached[0] >= now:
-            return cached[1]
+    async def _load_user(self, user_id: uuid.UUID) -> UserProfile | None:
         async with self.db.transaction(write=False) as session:
             row = await session.get(User, user_id)
-        state = (
-            _UserState(row.username, row.is_admin, row.is_active, row.auth_version) if row else None
+        if row is None:
+            return None
+        return UserProfile(
+            id=row.id,
+            username=row.username,
+            email=row.email,
+            is_admin=row.is_admin,
+            is_active=row.is_active,
+            timezone=row.timezone,
+            auth_version=row.auth_version,
+            created_at=row.created_at,
+            last_login_at=row.last_login_at,
         )
-        self._users[user_id] = (now + self.ttl, state)
-        return state

@@ -46,6 +46,22 @@ def users_query(*, search: str | None, is_active: bool | None) -> Select[tuple[U
     return stmt
 
 
+async def count_failed_login(session: AsyncSession, user_id: uuid.UUID) -> int:
+    """Add one failed login and return the new count, atomically (concurrent failures all
+    count)."""
+    failures = await session.scalar(
+        update(User)
+        .where(User.id == user_id)
+        .values(failed_logins=User.failed_logins + 1)
+        .returning(User.failed_logins)
+    )
+    return int(failures or 0)
+
+
+async def lock_user(session: AsyncSession, user_id: uuid.UUID, until: datetime) -> None:
+    await session.execute(update(User).where(User.id == user_id).values(locked_until=until))
+
+
 async def refresh_token_by_hash(session: AsyncSession, token_hash: str) -> RefreshToken | None:
     result: RefreshToken | None = await session.scalar(
         select(RefreshToken).where(RefreshToken.token_hash == token_hash)

@@ -6,6 +6,8 @@ import secrets
 import uuid
 from dataclasses import dataclass
 
+from sqlalchemy import Select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
@@ -19,9 +21,21 @@ from taskgate.models import User
 from taskgate.timezones import validate_timezone
 
 
+def _require_user_admin(actor: Principal, *, write: bool) -> None:
+    actor.require_admin()
+    actor.require_scope("users:write" if write else "users:read")
+
+
+def users_query(
+    actor: Principal, *, search: str | None, is_active: bool | None
+) -> Select[tuple[User]]:
+    _require_user_admin(actor, write=False)
+    return repo.users_query(search=search, is_active=is_active)
+
+
 async def create_user(session: AsyncSession, actor: Principal | None, body: UserCreate) -> User:
     if actor is not None:
-        actor.require_admin()
+        _require_user_admin(actor, write=True)
     if await repo.username_taken(session, body.username):
         raise Conflict(f"The username {body.username!r} is taken.")
     email = body.email.lower() if body.email else None
@@ -36,7 +50,11 @@ async def create_user(session: AsyncSession, actor: Principal | None, body: User
         timezone=body.timezone,
     )
     session.add(user)
-    await session.flush()
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        # Another request took the name or address between our check and this insert.
+        raise Conflict("That username or email address is taken.") from exc
     await audit(
         session,
         "user.create",
@@ -66,8 +84,10 @@ async def ensure_first_admin(
     return FirstAdmin(username, chosen, generated=password is None)
 
 
-async def get_user(session: AsyncSession, actor: Principal, user_id: uuid.UUID) -> User:
-    actor.require_admin()
+async def get_user(
+    session: AsyncSession, actor: Principal, user_id: uuid.UUID, *, write: bool = False
+) -> User:
+    _require_user_admin(actor, write=write)
     user = await session.get(User, user_id)
     if user is None:
         raise NotFound("No such user.")
@@ -75,9 +95,13 @@ async def get_user(session: AsyncSession, actor: Principal, user_id: uuid.UUID) 
 
 
 async def update_user(
-    session: AsyncSession, actor: Principal, user_id: uuid.UUID, body: UserUpdate
+    session: AsyncSession,
+    actor: Principal,
+    user_id: uuid.UUID,
+    body: UserUpdate,
+    authenticator: Authenticator,
 ) -> User:
-    user = await get_user(session, actor, user_id)
+    user = await get_user(session, actor, user_id, write=True)
     changes = body.model_dump(exclude_unset=True)
     if "email" in changes:
         email = changes["email"].lower() if changes["email"] else None
@@ -91,6 +115,7 @@ async def update_user(
     if changes.get("timezone") is not None:
         validate_timezone(changes["timezone"], "timezone")
         user.timezone = changes["timezone"]
+    authenticator.forget_user(session, user.id)
     await audit(
         session,
         "user.update",
@@ -109,13 +134,13 @@ async def set_active(
     active: bool,
     authenticator: Authenticator,
 ) -> User:
-    user = await get_user(session, actor, user_id)
+    user = await get_user(session, actor, user_id, write=True)
     if user.id == actor.user_id and not active:
         raise Conflict("You cannot disable your own account.")
     user.is_active = active
     if not active:
         await revoke_sessions(session, user.id, authenticator)
-    authenticator.invalidate_user(user.id)
+    authenticator.forget_user(session, user.id)
     await audit(
         session,
         "user.enable" if active else "user.disable",
@@ -129,7 +154,7 @@ async def set_active(
 async def admin_revoke_sessions(
     session: AsyncSession, actor: Principal, user_id: uuid.UUID, authenticator: Authenticator
 ) -> None:
-    user = await get_user(session, actor, user_id)
+    user = await get_user(session, actor, user_id, write=True)
     await revoke_sessions(session, user.id, authenticator)
     await audit(session, "user.revoke_sessions", actor, resource_type="user", resource_id=user.id)
 
@@ -141,7 +166,7 @@ async def reset_password(
     password: str,
     authenticator: Authenticator,
 ) -> None:
-    user = await get_user(session, actor, user_id)
+    user = await get_user(session, actor, user_id, write=True)
     user.password_hash = hash_password(password)
     user.failed_logins = 0
     user.locked_until = None

@@ -2,8 +2,56 @@
 
 from taskgate.db.base import Base
 from taskgate.models.audit import AuditRecord
+from taskgate.models.destinations import (
+    Delivery,
+    DeliveryAttempt,
+    Destination,
+    DispatchCursor,
+    Subscription,
+)
 from taskgate.models.event import Event
 from taskgate.models.idempotency import IdempotencyRecord
 from taskgate.models.identity import ApiKey, RefreshToken, User
+from taskgate.models.queue import Node, QueueJob
+from taskgate.models.schedules import Schedule, ScheduleRun
+from taskgate.models.tasks import ChatSession, Run, RunLog, Task, TaskJob
+from taskgate.models.workflows import (
+    Approval,
+    ExecutionStep,
+    WebhookReceipt,
+    WebhookSource,
+    Workflow,
+    WorkflowExecution,
+    WorkflowVersion,
+)
 
-__all__ = ["ApiKey", "AuditRecord", "Base", "Event", "IdempotencyRecord", "RefreshToken", "User"]
+__all__ = [
+    "ApiKey",
+    "Approval",
+    "AuditRecord",
+    "Base",
+    "ChatSession",
+    "Delivery",
+    "DeliveryAttempt",
+    "Destination",
+    "DispatchCursor",
+    "Event",
+    "ExecutionStep",
+    "IdempotencyRecord",
+    "Node",
+    "QueueJob",
+    "RefreshToken",
+    "Run",
+    "RunLog",
+    "Schedule",
+    "ScheduleRun",
+    "Subscription",
+    "Task",
+    "TaskJob",
+    "User",
+    "WebhookReceipt",
+    "WebhookSource",
+    "Workflow",
+    "WorkflowExecution",
+    "WorkflowVersion",
+]

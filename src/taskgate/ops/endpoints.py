@@ -6,13 +6,12 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 
 from taskgate import __version__
-from taskgate.db.migrate import pending_revisions
 from taskgate.db.session import Database
 from taskgate.errors import ServiceUnavailable
 from taskgate.http.auth import CurrentPrincipal
+from taskgate.ops.lifecycle import not_ready_reason
 
 router = APIRouter(tags=["operations"])
 
@@ -25,14 +24,11 @@ async def health() -> dict[str, str]:
 @router.get("/readiness", summary="Readiness", responses={503: {"description": "Not ready"}})
 async def readiness(request: Request) -> dict[str, Any]:
     db: Database = request.app.state.db
-    try:
-        async with db.engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
-        pending = await pending_revisions(db.engine)
-    except Exception as exc:
-        raise ServiceUnavailable("The database is unreachable.") from exc
-    if pending:
-        raise ServiceUnavailable(f"Migrations are behind: {', '.join(sorted(pending))}.")
+    reason = await not_ready_reason(db)
+    if reason is not None:
+        raise ServiceUnavailable(reason)
+    if not request.app.state.components.running:
+        raise ServiceUnavailable("Starting up.")
     return {"status": "ready", "database": db.dialect}
 
 

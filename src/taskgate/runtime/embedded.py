@@ -9,4 +9,14 @@ from taskgate.settings import Settings
 def background_components(settings: Settings, *, worker: bool, scheduler: bool) -> list[Component]:
     """Worker and scheduler loops for this process; the API's own parts come from create_app."""
     components: list[Component] = []
+    if worker:
+        from taskgate.destinations.dispatcher import Dispatcher
+        from taskgate.runtime.worker import Worker
+
+        components.append(Worker())
+        components.append(Dispatcher())
+    if scheduler:
+        from taskgate.schedules.scheduler import SchedulerComponent
+
+        components.append(SchedulerComponent(settings))
     return components

@@ -31,7 +31,11 @@ async def serve_worker(
     # Workers also turn committed events into outbound deliveries; one dispatcher scans at a
     # time across processes, the others stand by.
     from taskgate.destinations.dispatcher import Dispatcher
+    from taskgate.events.bus import EventBus
 
+    # Announce this process's commits to API processes, so live streams see them at once.
+    bus = EventBus(settings, db)
+    await bus.open(listen=False)
     dispatcher = Dispatcher()
     await dispatcher.open(db, settings)
     loop = asyncio.get_running_loop()
@@ -53,6 +57,7 @@ async def serve_worker(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         await dispatcher.stop()
+        await bus.stop()
         await runtime.aclose()
         await db.dispose()
 

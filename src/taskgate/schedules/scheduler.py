@@ -229,7 +229,12 @@ async def run_standalone(settings: Settings) -> None:
     from taskgate.logs import configure_logging
 
     configure_logging(settings)
+    from taskgate.events.bus import EventBus
+
     db = Database(create_engine(settings))
+    # Announce this process's commits (schedule.fired, task.created) to API processes.
+    bus = EventBus(settings, db)
+    await bus.open(listen=False)
     scheduler = Scheduler(db, settings)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -237,4 +242,5 @@ async def run_standalone(settings: Settings) -> None:
     try:
         await scheduler.run()
     finally:
+        await bus.stop()
         await db.dispose()

@@ -1,0 +1,1 @@
+"""Reproducible benchmarks against real servers; ``python -m bench`` runs them all."""

@@ -1,0 +1,163 @@
+"""Live streams: Server-Sent Events per subject or by filter, and WebSocket channels."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, WebSocket
+
+from taskgate.errors import ValidationFailed
+from taskgate.events import subjects
+from taskgate.events.bus import EventBus
+from taskgate.events.filters import StreamSpec, TypeFilter
+from taskgate.events.sse import EventStreamResponse
+from taskgate.events.streams import EventStream
+from taskgate.events.websocket import serve_websocket
+from taskgate.http.auth import CurrentPrincipal, Db
+from taskgate.identity.principal import Principal
+from taskgate.openapi import errors
+
+router = APIRouter(prefix="/api/v1", tags=["streams"])
+
+_SSE_DOC = (
+    "Server-Sent Events. Frames `id: <event id>`, `event: <type>`, `data: <EventOut JSON>`; "
+    'a `: ping` comment while idle; a final `event: done` with `{"reason": <type>}` when the '
+    "subject ends. Resume with the `Last-Event-ID` header or `last_event_id`: every event "
+    "after it is sent once, in id order."
+)
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {}}, "description": "An event stream."},
+    **errors(400, 401, 403, 404, 429),
+}
+LastEventHeader = Annotated[str | None, Header(alias="Last-Event-ID")]
+LastEventQuery = Annotated[int | None, Query(ge=0, description="Resume after this event id.")]
+TypesQuery = Annotated[
+    str | None, Query(description="Comma-separated event types; `task.*` matches a prefix.")
+]
+
+
+def _resume(header: str | None, query: int | None) -> int | None:
+    """The header wins: EventSource sends it on reconnect, the URL keeps the first value."""
+    if header is None or not header.strip():
+        return query
+    value = header.strip()
+    if not value.isdigit():
+        raise ValidationFailed.field("Last-Event-ID", "a non-negative integer event id")
+    return int(value)
+
+
+def _respond(
+    request: Request, principal: Principal, spec: StreamSpec, after: int | None
+) -> EventStreamResponse:
+    bus: EventBus = request.app.state.bus
+    stream = EventStream(bus, spec, after)
+    slot = bus.slots.acquire(principal.user_id)
+    return EventStreamResponse(stream, slot, direct=bus.settings.streams.direct_writes)
+
+
+@router.get(
+    "/stream/sse",
+    response_class=EventStreamResponse,
+    status_code=200,
+    responses=_RESPONSES,
+    description=_SSE_DOC + " Without a subject filter the stream starts now.",
+)
+async def stream_sse(
+    request: Request,
+    principal: CurrentPrincipal,
+    db: Db,
+    last_event_header: LastEventHeader = None,
+    task_id: uuid.UUID | None = None,
+    run_id: uuid.UUID | None = None,
+    execution_id: uuid.UUID | None = None,
+    session_id: uuid.UUID | None = None,
+    workflow_id: uuid.UUID | None = None,
+    types: TypesQuery = None,
+    last_event_id: LastEventQuery = None,
+) -> EventStreamResponse:
+    after = _resume(last_event_header, last_event_id)
+    spec = await subjects.filtered_stream(
+        db,
+        principal,
+        task_id=task_id,
+        run_id=run_id,
+        execution_id=execution_id,
+        session_id=session_id,
+        workflow_id=workflow_id,
+        types=TypeFilter.parse(types),
+    )
+    return _respond(request, principal, spec, after)
+
+
+@router.get(
+    "/tasks/{task_id}/stream",
+    response_class=EventStreamResponse,
+    status_code=200,
+    responses=_RESPONSES,
+    description=_SSE_DOC,
+)
+async def stream_task(
+    request: Request,
+    principal: CurrentPrincipal,
+    db: Db,
+    task_id: uuid.UUID,
+    last_event_header: LastEventHeader = None,
+    types: TypesQuery = None,
+    last_event_id: LastEventQuery = None,
+) -> EventStreamResponse:
+    after = _resume(last_event_header, last_event_id)
+    spec = await subjects.task_stream(db, principal, task_id, TypeFilter.parse(types))
+    return _respond(request, principal, spec, after)
+
+
+@router.get(
+    "/runs/{run_id}/events",
+    response_class=EventStreamResponse,
+    status_code=200,
+    responses=_RESPONSES,
+    description=_SSE_DOC + " Ends when the run, or the task it belongs to, ends.",
+)
+async def stream_run(
+    request: Request,
+    principal: CurrentPrincipal,
+    db: Db,
+    run_id: uuid.UUID,
+    last_event_header: LastEventHeader = None,
+    types: TypesQuery = None,
+    last_event_id: LastEventQuery = None,
+) -> EventStreamResponse:
+    after = _resume(last_event_header, last_event_id)
+    spec = await subjects.run_stream(db, principal, run_id, TypeFilter.parse(types))
+    return _respond(request, principal, spec, after)
+
+
+@router.get(
+    "/executions/{execution_id}/stream",
+    response_class=EventStreamResponse,
+    status_code=200,
+    responses=_RESPONSES,
+    description=_SSE_DOC,
+)
+async def stream_execution(
+    request: Request,
+    principal: CurrentPrincipal,
+    db: Db,
+    execution_id: uuid.UUID,
+    last_event_header: LastEventHeader = None,
+    types: TypesQuery = None,
+    last_event_id: LastEventQuery = None,
+) -> EventStreamResponse:
+    after = _resume(last_event_header, last_event_id)
+    spec = await subjects.execution_stream(db, principal, execution_id, TypeFilter.parse(types))
+    return _respond(request, principal, spec, after)
+
+
+@router.websocket("/stream/ws")
+async def stream_ws(websocket: WebSocket) -> None:
+    await serve_websocket(websocket)
+
+
+@router.websocket("/streams")
+async def streams_ws(websocket: WebSocket) -> None:
+    await serve_websocket(websocket)

@@ -1,0 +1,118 @@
+"""What a stream wants: the owner's events that match its subject and types, plus the events
+that end its subject. The same spec answers in Python (live fan-out) and in SQL (replay)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+
+from taskgate.errors import ValidationFailed
+from taskgate.events.records import EventRecord
+
+TASK_TERMINAL = frozenset({"task.completed", "task.failed", "task.cancelled", "task.timeout"})
+RUN_TERMINAL = frozenset({"run.completed", "run.failed", "run.cancelled", "run.timeout"})
+EXECUTION_TERMINAL = frozenset(
+    {
+        "execution.succeeded",
+        "execution.success",
+        "execution.completed",
+        "execution.failed",
+        "execution.cancelled",
+        "execution.timeout",
+    }
+)
+
+_TYPE_PATTERN = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*(\.\*)?$|^\*$")
+_MAX_TYPES = 50
+
+
+@dataclass(frozen=True, slots=True)
+class TypeFilter:
+    """``types=a,b`` of the API: exact names, or a prefix written ``task.*``."""
+
+    exact: frozenset[str]
+    prefixes: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, raw: str | None) -> TypeFilter | None:
+        """None when every type is wanted (no filter, or ``*``)."""
+        if raw is None or not raw.strip():
+            return None
+        names = [part.strip() for part in raw.split(",") if part.strip()]
+        if len(names) > _MAX_TYPES:
+            raise ValidationFailed.field("types", f"at most {_MAX_TYPES} types")
+        exact: set[str] = set()
+        prefixes: list[str] = []
+        for name in names:
+            if len(name) > 100 or not _TYPE_PATTERN.match(name):
+                raise ValidationFailed.field(
+                    "types", f"{name[:100]!r} is not an event type or a prefix like task.*"
+                )
+            if name == "*":
+                return None
+            if name.endswith(".*"):
+                prefixes.append(name[:-1])
+            else:
+                exact.add(name)
+        return cls(frozenset(exact), tuple(sorted(set(prefixes))))
+
+    def matches(self, type: str) -> bool:
+        return type in self.exact or type.startswith(self.prefixes)
+
+
+@dataclass(frozen=True, slots=True)
+class EndCondition:
+    """The subject ends when an event with ``column == value`` and one of ``types`` arrives."""
+
+    column: str
+    value: uuid.UUID
+    types: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSpec:
+    """Hashable, so the fan-out matches an event once for all streams with the same spec."""
+
+    owner_id: uuid.UUID
+    equals: tuple[tuple[str, uuid.UUID], ...] = ()
+    present: tuple[str, ...] = ()
+    types: TypeFilter | None = None
+    ends: tuple[EndCondition, ...] = ()
+    # A subject's stream replays its history when the client names no last event; an open
+    # feed (all my events, all my tasks) starts at now instead.
+    replay: bool = False
+
+    def matches(self, event: EventRecord) -> bool:
+        if event.owner_id != self.owner_id:
+            return False
+        for column, value in self.equals:
+            if getattr(event, column) != value:
+                return False
+        for column in self.present:
+            if getattr(event, column) is None:
+                return False
+        return self.types is None or self.types.matches(event.type)
+
+    def end_reason(self, event: EventRecord) -> str | None:
+        if event.owner_id != self.owner_id:
+            return None
+        for end in self.ends:
+            if event.type in end.types and getattr(event, end.column) == end.value:
+                return event.type
+        return None
+
+    def wants(self, event: EventRecord) -> bool:
+        return self.matches(event) or self.end_reason(event) is not None
+
+    def cut(self, events: list[EventRecord]) -> tuple[list[EventRecord], str | None]:
+        """The events to send, up to the one that ends the subject (sent if it matches),
+        and the reason it ended, if it did."""
+        sent: list[EventRecord] = []
+        for event in events:
+            if self.matches(event):
+                sent.append(event)
+            reason = self.end_reason(event)
+            if reason is not None:
+                return sent, reason
+        return sent, None

@@ -1,0 +1,145 @@
+"""The ``taskgate`` command as a user runs it: a real process on an embedded database."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from taskgate import __version__
+
+SRC = Path(__file__).resolve().parent.parent / "src"
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TASKGATE_")}
+    return {**clean, "PYTHONPATH": str(SRC), "TASKGATE_DATA_DIR": str(tmp_path / "data")}
+
+
+def taskgate(
+    env: dict[str, str], *args: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "taskgate.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if check:
+        assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def serving(env: dict[str, str], log: Path) -> Iterator[tuple[str, Path]]:
+    """``taskgate serve`` on a free port, until /health answers; stopped like Ctrl-C."""
+    port = free_port()
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "taskgate.cli", "serve", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert process.poll() is None, log.read_text()
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "serve did not come up:\n" + log.read_text()
+            time.sleep(0.2)
+        yield base, log
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def test_version(env: dict[str, str]) -> None:
+    assert taskgate(env, "version").stdout.strip() == __version__
+
+
+def test_migrate_then_users_and_keys(env: dict[str, str]) -> None:
+    assert "Database is current" in taskgate(env, "migrate").stdout
+    assert "Database is current" in taskgate(env, "migrate").stdout  # idempotent
+    created = taskgate(env, "users", "create", "root", "--admin", "--password", "root-password")
+    assert "Created user root" in created.stdout
+    key = taskgate(env, "api-keys", "create", "--user", "root").stdout.strip()
+    assert re.fullmatch(r"tg_[0-9a-f]{12}_[A-Za-z0-9_\-]{40,}", key), key
+
+    duplicate = taskgate(
+        env, "users", "create", "root", "--password", "other-password", check=False
+    )
+    assert duplicate.returncode == 1
+    assert "taken" in duplicate.stdout + duplicate.stderr
+    unknown = taskgate(env, "api-keys", "create", "--user", "nobody", check=False)
+    assert unknown.returncode != 0
+    assert "nobody" in unknown.stdout + unknown.stderr
+
+
+def test_the_readme_walk_through(env: dict[str, str], tmp_path: Path) -> None:
+    env = {**env, "TASKGATE_ADMIN_PASSWORD": "walk-through-password"}
+    with serving(env, tmp_path / "serve.log") as (base, _), httpx.Client(base_url=base) as api:
+        login = api.post(
+            "/api/v1/auth/login",
+            json={"username": "admin", "password": "walk-through-password"},
+        )
+        assert login.status_code == 200, login.text
+        assert login.json()["token_type"] == "Bearer"
+        created = api.post(
+            "/api/v1/api-keys",
+            json={"name": "laptop"},
+            headers={"Authorization": f"Bearer {login.json()['access']}"},
+        )
+        assert created.status_code == 201, created.text
+        me = api.get("/api/v1/users/me", headers={"X-API-Key": created.json()["key"]})
+        assert me.status_code == 200
+        assert me.json()["user"]["username"] == "admin"
+        assert me.json()["auth"] == "api_key"
+        assert api.get("/readiness").json()["status"] == "ready"
+        assert api.get("/docs").status_code == 200
+
+
+def test_generated_admin_credentials_are_printed_once(env: dict[str, str], tmp_path: Path) -> None:
+    with serving(env, tmp_path / "first.log") as (base, log):
+        output = log.read_text()
+        assert "first administrator created" in output
+        match = re.search(r"password: (\S+)", output)
+        assert match, output
+        login = httpx.post(
+            f"{base}/api/v1/auth/login",
+            json={"username": "admin", "password": match.group(1)},
+        )
+        assert login.status_code == 200, login.text
+    with serving(env, tmp_path / "second.log") as (_, log):
+        output = log.read_text()
+        assert "first administrator" not in output
+        assert match.group(1) not in output
