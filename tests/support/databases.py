@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,12 +32,19 @@ async def _pg_admin(sql: str) -> None:
         await connection.close()
 
 
-def postgres_available() -> bool:
-    try:
-        asyncio.run(_pg_admin("SELECT 1"))
-    except (OSError, asyncpg.PostgresError, TimeoutError):
-        return False
-    return True
+def postgres_available(patience_seconds: float = 30.0) -> bool:
+    """Whether PostgreSQL answers; a server that is starting or momentarily out of
+    connection slots gets ``patience_seconds`` before it counts as unreachable."""
+    deadline = time.monotonic() + patience_seconds
+    while True:
+        try:
+            asyncio.run(_pg_admin("SELECT 1"))
+        except (OSError, asyncpg.PostgresError, TimeoutError):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(1.0)
+        else:
+            return True
 
 
 class PostgresDatabase:
