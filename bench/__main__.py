@@ -26,7 +26,8 @@ def benchmark(name: str) -> Callable[[], None] | None:
 def run(names: list[str]) -> int:
     unknown = [name for name in names if name not in module_names()]
     if unknown:
-        print(f"unknown benchmark(s): {', '.join(unknown)}; have: {', '.join(module_names())}")
+        have = [name for name in module_names() if benchmark(name) is not None]
+        print(f"unknown benchmark(s): {', '.join(unknown)}; have: {', '.join(have)}")
         return 2
     for name in names or module_names():
         main = benchmark(name)
