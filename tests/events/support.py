@@ -74,7 +74,10 @@ async def live_server(settings: Settings) -> AsyncIterator[LiveServer]:
             yield LiveServer(app, url, client, admin)
     finally:
         server.should_exit = True
-        await asyncio.wait_for(task, 20)
+        done, _ = await asyncio.wait({task}, timeout=20)
+        if not done:
+            server.force_exit = True
+            task.cancel()
         sock.close()
 
 

@@ -92,10 +92,13 @@ class Components:
         self.running = False
         while self.started:
             part = self.started.pop()
-            try:
-                # A part that does not stop must not keep the process from exiting.
-                await asyncio.wait_for(part.stop(), self.stop_seconds)
-            except TimeoutError:
+            # A part that does not stop must not keep the process from exiting. It is left
+            # behind rather than awaited after a cancel: wait_for would wait for the
+            # cancellation too, forever if the part does not honour it.
+            stopping = asyncio.ensure_future(part.stop())
+            done, _ = await asyncio.wait({stopping}, timeout=self.stop_seconds)
+            if not done:
+                stopping.cancel()
                 log.error("component_stop_timed_out", component=part.name)
-            except Exception:
-                log.exception("component_stop_failed", component=part.name)
+            elif (error := stopping.exception()) is not None:
+                log.error("component_stop_failed", component=part.name, error=repr(error))
