@@ -32,6 +32,7 @@ from taskgate.logs import configure_logging
 from taskgate.ops.housekeeping import Housekeeping
 from taskgate.ops.lifecycle import Components
 from taskgate.settings import Settings, get_settings
+from taskgate.tasks.intake import TaskIntake
 
 log = structlog.get_logger()
 # Inbound webhooks are verified over their raw body, whatever its type.
@@ -93,6 +94,8 @@ def create_app(
     )
     app.state.settings = settings
     app.state.db = db
+    # Group commit pays off where commits are round trips; SQLite has one writer anyway.
+    app.state.task_intake = TaskIntake(db) if db.dialect == "postgresql" else None
     app.state.bus = bus
     app.state.tokens = tokens
     app.state.authenticator = authenticator

@@ -49,7 +49,8 @@ async def test_embedded_scheduler_fires_on_the_real_clock(
     component = SchedulerComponent(settings)
     async with app_factory(**overrides, components=[component]) as (app, client):
         user = await _user(client, app.state.db)
-        start = (utcnow() + timedelta(seconds=1)).replace(microsecond=0)
+        # Far enough ahead that a slow machine still saves the schedule before it is due.
+        start = (utcnow() + timedelta(seconds=3)).replace(microsecond=0)
         created = await create(
             client, user, interval_seconds=1, overlap="allow", start_at=start.isoformat()
         )

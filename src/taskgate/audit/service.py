@@ -10,8 +10,37 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from taskgate.db.session import Database
 from taskgate.http.context import current_client_ip, current_trace_id
 from taskgate.identity.principal import Principal
+from taskgate.ids import new_id, utcnow
 from taskgate.models import AuditRecord
 from taskgate.outbound.secretbox import redact
+
+
+def audit_values(
+    action: str,
+    actor: Principal | None,
+    *,
+    resource_type: str | None,
+    resource_id: uuid.UUID | str | None,
+    outcome: str,
+    detail: dict[str, Any] | None,
+    actor_name: str | None,
+) -> dict[str, Any]:
+    """An audit row's columns, stamped with the current request's trace id and client address
+    (every key present, so rows of many requests can go into one multi-row INSERT)."""
+    now = utcnow()
+    return {
+        "id": new_id(),
+        "actor_id": actor.user_id if actor else None,
+        "actor": actor.username if actor else actor_name,
+        "action": action,
+        "resource_type": resource_type,
+        "resource_id": str(resource_id) if resource_id is not None else None,
+        "outcome": outcome,
+        "ip": current_client_ip(),
+        "trace_id": current_trace_id(),
+        "detail": redact(detail or {}),
+        "created_at": now,
+    }
 
 
 def _record(
@@ -24,17 +53,16 @@ def _record(
     detail: dict[str, Any] | None,
     actor_name: str | None,
 ) -> AuditRecord:
-    return AuditRecord(
-        actor_id=actor.user_id if actor else None,
-        actor=actor.username if actor else actor_name,
-        action=action,
+    values = audit_values(
+        action,
+        actor,
         resource_type=resource_type,
-        resource_id=str(resource_id) if resource_id is not None else None,
+        resource_id=resource_id,
         outcome=outcome,
-        ip=current_client_ip(),
-        trace_id=current_trace_id(),
-        detail=redact(detail or {}),
+        detail=detail,
+        actor_name=actor_name,
     )
+    return AuditRecord(**values)
 
 
 async def audit(

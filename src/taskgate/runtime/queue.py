@@ -95,7 +95,8 @@ def _row(job: NewJob, now: datetime) -> dict[str, Any]:
     }
 
 
-def _wake_after_commit(session: AsyncSession, kind: str) -> None:
+def wake_after_commit(session: AsyncSession, kind: str) -> None:
+    """Wake workers of ``kind``, here and in other processes, once the session commits."""
     signal_after_commit(session, JOBS_CHANNEL, kind)
     notify_after_commit(session, PG_JOBS_CHANNEL, kind)
 
@@ -117,10 +118,16 @@ async def enqueue(
     default; jobs sharing a ``concurrency_key`` run one at a time, in enqueue order.
     """
     spec = NewJob(kind, payload, priority, run_after, max_attempts, concurrency_key, job_id)
-    job = QueueJob(**_row(spec, utcnow()))
+    job = QueueJob(**job_values(spec))
     session.add(job)
-    _wake_after_commit(session, kind)
+    wake_after_commit(session, kind)
     return job
+
+
+def job_values(spec: NewJob) -> dict[str, Any]:
+    """A queued job's columns, for callers that insert rows themselves and then call
+    :func:`wake_after_commit`."""
+    return _row(spec, utcnow())
 
 
 async def enqueue_many(session: AsyncSession, new_jobs: Sequence[NewJob]) -> list[uuid.UUID]:
@@ -131,7 +138,7 @@ async def enqueue_many(session: AsyncSession, new_jobs: Sequence[NewJob]) -> lis
     rows = [_row(job, now) for job in new_jobs]
     await session.execute(insert(jobs), rows)
     for kind in {job.kind for job in new_jobs}:
-        _wake_after_commit(session, kind)
+        wake_after_commit(session, kind)
     return [row["id"] for row in rows]
 
 
@@ -196,7 +203,7 @@ async def release(session: AsyncSession, job_id: uuid.UUID) -> None:
     kind = released.scalar()
     if kind is not None:
         _check_holder(session, job_id)
-        _wake_after_commit(session, kind)
+        wake_after_commit(session, kind)
 
 
 async def requeue(
@@ -238,4 +245,4 @@ async def requeue(
     )
     if status is JobStatus.LEASED:
         _check_holder(session, job_id)
-    _wake_after_commit(session, row.kind)
+    wake_after_commit(session, row.kind)

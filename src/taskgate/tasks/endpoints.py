@@ -43,7 +43,8 @@ async def submit_task(
     session: Session,
     principal: CurrentPrincipal,
 ) -> TaskCreated:
-    task = await service.submit_task(session, principal, body, request.app.state.settings)
+    state = request.app.state
+    task = await service.accept_task(session, state.task_intake, principal, body, state.settings)
     response.headers["Location"] = f"/api/v1/tasks/{task.id}"
     response.headers["X-Session-ID"] = str(task.session_id)
     failed = task.status == TaskStatus.FAILED.value

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import contextvars
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from taskgate.audit.service import audit
+from taskgate.audit.service import audit, audit_values
 from taskgate.errors import Conflict, FieldProblem, NotFound, ValidationFailed
+from taskgate.events.outbox import event_values
 from taskgate.identity.principal import Principal
 from taskgate.ids import new_id, utcnow
 from taskgate.models import ChatSession, Event, Task
-from taskgate.runtime.queue import request_cancel
+from taskgate.runtime.queue import NewJob, job_values, request_cancel
 from taskgate.settings import Settings, WorkerSettings
 from taskgate.tasks import repository as repo
-from taskgate.tasks.lifecycle import enqueue_run, fail, move, stop_running, task_event
+from taskgate.tasks.intake import Accepted, TaskIntake, TaskRows, stage
+from taskgate.tasks.lifecycle import RUN_KIND, enqueue_run, fail, move, stop_running, task_event
 from taskgate.tasks.schemas import ControlState, TaskCreate
 from taskgate.tasks.states import TaskStatus
 
@@ -44,19 +48,13 @@ def _check_one_input(body: TaskCreate) -> str:
 
 
 async def _chat_session(
-    session: AsyncSession, principal: Principal, session_id: uuid.UUID | None, title: str
-) -> ChatSession:
-    if session_id is not None:
-        existing = await repo.session_of(session, session_id)
-        if existing is not None:
-            if existing.owner_id != principal.user_id:
-                raise NotFound("Session not found.")
-            return existing
-    chat = ChatSession(
-        id=session_id or new_id(), owner_id=principal.user_id, title=title[:200] or None, context={}
-    )
-    session.add(chat)
-    return chat
+    session: AsyncSession, principal: Principal, session_id: uuid.UUID
+) -> ChatSession | None:
+    """The principal's session ``session_id``; None when it is yet to be made."""
+    existing = await repo.session_of(session, session_id)
+    if existing is not None and existing.owner_id != principal.user_id:
+        raise NotFound("Session not found.")
+    return existing
 
 
 def _title(body: TaskCreate) -> str:
@@ -67,61 +65,137 @@ def _title(body: TaskCreate) -> str:
     return (body.commands or [""])[0][:80]
 
 
-async def submit_task(
-    session: AsyncSession, principal: Principal, body: TaskCreate, settings: Settings
-) -> Task:
-    """Accept a task: written with its task.created event and its queue job in one
-    transaction. A text task with no model configured fails at once (MODEL_UNAVAILABLE)."""
+@dataclass(frozen=True)
+class _Submission:
+    """A checked submission; ``make`` builds its rows in the accepting request's context (trace
+    id, client address) given whether its chat session must be created."""
+
+    principal: Principal
+    session_id: uuid.UUID
+    given_session: bool
+    runnable: bool
+    make: Callable[[bool], TaskRows]
+    context: contextvars.Context
+
+    async def build(self, session: AsyncSession) -> TaskRows:
+        new_session = not self.given_session
+        if self.given_session:
+            new_session = await _chat_session(session, self.principal, self.session_id) is None
+        return self.context.run(self.make, new_session)
+
+
+def prepare_task(principal: Principal, body: TaskCreate, settings: Settings) -> _Submission:
+    """Check a submission and describe what accepting it writes."""
     principal.require_scope("tasks:write")
     kind = _check_one_input(body)
-    chat = await _chat_session(session, principal, body.session_id, _title(body))
+    session_id = body.session_id or new_id()
+    runnable = kind != "query" or settings.model.base_url is not None
     task_input: dict[str, object] = {}
     if body.script is not None:
         task_input = {"script": body.script.model_dump()}
     elif body.commands is not None:
         task_input = {"commands": list(body.commands)}
-    task = Task(
-        id=new_id(),
-        owner_id=principal.user_id,
-        session_id=chat.id,
-        kind=kind,
-        status=S.QUEUED.value,
-        query=body.query,
-        input=task_input,
-        attachments=[str(a) for a in body.attachments],
-        acceptance_criteria=list(body.acceptance_criteria),
-        context=body.context,
-        labels=list(dict.fromkeys(body.labels)),
-        mode=body.mode,
-        model_tier=body.model_tier,
-        model_override=body.model_override,
-        provider_override=body.provider_override,
-        max_iterations=body.max_iterations,
-        timeout_seconds=body.timeout_seconds or settings.sandbox.default_timeout_seconds,
-        priority=body.priority,
-        input_tokens=0,
-        output_tokens=0,
-        cost_usd=0.0,
-        attempts=0,
-    )
-    session.add(task)
-    # Audit and queue job first: the event's flush then writes every row in one go.
-    await audit(
-        session,
-        "task.create",
-        principal,
-        resource_type="task",
-        resource_id=task.id,
-        detail={"kind": kind},
-    )
-    created = {"kind": kind, "status": task.status, "labels": task.labels}
-    if kind == "query" and settings.model.base_url is None:
-        await task_event(session, task, "task.created", created)
-        await fail(session, task, "MODEL_UNAVAILABLE", MODEL_UNAVAILABLE_MESSAGE)
-    else:
-        await enqueue_run(session, task)
-        await task_event(session, task, "task.created", created)
-    return task
+    task_id, job_id, now = new_id(), new_id() if runnable else None, utcnow()
+    timeout = body.timeout_seconds or settings.sandbox.default_timeout_seconds
+    labels = list(dict.fromkeys(body.labels))
+    title = _title(body)[:200] or None
+
+    def rows(new_session: bool) -> TaskRows:
+        task: dict[str, Any] = {
+            "id": task_id,
+            "owner_id": principal.user_id,
+            "session_id": session_id,
+            "kind": kind,
+            "status": S.QUEUED.value,
+            "query": body.query,
+            "input": task_input,
+            "attachments": [str(a) for a in body.attachments],
+            "acceptance_criteria": list(body.acceptance_criteria),
+            "context": body.context,
+            "labels": labels,
+            "mode": body.mode,
+            "model_tier": body.model_tier,
+            "model_override": body.model_override,
+            "provider_override": body.provider_override,
+            "max_iterations": body.max_iterations,
+            "timeout_seconds": timeout,
+            "priority": body.priority,
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "cost_usd": 0.0,
+            "attempts": 0,
+            "queue_job_id": job_id,
+            "created_at": now,
+            "updated_at": now,
+        }
+        chat: dict[str, Any] = {
+            "id": session_id,
+            "owner_id": principal.user_id,
+            "title": title,
+            "context": {},
+            "created_at": now,
+            "updated_at": now,
+        }
+        run = NewJob(RUN_KIND, {"task_id": str(task_id)}, body.priority, job_id=job_id)
+        return TaskRows(
+            task=task,
+            event=event_values(
+                "task.created",
+                owner_id=principal.user_id,
+                task_id=task_id,
+                session_id=session_id,
+                payload={"kind": kind, "status": S.QUEUED.value, "labels": labels},
+            ),
+            audit=audit_values(
+                "task.create",
+                principal,
+                resource_type="task",
+                resource_id=task_id,
+                outcome="success",
+                detail={"kind": kind},
+                actor_name=None,
+            ),
+            job=job_values(run) if job_id is not None else None,
+            chat=chat if new_session else None,
+        )
+
+    given = body.session_id is not None
+    return _Submission(principal, session_id, given, runnable, rows, contextvars.copy_context())
+
+
+async def submit_task(
+    session: AsyncSession, principal: Principal, body: TaskCreate, settings: Settings
+) -> Accepted:
+    """Accept a task in the caller's transaction: its session, the task, its audit record, its
+    queue job and its task.created event. A text task with no model configured fails at once
+    (MODEL_UNAVAILABLE)."""
+    return await _write(session, prepare_task(principal, body, settings))
+
+
+async def accept_task(
+    session: AsyncSession,
+    intake: TaskIntake | None,
+    principal: Principal,
+    body: TaskCreate,
+    settings: Settings,
+) -> Accepted:
+    """Accept a task for the API: by group commit with concurrent submissions when the
+    process has an intake, returned once committed; else in the request's transaction."""
+    submission = prepare_task(principal, body, settings)
+    if intake is None or not submission.runnable:
+        return await _write(session, submission)
+    return await intake.store(submission)
+
+
+async def _write(session: AsyncSession, submission: _Submission) -> Accepted:
+    rows = await submission.build(session)
+    await stage(session, [rows])
+    if submission.runnable:
+        return rows.accepted()
+    task = await session.get(Task, rows.task["id"])
+    assert task is not None
+    await fail(session, task, "MODEL_UNAVAILABLE", MODEL_UNAVAILABLE_MESSAGE)
+    return Accepted(task.id, rows.task["session_id"], task.status, task.created_at, task.error)
 
 
 async def get_task(session: AsyncSession, principal: Principal, task_id: uuid.UUID) -> Task:

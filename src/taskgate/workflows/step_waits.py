@@ -18,6 +18,7 @@ from taskgate.ids import utcnow
 from taskgate.models import Task, TaskJob, User, WorkflowExecution
 from taskgate.runtime.context import Runtime
 from taskgate.settings import Settings
+from taskgate.tasks.intake import Accepted
 from taskgate.tasks.schemas import ScriptIn, TaskCreate
 from taskgate.tasks.service import submit_task
 from taskgate.tasks.states import TaskStatus, is_final
@@ -40,7 +41,7 @@ async def start_task(
     owner: User,
     execution: WorkflowExecution,
     config: dict[str, Any],
-) -> Task:
+) -> Accepted:
     principal = Principal(owner.id, owner.username, owner.is_admin)
     script = config.get("script")
     body = TaskCreate(
