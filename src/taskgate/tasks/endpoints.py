@@ -40,11 +40,12 @@ async def submit_task(
     body: TaskCreate,
     request: Request,
     response: Response,
-    session: Session,
     principal: CurrentPrincipal,
 ) -> TaskCreated:
+    # No request transaction: the task is written by the intake's group commit (or, without
+    # one, in a transaction that commits before the answer).
     state = request.app.state
-    task = await service.accept_task(session, state.task_intake, principal, body, state.settings)
+    task = await service.accept_task(state.db, state.task_intake, principal, body, state.settings)
     response.headers["Location"] = f"/api/v1/tasks/{task.id}"
     response.headers["X-Session-ID"] = str(task.session_id)
     failed = task.status == TaskStatus.FAILED.value

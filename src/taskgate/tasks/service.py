@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit, audit_values
+from taskgate.db.session import Database
 from taskgate.errors import Conflict, FieldProblem, NotFound, ValidationFailed
 from taskgate.events.outbox import event_values
 from taskgate.identity.principal import Principal
@@ -173,18 +174,19 @@ async def submit_task(
 
 
 async def accept_task(
-    session: AsyncSession,
+    db: Database,
     intake: TaskIntake | None,
     principal: Principal,
     body: TaskCreate,
     settings: Settings,
 ) -> Accepted:
     """Accept a task for the API: by group commit with concurrent submissions when the
-    process has an intake, returned once committed; else in the request's transaction."""
+    process has an intake, else in a transaction of its own; returned once committed."""
     submission = prepare_task(principal, body, settings)
-    if intake is None or not submission.runnable:
+    if intake is not None and submission.runnable:
+        return await intake.store(submission)
+    async with db.transaction() as session:
         return await _write(session, submission)
-    return await intake.store(submission)
 
 
 async def _write(session: AsyncSession, submission: _Submission) -> Accepted:
