@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import structlog
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from taskgate.db.engine import sqlite_write_transaction
@@ -15,6 +18,7 @@ from taskgate.db.engine import sqlite_write_transaction
 AfterCommit = Callable[[], Awaitable[None]]
 CommitListener = Callable[[list[Any]], Awaitable[None]]
 log = structlog.get_logger()
+_BEGIN_ATTEMPTS = 8
 
 
 def signal_after_commit(session: AsyncSession, channel: str, item: Any) -> None:
@@ -57,6 +61,27 @@ async def run_after_commit(session: AsyncSession) -> None:
     await _run_hooks(session.info.pop("after_commit", []), "after_commit")
 
 
+async def _begin_immediate(session: AsyncSession) -> None:
+    """Start a SQLite write transaction now. Under a burst of writers SQLite can refuse
+    BEGIN IMMEDIATE at once instead of waiting out its busy timeout; nothing has run yet,
+    so trying again shortly is safe, and the caller's work never sees the refusal."""
+    delay = 0.005
+    for attempt in range(_BEGIN_ATTEMPTS):
+        started = time.monotonic()
+        try:
+            await session.connection()
+            return
+        except OperationalError as error:
+            waited = time.monotonic() - started
+            # A refusal after waiting is the busy timeout doing its job: the lock is held.
+            if "locked" not in str(error.orig) or waited > 0.1 or attempt == _BEGIN_ATTEMPTS - 1:
+                raise
+            log.warning("sqlite_begin_refused", attempt=attempt + 1)
+        await session.rollback()
+        await asyncio.sleep(delay)
+        delay *= 2
+
+
 class Database:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -86,6 +111,8 @@ class Database:
         sqlite_write_transaction.set(write)
         try:
             async with self.sessionmaker() as session:
+                if write and self.dialect == "sqlite":
+                    await _begin_immediate(session)
                 try:
                     yield session
                     await session.commit()

@@ -6,12 +6,11 @@ exactly one executes; the other sees the claim (409 while in flight, a replay on
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from datetime import timedelta
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskgate.db.session import Database
@@ -67,25 +66,11 @@ class IdempotencyMiddleware:
         digest = hashlib.sha256(
             scope["method"].encode() + b" " + scope["path"].encode() + b"\n" + body
         ).hexdigest()
-        record_id, existing = await self._claim_retrying(owner, key, digest)
+        record_id, existing = await self._claim(owner, key, digest)
         if existing is not None:
             await self._answer_existing(existing, digest, send)
             return
         await self._run_and_store(scope, body, send, record_id)
-
-    async def _claim_retrying(
-        self, owner: str, key: str, digest: str
-    ) -> tuple[object, IdempotencyRecord | None]:
-        """SQLite can refuse a write lock at once under a burst of writers; the claim only
-        inserts or reads, so it is safe to try again shortly."""
-        for attempt in range(5):
-            try:
-                return await self._claim(owner, key, digest)
-            except OperationalError:
-                if attempt == 4:
-                    raise
-                await asyncio.sleep(0.05 * 2**attempt)
-        raise AssertionError("unreachable")
 
     async def _claim(
         self, owner: str, key: str, digest: str
