@@ -6,12 +6,8 @@ from typing import Any
 
 import pytest
 
-from taskgate.outbound.adapters import (
-    DestinationConfigError,
-    build_delivery,
-    render_text,
-    validate_config,
-)
+from taskgate.outbound.adapters import DestinationConfigError, build_delivery, validate_config
+from taskgate.outbound.event_text import render_text
 from taskgate.outbound.signing import generate_webhook_secret, verify_standard
 
 NOW = 1_700_000_000

@@ -20,13 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from taskgate.outbound.ssrf import (
-    BlockedURLError,
-    URLPolicy,
-    check_url,
-    fetch_limited,
-    guarded_client,
-)
+from taskgate.outbound.guarded_http import fetch_limited, guarded_client
+from taskgate.outbound.ssrf import BlockedURLError, URLPolicy, check_url
 
 LOOPBACK = URLPolicy(allow_loopback=True)
 

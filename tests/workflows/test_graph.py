@@ -6,14 +6,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from taskgate.workflows.graph import (
-    MAX_EDGES,
-    MAX_NODES,
-    Graph,
-    GraphError,
-    graph_to_json,
-    validate_graph,
-)
+from taskgate.workflows.graph import Graph, GraphError, graph_to_json
+from taskgate.workflows.graph_validation import MAX_EDGES, MAX_NODES, validate_graph
 from taskgate.workflows.node_types import (
     NODE_TYPES,
     RetryPolicy,

@@ -4,7 +4,8 @@ from typing import Any
 
 import pytest
 
-from taskgate.workflows.graph import Graph, validate_graph
+from taskgate.workflows.graph import Graph
+from taskgate.workflows.graph_validation import validate_graph
 from taskgate.workflows.planner import (
     StepState,
     execution_outcome,

@@ -4,13 +4,13 @@ from typing import Any
 
 import pytest
 
+from taskgate.workflows.secret_redaction import redact_secrets
+from taskgate.workflows.template_sandbox import MAX_OUTPUT_CHARS
 from taskgate.workflows.templating import (
-    MAX_OUTPUT_CHARS,
     MAX_TEMPLATE_CHARS,
     TemplateError,
     check_template,
     evaluate_condition,
-    redact_secrets,
     render_string,
     render_value,
     template_context,

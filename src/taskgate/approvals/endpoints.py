@@ -17,7 +17,7 @@ from taskgate.approvals.schemas import (
     DecisionResult,
 )
 from taskgate.http.auth import CurrentPrincipal, Session
-from taskgate.http.pagination import Page, PageParams, page_params, paginate
+from taskgate.http.pagination import Page, PageParams, page_of, page_params
 from taskgate.models import Approval
 from taskgate.openapi import errors
 
@@ -36,7 +36,7 @@ async def list_approvals(
 ) -> Page[ApprovalOut]:
     """Approvals you own or are named an approver of; ``status=PENDING`` for what waits."""
     principal.require_scope("approvals:read")
-    rows, next_link, total = await paginate(
+    return await page_of(
         session,
         repo.visible_query(
             principal.user_id,
@@ -48,8 +48,8 @@ async def list_approvals(
         page,
         {"created_at": Approval.created_at},
         Approval.id,
+        show=service.approval_out,
     )
-    return Page(results=[service.approval_out(r) for r in rows], next=next_link, count=total)
 
 
 @router.post("/approvals/decision", responses=errors(400, 401, 403, 404, 409))

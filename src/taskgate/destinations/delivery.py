@@ -40,8 +40,8 @@ from taskgate.destinations.sending import EXCERPT_BYTES, SendOutcome, send
 from taskgate.events.outbox import record_event
 from taskgate.ids import utcnow
 from taskgate.models import Delivery, DeliveryAttempt, Destination, Event, Subscription
+from taskgate.outbound.guarded_http import GuardedClient, guarded_client
 from taskgate.outbound.secretbox import SecretBox, SecretBoxError
-from taskgate.outbound.ssrf import GuardedClient, guarded_client
 from taskgate.runtime.context import JobContext, RetryLater, Runtime
 from taskgate.runtime.handlers import JobKind
 from taskgate.settings import DeliverySettings, Settings

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Response
 from fastapi import status as http
 
 from taskgate.destinations import repository as repo
@@ -23,21 +23,14 @@ from taskgate.destinations.schemas import (
     SubscriptionOut,
     SubscriptionUpdate,
 )
+from taskgate.http.app_state import AppSettings
 from taskgate.http.auth import CurrentPrincipal, Db, Session
-from taskgate.http.pagination import Page, PageParams, page_params, paginate
+from taskgate.http.pagination import Page, PageParams, page_of, page_params, paginate
 from taskgate.models import Delivery, Destination, Subscription
 from taskgate.openapi import errors
-from taskgate.settings import Settings
 
 router = APIRouter(prefix="/api/v1")
 
-
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-AppSettings = Annotated[Settings, Depends(_settings)]
 CreatedPage = Annotated[PageParams, Depends(page_params(["created_at", "-created_at"]))]
 NewestFirst = Annotated[PageParams, Depends(page_params(["-created_at", "created_at"]))]
 
@@ -50,14 +43,14 @@ async def list_destinations(
     is_active: bool | None = None,
 ) -> Page[DestinationOut]:
     principal.require_scope("destinations:read")
-    rows, next_link, total = await paginate(
+    return await page_of(
         session,
         repo.destinations_query(principal.user_id, is_active=is_active),
         page,
         {"created_at": Destination.created_at},
         Destination.id,
+        show=service.destination_out,
     )
-    return Page(results=[service.destination_out(r) for r in rows], next=next_link, count=total)
 
 
 @router.post(
@@ -186,15 +179,13 @@ async def list_subscriptions(
     destination_id: uuid.UUID | None = None,
 ) -> Page[SubscriptionOut]:
     principal.require_scope("subscriptions:read")
-    rows, next_link, total = await paginate(
+    return await page_of(
         session,
         repo.subscriptions_query(principal.user_id, destination_id=destination_id),
         page,
         {"created_at": Subscription.created_at},
         Subscription.id,
-    )
-    return Page(
-        results=[SubscriptionOut.model_validate(r) for r in rows], next=next_link, count=total
+        show=SubscriptionOut.model_validate,
     )
 
 

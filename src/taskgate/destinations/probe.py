@@ -18,8 +18,8 @@ from taskgate.destinations.service import get_destination
 from taskgate.identity.principal import Principal
 from taskgate.ids import isoformat, new_id, utcnow
 from taskgate.models import Delivery, DeliveryAttempt
+from taskgate.outbound.guarded_http import guarded_client
 from taskgate.outbound.secretbox import SecretBoxError
-from taskgate.outbound.ssrf import guarded_client
 from taskgate.settings import Settings
 
 TEST_EVENT_TYPE = "destination.test"

@@ -16,7 +16,8 @@ from taskgate.outbound.adapters import (
     OutboundRequest,
     build_delivery,
 )
-from taskgate.outbound.ssrf import BlockedURLError, GuardedClient, fetch_limited
+from taskgate.outbound.guarded_http import GuardedClient, fetch_limited
+from taskgate.outbound.ssrf import BlockedURLError
 
 EXCERPT_BYTES = 1024
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Sequence
 
 import structlog
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
@@ -47,15 +49,26 @@ def _url_field(destination_type: str) -> str:
     return "secret"  # a chat incoming-webhook URL is itself the credential
 
 
+def refuse_problems(what: str, problems: Sequence[tuple[str, str]]) -> None:
+    """A 400 naming every ``(field, message)`` problem of the ``what``, if it has any."""
+    if problems:
+        details = [FieldProblem(field, message) for field, message in problems]
+        summary = "; ".join(f"{p.field}: {p.message}" for p in details)
+        raise ValidationFailed(f"The {what} is not valid: {summary}", details=details)
+
+
+def refuse_nulls(body: BaseModel, fields: Iterable[str]) -> None:
+    """An update changes only the fields sent; one of ``fields`` sent as null is a 400."""
+    for field in fields:
+        if field in body.model_fields_set and getattr(body, field) is None:
+            raise ValidationFailed.field(field, "may not be null")
+
+
 async def _validate(
     settings: Settings, destination_type: str, config: dict[str, object], secret: str | None
 ) -> None:
     """400 naming every field that is wrong; then the URL policy (the SSRF guard)."""
-    problems = validate_config(destination_type, config, secret)
-    if problems:
-        details = [FieldProblem(field, message) for field, message in problems]
-        summary = "; ".join(f"{p.field}: {p.message}" for p in details)
-        raise ValidationFailed(f"The destination is not valid: {summary}", details=details)
+    refuse_problems("destination", validate_config(destination_type, config, secret))
     field = _url_field(destination_type)
     url = secret if field == "secret" else config.get(field.removeprefix("destination_config."))
     assert isinstance(url, str)  # validate_config has checked it is
@@ -112,9 +125,7 @@ async def update_destination(
 ) -> Destination:
     destination = await get_destination(session, principal, destination_id)
     sent = body.model_fields_set
-    for field in ("name", "destination_type", "destination_config", "is_active"):
-        if field in sent and getattr(body, field) is None:
-            raise ValidationFailed.field(field, "may not be null")
+    refuse_nulls(body, ("name", "destination_type", "destination_config", "is_active"))
     changed = sorted(sent)
     delivery_changed = sent & {"destination_type", "destination_config", "secret"}
     box = secret_box(settings)

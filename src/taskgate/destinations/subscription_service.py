@@ -11,8 +11,8 @@ from taskgate.audit.service import audit
 from taskgate.destinations import repository as repo
 from taskgate.destinations.matching import filter_problems, pattern_problem
 from taskgate.destinations.schemas import SubscriptionCreate, SubscriptionUpdate
-from taskgate.destinations.service import get_destination
-from taskgate.errors import FieldProblem, NotFound, ValidationFailed
+from taskgate.destinations.service import get_destination, refuse_nulls, refuse_problems
+from taskgate.errors import NotFound
 from taskgate.identity.principal import Principal
 from taskgate.ids import new_id
 from taskgate.models import Subscription
@@ -24,10 +24,7 @@ def _validate(event_pattern: str | None, event_filter: dict[str, Any] | None) ->
         problems.append(("event_pattern", problem))
     if event_filter:
         problems += filter_problems(event_filter)
-    if problems:
-        details = [FieldProblem(field, message) for field, message in problems]
-        summary = "; ".join(f"{p.field}: {p.message}" for p in details)
-        raise ValidationFailed(f"The subscription is not valid: {summary}", details=details)
+    refuse_problems("subscription", problems)
 
 
 async def create_subscription(
@@ -78,10 +75,7 @@ async def update_subscription(
 ) -> Subscription:
     subscription = await get_subscription(session, principal, subscription_id)
     sent = body.model_fields_set
-    if "event_pattern" in sent and body.event_pattern is None:
-        raise ValidationFailed.field("event_pattern", "may not be null")
-    if "is_active" in sent and body.is_active is None:
-        raise ValidationFailed.field("is_active", "may not be null")
+    refuse_nulls(body, ("event_pattern", "is_active"))
     _validate(body.event_pattern, body.filter)
     if body.event_pattern is not None:
         subscription.event_pattern = body.event_pattern

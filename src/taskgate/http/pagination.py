@@ -148,3 +148,17 @@ async def paginate(
         ]
         next_link = _with_cursor(params.url, _encode(values, params.signing_key))
     return rows, next_link, total
+
+
+async def page_of(
+    session: AsyncSession,
+    stmt: Select[tuple[Item]],
+    params: PageParams,
+    columns: Mapping[str, InstrumentedAttribute[Any]],
+    id_column: InstrumentedAttribute[Any],
+    *,
+    show: Callable[[Item], T],
+) -> Page[T]:
+    """``paginate``'s page as a list endpoint answers it, each row shown through ``show``."""
+    rows, next_link, total = await paginate(session, stmt, params, columns, id_column)
+    return Page(results=[show(row) for row in rows], next=next_link, count=total)

@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 import httpx
 
-from taskgate.outbound.secretbox import redact
+from taskgate.outbound.event_text import describe_event, event_id_of, truncate
 from taskgate.outbound.signing import SignatureError, decode_secret, standard_headers
 
 DestinationType = Literal["webhook", "slack", "discord", "mattermost", "matrix"]
@@ -35,7 +35,6 @@ DESTINATION_TYPES: tuple[str, ...] = get_args(DestinationType)
 DISCORD_CONTENT_LIMIT = 2000
 SLACK_SECTION_LIMIT = 3000
 MATTERMOST_TEXT_LIMIT = 16383
-EXCERPT_LIMIT = 300
 
 _OPTIONAL_FIELDS: dict[str, frozenset[str]] = {
     "webhook": frozenset(),
@@ -45,7 +44,6 @@ _OPTIONAL_FIELDS: dict[str, frozenset[str]] = {
     "matrix": frozenset({"msgtype"}),
 }
 _MATRIX_MSGTYPES = ("m.text", "m.notice")
-_SUBJECT_KEYS = ("task_id", "execution_id", "run_id", "job_id", "session_id")
 
 
 @dataclass(frozen=True)
@@ -155,7 +153,7 @@ def _webhook(
     config: Mapping[str, Any], secret: str, event: Mapping[str, Any], now: int
 ) -> OutboundRequest:
     body = _json(event)
-    msg_id = _event_id(event)
+    msg_id = event_id_of(event)
     # Id and timestamp go out unsigned too: receivers deduplicate retries on webhook-id.
     headers = {
         "content-type": "application/json",
@@ -170,15 +168,15 @@ def _webhook(
 def _slack(
     config: Mapping[str, Any], secret: str, event: Mapping[str, Any], now: int
 ) -> OutboundRequest:
-    title, lines = _render(event)
+    title, lines = describe_event(event)
     text = "\n".join([f"*{_slack_escape(title)}*", *(_slack_escape(line) for line in lines)])
     payload: dict[str, Any] = {"text": text}
     if config.get("blocks", True):
-        context = f"`{_slack_escape(str(event.get('type', '')))}` · event {_event_id(event)}"
+        context = f"`{_slack_escape(str(event.get('type', '')))}` · event {event_id_of(event)}"
         payload["blocks"] = [
             {
                 "type": "section",
-                "text": {"type": "mrkdwn", "text": _truncate(text, SLACK_SECTION_LIMIT)},
+                "text": {"type": "mrkdwn", "text": truncate(text, SLACK_SECTION_LIMIT)},
             },
             {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]},
         ]
@@ -189,9 +187,9 @@ def _slack(
 def _mattermost(
     config: Mapping[str, Any], secret: str, event: Mapping[str, Any], now: int
 ) -> OutboundRequest:
-    title, lines = _render(event)
+    title, lines = describe_event(event)
     text = _defuse_mentions("\n".join([f"**{title}**", *lines]))
-    payload: dict[str, Any] = {"text": _truncate(text, MATTERMOST_TEXT_LIMIT)}
+    payload: dict[str, Any] = {"text": truncate(text, MATTERMOST_TEXT_LIMIT)}
     payload.update(_presentation(config, ("channel", "username", "icon_url", "icon_emoji")))
     return _chat_request(secret, payload)
 
@@ -199,10 +197,10 @@ def _mattermost(
 def _discord(
     config: Mapping[str, Any], secret: str, event: Mapping[str, Any], now: int
 ) -> OutboundRequest:
-    title, lines = _render(event)
+    title, lines = describe_event(event)
     content = "\n".join([f"**{title}**", *lines])
     payload: dict[str, Any] = {
-        "content": _truncate(content, DISCORD_CONTENT_LIMIT),
+        "content": truncate(content, DISCORD_CONTENT_LIMIT),
         "allowed_mentions": {"parse": []},
     }
     payload.update(_presentation(config, ("username", "avatar_url")))
@@ -212,11 +210,11 @@ def _discord(
 def _matrix(
     config: Mapping[str, Any], secret: str, event: Mapping[str, Any], now: int
 ) -> OutboundRequest:
-    title, lines = _render(event)
+    title, lines = describe_event(event)
     homeserver = str(config["homeserver"]).strip().rstrip("/")
     room = quote(str(config["room_id"]), safe="")
     # The event id as transaction id makes a retried delivery idempotent on the homeserver.
-    txn = quote(_event_id(event), safe="")
+    txn = quote(event_id_of(event), safe="")
     url = f"{homeserver}/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}"
     html = "<br>".join([f"<strong>{html_escape(title)}</strong>", *map(html_escape, lines)])
     body = {
@@ -250,144 +248,6 @@ def _presentation(config: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str,
     return {key: config[key] for key in keys if config.get(key)}
 
 
-def render_text(event: Mapping[str, Any]) -> str:
-    """A short, readable plain-text account of an event, for people in a chat room."""
-    title, lines = _render(event)
-    return "\n".join([title, *lines])
-
-
-_VERBS = {
-    "created": "created",
-    "queued": "queued",
-    "started": "started",
-    "running": "started",
-    "completed": "completed",
-    "succeeded": "succeeded",
-    "success": "succeeded",
-    "failed": "failed",
-    "cancelled": "cancelled",
-    "canceled": "cancelled",
-    "timeout": "timed out",
-    "timed_out": "timed out",
-    "paused": "paused",
-    "resumed": "resumed",
-    "waiting": "is waiting",
-    "waiting_approval": "is waiting for approval",
-    "retrying": "is being retried",
-    "skipped": "skipped",
-}
-_TASK_STATUS = {
-    "created": "QUEUED",
-    "started": "RUNNING",
-    "completed": "COMPLETED",
-    "failed": "FAILED",
-    "cancelled": "CANCELLED",
-    "timeout": "TIMEOUT",
-}
-
-
-def _render(event: Mapping[str, Any]) -> tuple[str, list[str]]:
-    """(title, detail lines) for an event; each format decorates them its own way."""
-    event_type = str(event.get("type") or "event")
-    payload = event.get("payload")
-    data: Mapping[str, Any] = payload if isinstance(payload, Mapping) else {}
-    family, _, action = event_type.partition(".")
-    verb = _VERBS.get(action, action.replace("_", " "))
-
-    if family == "task" and action in _TASK_STATUS:
-        task = _subject(event, data, "task_id")
-        lines = [f"Status: {data.get('status') or _TASK_STATUS[action]}"]
-        if action == "created" and (query := _first(data, "query", "title", "name")):
-            lines.append(f"Request: {_excerpt(query)}")
-        if action == "completed" and (result := _first(data, "result", "output", "final_output")):
-            lines.append(f"Result: {_excerpt(result)}")
-        if action in ("failed", "timeout") and (error := _first(data, "error", "error_message")):
-            lines.append(f"Error: {_excerpt(error)}")
-        if action == "cancelled" and (reason := _first(data, "reason", "cancel_reason")):
-            lines.append(f"Reason: {_excerpt(reason)}")
-        return f"Task {task} {verb}", lines
-
-    if event_type == "job.completed":
-        job = _subject(event, data, "job_id")
-        exit_code = data.get("exit_code")
-        lines = [f"Exit code: {exit_code}"] if exit_code is not None else []
-        lines += _context_lines(event, skip="job_id")
-        return f"Job {job} completed", lines
-
-    if family == "execution":
-        execution = _subject(event, data, "execution_id")
-        workflow = _first(data, "workflow_name", "workflow", "workflow_id")
-        title = f"Workflow execution {execution} {verb}"
-        lines = [f"Workflow: {workflow}"] if workflow else []
-        if status := data.get("status"):
-            lines.append(f"Status: {status}")
-        if error := _first(data, "error", "error_message"):
-            lines.append(f"Error: {_excerpt(error)}")
-        return title, lines
-
-    if family == "step":
-        step = _first(data, "node_key", "step_key", "step_id", "name") or "?"
-        lines = _context_lines(event, skip="")
-        if status := data.get("status"):
-            lines.append(f"Status: {status}")
-        if error := _first(data, "error", "error_message"):
-            lines.append(f"Error: {_excerpt(error)}")
-        return f"Step {step} {verb}", lines
-
-    if event_type == "approval.requested":
-        what = _first(data, "summary", "description", "action", "message", "tool", "tool_name")
-        lines = _context_lines(event, skip="")
-        if approval := _first(data, "approval_id", "id"):
-            lines.append(f"Approval: {approval}")
-        if tool := _first(data, "tool", "tool_name"):
-            lines.append(f"Tool: {tool}")
-        arguments = data.get("arguments", data.get("tool_input"))
-        if arguments:
-            lines.append(f"Arguments: {_excerpt(redact(arguments))}")
-        return f"Approval needed: {_excerpt(what or 'a decision is pending')}", lines
-
-    if family == "schedule" and action in ("fired", "skipped"):
-        schedule = _first(data, "schedule_name", "name", "schedule_id") or "?"
-        lines = _context_lines(event, skip="")
-        if action == "skipped" and (reason := data.get("reason")):
-            lines.append(f"Reason: {_excerpt(reason)}")
-        return f"Schedule {schedule} {verb}", lines
-
-    if event_type == "destination.disabled":
-        destination = _first(data, "destination_name", "name", "destination_id") or "?"
-        lines = []
-        if reason := _first(data, "reason", "last_error"):
-            lines.append(f"Reason: {_excerpt(reason)}")
-        return f"Destination {destination} disabled", lines
-
-    subject = next((event[k] for k in _SUBJECT_KEYS if event.get(k)), None)
-    return f"{event_type} — {subject if subject is not None else _event_id(event)}", []
-
-
-def _subject(event: Mapping[str, Any], data: Mapping[str, Any], key: str) -> str:
-    return str(event.get(key) or data.get(key) or "?")
-
-
-def _context_lines(event: Mapping[str, Any], *, skip: str) -> list[str]:
-    labels = {"task_id": "Task", "execution_id": "Execution", "run_id": "Run", "job_id": "Job"}
-    return [
-        f"{label}: {event[key]}" for key, label in labels.items() if key != skip and event.get(key)
-    ]
-
-
-def _first(data: Mapping[str, Any], *keys: str) -> Any:
-    return next((data[k] for k in keys if data.get(k) not in (None, "")), None)
-
-
-def _excerpt(value: Any, limit: int = EXCERPT_LIMIT) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
-    return _truncate(" ".join(text.split()), limit)
-
-
-def _truncate(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _slack_escape(text: str) -> str:
     # Escaping < and > also defuses <!channel>-style mentions smuggled into event text.
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
@@ -398,13 +258,6 @@ _MENTION = re.compile(r"@(all|channel|here)\b", re.IGNORECASE)
 
 def _defuse_mentions(text: str) -> str:
     return _MENTION.sub(lambda m: "@\u200b" + m.group(1), text)
-
-
-def _event_id(event: Mapping[str, Any]) -> str:
-    event_id = event.get("id")
-    if event_id is None or event_id == "":
-        raise ValueError("the event has no id")
-    return str(event_id)
 
 
 def _json(value: Any) -> bytes:

@@ -10,10 +10,12 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from sqlalchemy import func, select
 
 from taskgate.errors import ValidationFailed
+from taskgate.http.app_state import AppSettings
 from taskgate.http.auth import CurrentPrincipal, Session
 from taskgate.http.pagination import Page, PageParams, page_params, paginate
 from taskgate.models import Schedule, ScheduleRun
 from taskgate.openapi import errors
+from taskgate.preconditions import etag
 from taskgate.schedules import repository as repo
 from taskgate.schedules import service, targets
 from taskgate.schedules.clock import SYSTEM_CLOCK, Clock
@@ -28,7 +30,6 @@ from taskgate.schedules.schemas import (
     ScheduleSkipped,
     ScheduleStatus,
 )
-from taskgate.settings import Settings
 
 router = APIRouter(prefix="/api/v1/schedules", tags=["schedules"])
 
@@ -40,17 +41,11 @@ def get_clock(request: Request) -> Clock:
     return clock
 
 
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
 def _now(clock: Annotated[Clock, Depends(get_clock)]) -> datetime:
     return clock.now()
 
 
 Now = Annotated[datetime, Depends(_now)]
-AppSettings = Annotated[Settings, Depends(_settings)]
 IfMatch = Annotated[str | None, Header(description="ETag from a GET; a stale one is a 412.")]
 ListPage = Annotated[
     PageParams, Depends(page_params(["created_at", "-created_at", "name", "-name"]))
@@ -62,7 +57,7 @@ RunPage = Annotated[
 
 
 def _out(response: Response, schedule: Schedule) -> ScheduleOut:
-    response.headers["ETag"] = service.etag(schedule)
+    response.headers["ETag"] = etag(schedule.version)
     return ScheduleOut.of(schedule)
 
 
@@ -113,7 +108,7 @@ async def create_schedule(
 ) -> ScheduleCreated:
     schedule = await service.create_schedule(session, principal, body, settings, now)
     response.headers["Location"] = f"/api/v1/schedules/{schedule.id}"
-    response.headers["ETag"] = service.etag(schedule)
+    response.headers["ETag"] = etag(schedule.version)
     return ScheduleCreated(**ScheduleOut.of(schedule).model_dump())
 
 
@@ -222,7 +217,7 @@ async def skip_next_occurrence(
     """Cancel only the next occurrence; the schedule carries on after it."""
     run = await service.skip_next(session, principal, schedule_id, settings, now)
     schedule = await service.get_schedule(session, principal, schedule_id)
-    response.headers["ETag"] = service.etag(schedule)
+    response.headers["ETag"] = etag(schedule.version)
     return ScheduleSkipped(
         skipped=ScheduleRunOut.of(run, schedule.timezone), schedule=ScheduleOut.of(schedule)
     )

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
 from taskgate.db.session import signal_after_commit
-from taskgate.errors import Conflict, NotFound, PreconditionFailed
+from taskgate.errors import Conflict, NotFound
 from taskgate.identity.principal import Principal
 from taskgate.ids import new_id
 from taskgate.models import Schedule, ScheduleRun
+from taskgate.preconditions import check_if_match
 from taskgate.schedules import firing, targets
 from taskgate.schedules import repository as repo
 from taskgate.schedules.definition import apply_definition, timing_of
@@ -31,25 +33,28 @@ from taskgate.settings import Settings
 _TICK = timedelta(microseconds=1)
 
 
-def etag(s: Schedule) -> str:
-    return f'"{s.version}"'
-
-
-def _check_if_match(s: Schedule, if_match: str | None) -> None:
-    if if_match is None:
-        return
-    for candidate in (part.strip() for part in if_match.split(",")):
-        if candidate == "*" or candidate.removeprefix("W/").strip('"') == str(s.version):
-            return
-    raise PreconditionFailed(
-        f"The schedule is at version {s.version}; reload it and apply your change again."
-    )
-
-
 async def _changed(session: AsyncSession, s: Schedule, now: datetime, settings: Settings) -> None:
     refresh_due(s, now, settings.scheduler.tick_seconds)
     signal_after_commit(session, SCHEDULES_CHANGED, s.id)
     await firing.announce(session)
+
+
+async def _record_change(
+    session: AsyncSession,
+    principal: Principal,
+    s: Schedule,
+    action: str,
+    detail: dict[str, Any],
+    *,
+    settings: Settings,
+    now: datetime,
+) -> None:
+    """A change to an existing schedule: its next version, the scheduler told, the audit."""
+    s.version += 1
+    await _changed(session, s, now, settings)
+    await audit(
+        session, action, principal, resource_type="schedule", resource_id=s.id, detail=detail
+    )
 
 
 async def create_schedule(
@@ -128,7 +133,7 @@ async def update_schedule(
 ) -> Schedule:
     """PATCH and PUT: only the fields sent change; a new timing counts from ``now``."""
     s = await get_schedule(session, principal, schedule_id, lock=True)
-    _check_if_match(s, if_match)
+    check_if_match(if_match, s.version, "schedule")
     sent = set(body.model_fields_set)
     if not sent:
         return s
@@ -157,15 +162,9 @@ async def update_schedule(
         reschedule(s, now)
         if s.next_run_at is None and s.buffered_for is None:
             s.status = COMPLETED
-    s.version += 1
-    await _changed(session, s, now, settings)
-    await audit(
-        session,
-        "schedule.update",
-        principal,
-        resource_type="schedule",
-        resource_id=s.id,
-        detail={"fields": sorted(sent), "version": s.version},
+    detail = {"fields": sorted(sent), "version": s.version + 1}
+    await _record_change(
+        session, principal, s, "schedule.update", detail, settings=settings, now=now
     )
     return s
 
@@ -175,7 +174,7 @@ async def delete_schedule(
 ) -> None:
     """Delete the schedule and its history; the tasks it started stay."""
     s = await get_schedule(session, principal, schedule_id, lock=True)
-    _check_if_match(s, if_match)
+    check_if_match(if_match, s.version, "schedule")
     await session.delete(s)
     signal_after_commit(session, SCHEDULES_CHANGED, s.id)
     await audit(session, "schedule.delete", principal, resource_type="schedule", resource_id=s.id)
@@ -216,15 +215,9 @@ async def pause_schedule(
     if s.status != ACTIVE:
         raise Conflict(f"Cannot pause a schedule that is {s.status}.")
     await _pause(session, s, reason)
-    s.version += 1
-    await _changed(session, s, now, settings)
-    await audit(
-        session,
-        "schedule.pause",
-        principal,
-        resource_type="schedule",
-        resource_id=s.id,
-        detail={"reason": reason},
+    detail = {"reason": reason}
+    await _record_change(
+        session, principal, s, "schedule.pause", detail, settings=settings, now=now
     )
     return s
 
@@ -241,15 +234,9 @@ async def resume_schedule(
     if s.status != PAUSED:
         raise Conflict(f"Cannot resume a schedule that is {s.status}.")
     await _resume(session, s, now)
-    s.version += 1
-    await _changed(session, s, now, settings)
-    await audit(
-        session,
-        "schedule.resume",
-        principal,
-        resource_type="schedule",
-        resource_id=s.id,
-        detail={"reason": reason},
+    detail = {"reason": reason}
+    await _record_change(
+        session, principal, s, "schedule.resume", detail, settings=settings, now=now
     )
     return s
 
@@ -269,15 +256,9 @@ async def skip_next(
     s.next_run_at = next_fire(timing_of(s), s.next_run_at)
     if s.next_run_at is None and s.buffered_for is None:
         s.status = COMPLETED
-    s.version += 1
-    await _changed(session, s, now, settings)
-    await audit(
-        session,
-        "schedule.skip_next",
-        principal,
-        resource_type="schedule",
-        resource_id=s.id,
-        detail={"scheduled_for": run.scheduled_for.isoformat()},
+    detail = {"scheduled_for": run.scheduled_for.isoformat()}
+    await _record_change(
+        session, principal, s, "schedule.skip_next", detail, settings=settings, now=now
     )
     return run
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from taskgate.errors import PayloadTooLarge
 from taskgate.http.auth import CurrentPrincipal, Session
 from taskgate.http.context import current_trace_id
-from taskgate.http.pagination import Page, PageParams, page_params, paginate
+from taskgate.http.pagination import Page, PageParams, page_of, page_params
 from taskgate.models import Event, WebhookSource
 from taskgate.openapi import errors
 from taskgate.triggers import inbound, sources
@@ -68,10 +68,14 @@ async def list_events(
     """The caller's events, newest first."""
     principal.require_scope("events:read")
     types = [t.strip() for item in type or [] for t in item.split(",") if t.strip()]
-    rows, next_link, total = await paginate(
-        session, repo.events_query(principal.user_id, types=types), page, {"id": Event.id}, Event.id
+    return await page_of(
+        session,
+        repo.events_query(principal.user_id, types=types),
+        page,
+        {"id": Event.id},
+        Event.id,
+        show=_event_out,
     )
-    return Page(results=[_event_out(r) for r in rows], next=next_link, count=total)
 
 
 def _event_out(event: Event) -> EventOut:
@@ -134,14 +138,14 @@ async def list_sources(
     session: Session, principal: CurrentPrincipal, page: SourcePage
 ) -> Page[WebhookSourceOut]:
     principal.require_scope("webhooks:read")
-    rows, next_link, total = await paginate(
+    return await page_of(
         session,
         repo.sources_query(principal.user_id),
         page,
         {"created_at": WebhookSource.created_at},
         WebhookSource.id,
+        show=sources.source_out,
     )
-    return Page(results=[sources.source_out(r) for r in rows], next=next_link, count=total)
 
 
 @router.post(

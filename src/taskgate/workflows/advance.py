@@ -33,7 +33,8 @@ from taskgate.workflows.executions_service import (
     execution_event,
     finish_execution,
 )
-from taskgate.workflows.graph import Graph, validate_graph
+from taskgate.workflows.graph import Graph
+from taskgate.workflows.graph_validation import validate_graph
 from taskgate.workflows.planner import StepState, execution_outcome, ready_nodes, skipped_nodes
 
 # A step job survives this many crashes or database errors; node failures are the node's

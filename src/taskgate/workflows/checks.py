@@ -10,7 +10,8 @@ from jinja2 import Environment, nodes
 
 from taskgate.destinations.matching import pattern_problem
 from taskgate.errors import FieldProblem, ValidationFailed
-from taskgate.workflows.graph import Graph, GraphError, validate_graph
+from taskgate.workflows.graph import Graph, GraphError
+from taskgate.workflows.graph_validation import validate_graph
 from taskgate.workflows.templating import is_template
 
 MAX_PARALLEL_LIMIT = 32

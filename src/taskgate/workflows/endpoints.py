@@ -9,10 +9,11 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 
 from taskgate.destinations.sealing import secret_box
 from taskgate.http.auth import CurrentPrincipal, Session
-from taskgate.http.pagination import Page, PageParams, page_params, paginate
+from taskgate.http.pagination import Page, PageParams, page_of, page_params
 from taskgate.models import Workflow, WorkflowVersion
 from taskgate.openapi import errors
 from taskgate.outbound.secretbox import SecretBox
+from taskgate.preconditions import etag
 from taskgate.workflows import repository as repo
 from taskgate.workflows import service
 from taskgate.workflows.schemas import (
@@ -56,7 +57,7 @@ VersionPage = Annotated[
 
 
 def _with_etag(response: Response, version: int) -> None:
-    response.headers["ETag"] = f'"{version}"'
+    response.headers["ETag"] = etag(version)
 
 
 @router.get("/workflows", responses=errors(400, 401, 403))
@@ -69,7 +70,7 @@ async def list_workflows(
     trigger_type: TriggerType | None = None,
 ) -> Page[WorkflowSummary]:
     principal.require_scope("workflows:read")
-    rows, next_link, total = await paginate(
+    return await page_of(
         session,
         repo.workflows_query(
             principal.user_id, enabled=enabled, search=search, trigger_type=trigger_type
@@ -81,8 +82,8 @@ async def list_workflows(
             "name": Workflow.name,
         },
         Workflow.id,
+        show=service.workflow_summary,
     )
-    return Page(results=[service.workflow_summary(r) for r in rows], next=next_link, count=total)
 
 
 @router.post(
@@ -111,14 +112,14 @@ async def get_workflow(
     return service.workflow_out(workflow)
 
 
-async def _update(
+async def update_workflow(
     workflow_id: uuid.UUID,
     body: WorkflowUpdate,
     session: Session,
     principal: CurrentPrincipal,
-    box: SecretBox,
-    if_match: str | None,
+    box: Box,
     response: Response,
+    if_match: IfMatch = None,
 ) -> WorkflowOut:
     workflow = await service.update_workflow(
         session, principal, workflow_id, body, box, if_match=if_match
@@ -128,34 +129,18 @@ async def _update(
     return service.workflow_out(workflow)
 
 
-@router.patch("/workflows/{workflow_id}", responses=errors(400, 401, 403, 404, 409, 412))
-async def patch_workflow(
-    workflow_id: uuid.UUID,
-    body: WorkflowUpdate,
-    session: Session,
-    principal: CurrentPrincipal,
-    box: Box,
-    response: Response,
-    if_match: IfMatch = None,
-) -> WorkflowOut:
-    return await _update(workflow_id, body, session, principal, box, if_match, response)
-
-
-@router.put(
+# One handler for both methods; the names keep each method's operation id in the OpenAPI.
+router.patch(
     "/workflows/{workflow_id}",
+    name="patch_workflow",
+    responses=errors(400, 401, 403, 404, 409, 412),
+)(update_workflow)
+router.put(
+    "/workflows/{workflow_id}",
+    name="put_workflow",
     responses=errors(400, 401, 403, 404, 409, 412),
     description="Partial, as Django Automate documents PUT: only the fields sent change.",
-)
-async def put_workflow(
-    workflow_id: uuid.UUID,
-    body: WorkflowUpdate,
-    session: Session,
-    principal: CurrentPrincipal,
-    box: Box,
-    response: Response,
-    if_match: IfMatch = None,
-) -> WorkflowOut:
-    return await _update(workflow_id, body, session, principal, box, if_match, response)
+)(update_workflow)
 
 
 @router.delete(
@@ -175,14 +160,14 @@ async def list_versions(
     workflow_id: uuid.UUID, session: Session, principal: CurrentPrincipal, page: VersionPage
 ) -> Page[WorkflowVersionOut]:
     workflow = await service.versions_of(session, principal, workflow_id)
-    rows, next_link, total = await paginate(
+    return await page_of(
         session,
         repo.versions_query(workflow.id),
         page,
         {"workflow_version": WorkflowVersion.version},
         WorkflowVersion.id,
+        show=service.version_out,
     )
-    return Page(results=[service.version_out(r) for r in rows], next=next_link, count=total)
 
 
 @router.get("/workflows/{workflow_id}/versions/{version}", responses=errors(401, 403, 404))

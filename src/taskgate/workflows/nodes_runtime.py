@@ -24,8 +24,9 @@ from taskgate.destinations import repository as destinations_repo
 from taskgate.destinations.sealing import open_secret, secret_box, url_policy
 from taskgate.destinations.sending import send
 from taskgate.ids import isoformat, utcnow
+from taskgate.outbound.guarded_http import GuardedClient, fetch_limited, guarded_client
 from taskgate.outbound.secretbox import SecretBoxError
-from taskgate.outbound.ssrf import BlockedURLError, GuardedClient, fetch_limited, guarded_client
+from taskgate.outbound.ssrf import BlockedURLError
 from taskgate.runtime.context import Runtime
 from taskgate.runtime.providers import ChatMessage, ModelError
 from taskgate.workflows.graph import Node

@@ -10,11 +10,12 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
-from taskgate.errors import Conflict, NotFound, PreconditionFailed
+from taskgate.errors import Conflict, NotFound
 from taskgate.identity.principal import Principal
 from taskgate.ids import new_id, utcnow
 from taskgate.models import Workflow, WorkflowVersion
 from taskgate.outbound.secretbox import SecretBox
+from taskgate.preconditions import check_if_match
 from taskgate.workflows import repository as repo
 from taskgate.workflows.checks import check_graph, check_trigger
 from taskgate.workflows.schemas import (
@@ -49,24 +50,6 @@ def _seal_secrets(box: SecretBox, workflow: Workflow, values: dict[str, str]) ->
         return
     workflow.secrets_ciphertext, workflow.secrets_kid = box.encrypt(
         json.dumps(values), aad=_aad(workflow.id)
-    )
-
-
-def etag(workflow: Workflow) -> str:
-    return f'"{workflow.version}"'
-
-
-def _check_if_match(workflow: Workflow, if_match: str | None) -> None:
-    if if_match is None:
-        return
-    candidates = [part.strip() for part in if_match.split(",")]
-    for candidate in candidates:
-        if candidate == "*":
-            return
-        if candidate.removeprefix("W/").strip('"') == str(workflow.version):
-            return
-    raise PreconditionFailed(
-        f"The workflow is at version {workflow.version}; reload it and apply your change again."
     )
 
 
@@ -160,7 +143,7 @@ async def update_workflow(
     if_match: str | None,
 ) -> Workflow:
     workflow = await get_workflow(session, principal, workflow_id, lock=True)
-    _check_if_match(workflow, if_match)
+    check_if_match(if_match, workflow.version, "workflow")
     sent = body.model_dump(exclude_unset=True)
     changes = {k: v for k, v in sent.items() if k in _DEFINITION and v is not None}
     if "graph" in changes:
@@ -208,7 +191,7 @@ async def delete_workflow(
 ) -> None:
     """Soft delete: the workflow stops triggering; its executions and versions stay readable."""
     workflow = await get_workflow(session, principal, workflow_id, lock=True)
-    _check_if_match(workflow, if_match)
+    check_if_match(if_match, workflow.version, "workflow")
     workflow.deleted_at = utcnow()
     workflow.enabled = False
     await audit(
