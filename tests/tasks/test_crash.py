@@ -6,6 +6,7 @@ PostgreSQL only: real ``taskgate worker`` processes share the database with the 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import random
 import signal
@@ -30,7 +31,14 @@ from tests.tasks.flows import submit
 ROOT = Path(__file__).resolve().parents[2]
 TASKS = 60
 MAX_ATTEMPTS = 6
+_PR_SET_PDEATHSIG = 1
 TERMINAL = ("task.completed", "task.failed", "task.cancelled", "task.timeout")
+
+
+def _die_with_parent() -> None:
+    """Should the test process itself be killed, its workers must not outlive it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class Workers:
@@ -59,7 +67,14 @@ class Workers:
     def start(self) -> None:
         command = [sys.executable, "-m", "taskgate.cli", "worker", "--concurrency", "2"]
         self.alive.append(
-            subprocess.Popen(command, env=self.env, cwd=ROOT, stdout=self.log, stderr=self.log)
+            subprocess.Popen(
+                command,
+                env=self.env,
+                cwd=ROOT,
+                stdout=self.log,
+                stderr=self.log,
+                preexec_fn=_die_with_parent,
+            )
         )
 
     def kill(self, pid: int) -> None:
@@ -125,7 +140,9 @@ async def test_killed_workers_lose_no_task(
             tail = workers.log_path.read_text(errors="replace")[-3000:]
             raise AssertionError(f"{open_tasks} tasks never finished; workers said:\n{tail}")
         await asyncio.sleep(rng.uniform(0.3, 0.8))  # chaos: kill at a random moment
-        busy = await busy_worker_pids(db)
+        # A dead worker's jobs stay leased until their lease expires: pick among the living.
+        living = {process.pid for process in workers.alive}
+        busy = [pid for pid in await busy_worker_pids(db) if pid in living]
         if workers.killed < 8 and busy:
             workers.kill(rng.choice(busy))
             workers.start()
