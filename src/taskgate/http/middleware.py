@@ -6,10 +6,13 @@ import json
 import random
 import re
 import time
-from collections.abc import Iterable
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator
+from itertools import accumulate
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskgate.errors import error_body
@@ -29,20 +32,33 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def incoming_trace_id(scope: Scope) -> str:
-    given = _header(scope, b"x-trace-id")
-    if given and _TRACE_ID.match(given):
-        return given
-    parent = _header(scope, b"traceparent")
-    if parent and (match := _TRACEPARENT.match(parent.strip().lower())):
+def _tracing_headers(scope: Scope) -> tuple[bytes | None, bytes | None, bytes | None]:
+    """X-Trace-ID, traceparent and X-Forwarded-For in one pass over the headers."""
+    given = parent = forwarded = None
+    for key, value in scope["headers"]:
+        if key == b"x-trace-id":
+            given = value
+        elif key == b"traceparent":
+            parent = value
+        elif key == b"x-forwarded-for":
+            forwarded = value
+    return given, parent, forwarded
+
+
+def incoming_trace_id(given: bytes | None, parent: bytes | None) -> str:
+    if given and _TRACE_ID.match(text := given.decode("latin-1")):
+        return text
+    if parent and (match := _TRACEPARENT.match(parent.decode("latin-1").strip().lower())):
         return match.group(1)
     # Unique, not secret: the cheap generator is enough and costs a fraction of urandom.
     return f"{random.getrandbits(128):032x}"
 
 
-def client_ip(scope: Scope, trust_forwarded: bool) -> str:
-    if trust_forwarded and (forwarded := _header(scope, b"x-forwarded-for")):
-        return forwarded.split(",")[0].strip()
+def client_ip(scope: Scope, forwarded: bytes | None) -> str:
+    """The first X-Forwarded-For address (pass it only when the proxy is trusted), else the
+    peer's."""
+    if forwarded:
+        return forwarded.decode("latin-1").split(",")[0].strip()
     client = scope.get("client")
     return str(client[0]) if client else "unknown"
 
@@ -56,36 +72,57 @@ async def send_error(
     await send({"type": "http.response.body", "body": body})
 
 
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+_BUCKET_LABELS = [*(repr(float(b)) for b in _LATENCY_BUCKETS), "+Inf"]  # as Prometheus writes them
+
+
 class Metrics:
+    """Requests and their latency per route template, for Prometheus.
+
+    Requests add to plain counts that the registry reads when scraped: prometheus_client's
+    own metric objects take a lock per update, which made them the dearest part of a
+    request's bookkeeping.
+    """
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "taskgate_http_requests",
-            "HTTP requests by route template, method and status.",
-            ["method", "route", "status"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "taskgate_http_request_duration_seconds",
-            "HTTP request latency by route template.",
-            ["method", "route"],
-            registry=self.registry,
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-        )
-        # labels() hashes and locks on every call; a request's children are looked up once.
-        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._requests: dict[tuple[str, str, int], int] = {}
+        # Per (method, route): a count per latency bucket (the last for +Inf), then the sum.
+        self._latencies: dict[tuple[str, str], list[float]] = {}
+        self.registry.register(self)
 
     def observe(self, method: str, route: str, status: int, elapsed: float) -> None:
         key = (method, route, status)
-        children = self._children.get(key)
-        if children is None:
-            children = (
-                self.requests.labels(method, route, str(status)),
-                self.latency.labels(method, route),
+        self._requests[key] = self._requests.get(key, 0) + 1
+        tally = self._latencies.get(key[:2])
+        if tally is None:
+            tally = self._latencies[key[:2]] = [0.0] * (len(_LATENCY_BUCKETS) + 2)
+        tally[bisect_left(_LATENCY_BUCKETS, elapsed)] += 1
+        tally[-1] += elapsed
+
+    def describe(self) -> list[Metric]:
+        return list(self.collect())
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "taskgate_http_requests",
+            "HTTP requests by route template, method and status.",
+            labels=["method", "route", "status"],
+        )
+        for (method, route, status), count in list(self._requests.items()):
+            requests.add_metric([method, route, str(status)], count)
+        yield requests
+        latency = HistogramMetricFamily(
+            "taskgate_http_request_duration_seconds",
+            "HTTP request latency by route template.",
+            labels=["method", "route"],
+        )
+        for (method, route), tally in list(self._latencies.items()):
+            cumulative = accumulate(tally[:-1])
+            latency.add_metric(
+                [method, route], list(zip(_BUCKET_LABELS, cumulative, strict=True)), tally[-1]
             )
-            self._children[key] = children
-        children[0].inc()
-        children[1].observe(elapsed)
+        yield latency
 
 
 SECURITY_HEADERS = (
@@ -94,6 +131,19 @@ SECURITY_HEADERS = (
     (b"referrer-policy", b"no-referrer"),
     (b"cross-origin-opener-policy", b"same-origin"),
 )
+# Headers that middleware inside TraceMiddleware wants on the response, added by its one send
+# wrapper: a wrapper per middleware would cost every request a closure and an await per message.
+_RESPONSE_HEADERS = "taskgate.response_headers"
+
+
+def add_response_headers(scope: Scope, headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """Have TraceMiddleware add ``headers`` to the response (also to one it answers 500 in
+    place of the app); False when it is not in the stack and the caller must add them."""
+    extra: list[tuple[bytes, bytes]] | None = scope.get(_RESPONSE_HEADERS)
+    if extra is None:
+        return False
+    extra.extend(headers)
+    return True
 
 
 class TraceMiddleware:
@@ -119,25 +169,23 @@ class TraceMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        trace_id = incoming_trace_id(scope)
-        trace_id_var.set(trace_id)
-        client_ip_var.set(client_ip(scope, self.trust_forwarded))
-        structlog.contextvars.bind_contextvars(trace_id=trace_id)
+        given, parent, forwarded = _tracing_headers(scope)
+        trace_id = incoming_trace_id(given, parent)
+        # Logs read the trace id from here (taskgate.logs.add_trace_id).
+        trace_token = trace_id_var.set(trace_id)
+        ip_token = client_ip_var.set(client_ip(scope, forwarded if self.trust_forwarded else None))
+        extra = [(b"x-trace-id", trace_id.encode()), *SECURITY_HEADERS]
+        scope[_RESPONSE_HEADERS] = extra
         started = time.perf_counter()
         status = 500
         started_response = False
-        trace_header = (b"x-trace-id", trace_id.encode())
 
         async def send_with_trace(message: Message) -> None:
             nonlocal status, started_response
             if message["type"] == "http.response.start":
                 status = message["status"]
                 started_response = True
-                message["headers"] = [
-                    *message.get("headers", []),
-                    trace_header,
-                    *SECURITY_HEADERS,
-                ]
+                message["headers"] = [*message.get("headers", ()), *extra]
             await send(message)
 
         try:
@@ -147,17 +195,13 @@ class TraceMiddleware:
             if scope["type"] != "http" or started_response:
                 raise
             status = 500
-            await send_error(
-                send,
-                500,
-                "INTERNAL_ERROR",
-                "Internal error; quote the trace id.",
-                [trace_header, *SECURITY_HEADERS],
-            )
+            message = "Internal error; quote the trace id."
+            await send_error(send, 500, "INTERNAL_ERROR", message, extra)
         finally:
             if scope["type"] == "http":
                 self._observe(scope, status, time.perf_counter() - started)
-            structlog.contextvars.unbind_contextvars("trace_id")
+            client_ip_var.reset(ip_token)
+            trace_id_var.reset(trace_token)
 
     def _observe(self, scope: Scope, status: int, elapsed: float) -> None:
         route = scope.get("route")

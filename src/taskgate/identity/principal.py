@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, TypeVar
 
+import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,7 +29,7 @@ class Principal:
     scopes: frozenset[str] = field(default_factory=lambda: frozenset({"*"}))
     api_key_id: uuid.UUID | None = None
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
         """The identity rate limits and idempotency keys are counted against."""
         return f"key:{self.api_key_id}" if self.api_key_id else f"user:{self.user_id}"
@@ -73,6 +75,9 @@ class _KeyState:
 K = TypeVar("K")
 V = TypeVar("V")
 _MAX_ENTRIES = 10_000
+# A credential still in use this far (a share of the ttl) from its expiry is re-read ahead.
+_REFRESH_AHEAD = 0.25
+log = structlog.get_logger()
 
 
 class _TTLCache(Generic[K, V]):
@@ -92,10 +97,11 @@ class _TTLCache(Generic[K, V]):
         else:
             self._entries.pop(key, None)
 
-    async def get(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
+    async def get(self, key: K, load: Callable[[], Awaitable[V]], *, reload: bool = False) -> V:
+        """The cached value, else (or with ``reload``) a fresh one from ``load``."""
         now = time.monotonic()
         cached = self._entries.get(key)
-        if cached is not None and cached[0] >= now:
+        if cached is not None and cached[0] >= now and not reload:
             return cached[1]
         pending = self._loading.get(key)
         if pending is not None:
@@ -139,6 +145,9 @@ class Authenticator:
         # decoding, no joining key and user): (fresh until, generation, principal, expiry).
         self._resolved: dict[str, tuple[float, int, Principal, float | None]] = {}
         self._generation = 0
+        # Credentials (by digest) whose answer is being re-read ahead of its expiry.
+        self._refreshing: dict[str, asyncio.Task[None]] = {}
+        self._refresh_margin = ttl * _REFRESH_AHEAD
         self.key_last_used: dict[uuid.UUID, float] = {}
 
     def invalidate_user(self, user_id: uuid.UUID) -> None:
@@ -172,41 +181,74 @@ class Authenticator:
         cached = self._resolved.get(digest)
         if cached is not None:
             fresh_until, generation, principal, expires_at = cached
+            now = time.monotonic()
             if (
                 generation == self._generation
-                and fresh_until >= time.monotonic()
+                and fresh_until >= now
                 and (expires_at is None or expires_at > time.time())
             ):
                 if principal.api_key_id is not None:
                     self.key_last_used[principal.api_key_id] = time.time()
+                if now >= fresh_until - self._refresh_margin and digest not in self._refreshing:
+                    self._refresh(credential, digest)
                 return principal
+        return await self._verify(credential, digest)
+
+    async def _verify(self, credential: str, digest: str, *, reload: bool = False) -> Principal:
         generation = self._generation
         started = time.monotonic()
         if parse_api_key(credential) is not None:
-            principal, expires_at = await self._resolve_key(credential, digest)
+            principal, expires_at = await self._resolve_key(credential, digest, reload)
         else:
-            principal, expires_at = await self._resolve_token(credential)
+            principal, expires_at = await self._resolve_token(credential, reload)
         if generation == self._generation and self.ttl > 0:
             if len(self._resolved) >= _MAX_ENTRIES:
                 self._resolved.clear()
             self._resolved[digest] = (started + self.ttl, generation, principal, expires_at)
         return principal
 
-    async def _resolve_token(self, token: str) -> tuple[Principal, float]:
+    def _refresh(self, credential: str, digest: str) -> None:
+        """Re-read a busy credential in the background shortly before its answer expires, so
+        its callers never wait on the database together (which every ``ttl`` seconds set the
+        tail latency); until the answer expires it stands as before, so a change made in
+        another process still takes effect within ``ttl``."""
+
+        async def refresh() -> None:
+            try:
+                await self._verify(credential, digest, reload=True)
+            except Unauthorized:
+                self._resolved.pop(digest, None)  # the next request is refused as it asks
+            except Exception:
+                log.warning("credential_refresh_failed", exc_info=True)
+            finally:
+                del self._refreshing[digest]
+
+        self._refreshing[digest] = asyncio.create_task(refresh(), name="taskgate-credential")
+
+    async def close(self) -> None:
+        """Stop refreshes still running (before the database they read is disposed)."""
+        tasks = list(self._refreshing.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _resolve_token(self, token: str, reload: bool) -> tuple[Principal, float]:
         claims = self.tokens.verify(token)
-        user = await self.profile(claims.user_id)
+        user = await self.profile(claims.user_id, reload=reload)
         if user is None or not user.is_active or user.auth_version != claims.auth_version:
             raise Unauthorized("This session is no longer valid.")
         return Principal(claims.user_id, user.username, user.is_admin), claims.expires_at
 
-    async def profile(self, user_id: uuid.UUID) -> UserProfile | None:
-        return await self._users.get(user_id, lambda: self._load_user(user_id))
+    async def profile(self, user_id: uuid.UUID, *, reload: bool = False) -> UserProfile | None:
+        return await self._users.get(user_id, lambda: self._load_user(user_id), reload=reload)
 
-    async def _resolve_key(self, key: str, digest: str) -> tuple[Principal, float | None]:
-        state = await self._keys.get(digest, lambda: self._load_key(key))
+    async def _resolve_key(
+        self, key: str, digest: str, reload: bool
+    ) -> tuple[Principal, float | None]:
+        state = await self._keys.get(digest, lambda: self._load_key(key), reload=reload)
         if state is None or (state.expires_at is not None and state.expires_at <= time.time()):
             raise Unauthorized("Invalid or expired API key.")
-        user = await self.profile(state.user_id)
+        user = await self.profile(state.user_id, reload=reload)
         if user is None or not user.is_active:
             raise Unauthorized("Invalid or expired API key.")
         self.key_last_used[state.key_id] = time.time()
