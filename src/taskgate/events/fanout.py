@@ -18,7 +18,7 @@ import structlog
 
 from taskgate.db.session import Database
 from taskgate.events import repository
-from taskgate.events.filters import StreamSpec
+from taskgate.events.filters import Route, StreamSpec, event_routes
 from taskgate.events.records import EventRecord
 from taskgate.events.subscribers import Batch, Subscriber
 from taskgate.settings import StreamSettings
@@ -48,7 +48,10 @@ class EventFanout:
         self._probe_writers = db.dialect == "postgresql"
         # gap id → (first seen, loop time; transactions able to insert it then, if known)
         self._gaps: dict[int, tuple[float, frozenset[str] | None]] = {}
-        self._groups: dict[object, dict[StreamSpec, set[Subscriber]]] = {}
+        self._members: dict[StreamSpec, set[Subscriber]] = {}
+        # owner → route → specs: an event meets only the specs of its owner filed under the
+        # subjects it carries, however many streams follow other subjects.
+        self._routes: dict[object, dict[Route, set[StreamSpec]]] = {}
         self._count = 0
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -76,29 +79,41 @@ class EventFanout:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
-        for groups in list(self._groups.values()):
-            for subscribers in list(groups.values()):
-                for subscriber in list(subscribers):
-                    subscriber.close()
+        for members in list(self._members.values()):
+            for subscriber in list(members):
+                subscriber.close()
 
     def subscribe(self, spec: StreamSpec, *, ping: bool) -> Subscriber:
         """Register now; every event past ``self.cursor`` from this moment reaches the inbox."""
         subscriber = Subscriber(spec, self.settings.subscriber_queue, ping)
-        self._groups.setdefault(spec.owner_id, {}).setdefault(spec, set()).add(subscriber)
+        members = self._members.get(spec)
+        if members is None:
+            members = self._members[spec] = set()
+            routes = self._routes.setdefault(spec.owner_id, {})
+            for route in spec.routes():
+                routes.setdefault(route, set()).add(spec)
+        members.add(subscriber)
         self._count += 1
         return subscriber
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
-        groups = self._groups.get(subscriber.spec.owner_id)
-        members = groups.get(subscriber.spec) if groups else None
-        if groups is None or members is None or subscriber not in members:
+        spec = subscriber.spec
+        members = self._members.get(spec)
+        if members is None or subscriber not in members:
             return
-        members.discard(subscriber)
+        members.remove(subscriber)
         self._count -= 1
-        if not members:
-            del groups[subscriber.spec]
-            if not groups:
-                del self._groups[subscriber.spec.owner_id]
+        if members:
+            return
+        del self._members[spec]
+        routes = self._routes[spec.owner_id]
+        for route in spec.routes():
+            filed = routes[route]
+            filed.discard(spec)
+            if not filed:
+                del routes[route]
+        if not routes:
+            del self._routes[spec.owner_id]
 
     async def _follow(self) -> None:
         recheck = _RECHECK_FIRST
@@ -119,7 +134,7 @@ class EventFanout:
 
     async def _advance(self) -> None:
         while True:
-            full = bool(self._groups)
+            full = bool(self._members)
             records: list[EventRecord] | None = None
             async with self.db.transaction(write=False) as session:
                 writers_now = None
@@ -135,7 +150,7 @@ class EventFanout:
                     writers = await repository.open_writers(session)
                     for gap in new_gaps:
                         self._gaps[gap] = (self._gaps[gap][0], writers)
-            if records is None and self._groups:
+            if records is None and self._members:
                 continue  # a stream subscribed while we read ids only: read its events
             if settled:
                 # No await from here to the dispatch: a stream subscribing meanwhile either
@@ -193,28 +208,30 @@ class EventFanout:
         return closed
 
     def _dispatch(self, records: list[EventRecord]) -> None:
-        by_owner: dict[object, list[EventRecord]] = {}
+        wanted: dict[StreamSpec, list[EventRecord]] = {}
         for record in records:
-            if record.owner_id in self._groups:
-                by_owner.setdefault(record.owner_id, []).append(record)
+            routes = self._routes.get(record.owner_id)
+            if routes is None:
+                continue
+            for route in event_routes(record):
+                for spec in routes.get(route, ()):
+                    if spec.wants(record):
+                        taken = wanted.setdefault(spec, [])
+                        if not taken or taken[-1] is not record:  # filed under two routes
+                            taken.append(record)
         woken: list[Subscriber] = []
-        for owner, owned in by_owner.items():
-            for spec, members in self._groups[owner].items():
-                wanted = [record for record in owned if spec.wants(record)]
-                if not wanted:
-                    continue
-                batch = Batch(spec, wanted)
-                for subscriber in members:
-                    if subscriber.offer(batch):
-                        woken.append(subscriber)
+        for spec, events in wanted.items():
+            batch = Batch(spec, events)
+            for subscriber in self._members[spec]:
+                if subscriber.offer(batch):
+                    woken.append(subscriber)
         for subscriber in woken:
             subscriber.wake()
 
     async def _ping(self) -> None:
         while True:
             await asyncio.sleep(self.settings.ping_seconds)
-            for groups in list(self._groups.values()):
-                for members in list(groups.values()):
-                    for subscriber in list(members):
-                        if subscriber.wants_ping:
-                            subscriber.offer_ping()
+            for members in list(self._members.values()):
+                for subscriber in list(members):
+                    if subscriber.wants_ping:
+                        subscriber.offer_ping()

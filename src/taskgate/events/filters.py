@@ -8,7 +8,12 @@ import uuid
 from dataclasses import dataclass
 
 from taskgate.errors import ValidationFailed
-from taskgate.events.records import EventRecord
+from taskgate.events.records import SUBJECTS, EventRecord
+
+# Where the fan-out files a spec, per owner: under a subject it names (column, id), or under
+# None when it takes any of the owner's events (a feed). An event is matched only against
+# the specs filed under None and under the subjects it carries.
+Route = tuple[str, uuid.UUID] | None
 
 TASK_TERMINAL = frozenset({"task.completed", "task.failed", "task.cancelled", "task.timeout"})
 RUN_TERMINAL = frozenset({"run.completed", "run.failed", "run.cancelled", "run.timeout"})
@@ -105,6 +110,12 @@ class StreamSpec:
     def wants(self, event: EventRecord) -> bool:
         return self.matches(event) or self.end_reason(event) is not None
 
+    def routes(self) -> tuple[Route, ...]:
+        """Every event this spec wants carries one of these (its subject, or what ends it)."""
+        if not self.equals:
+            return (None,)
+        return tuple(dict.fromkeys((self.equals[0], *((e.column, e.value) for e in self.ends))))
+
     def cut(self, events: list[EventRecord]) -> tuple[list[EventRecord], str | None]:
         """The events to send, up to the one that ends the subject (sent if it matches),
         and the reason it ended, if it did."""
@@ -116,3 +127,13 @@ class StreamSpec:
             if reason is not None:
                 return sent, reason
         return sent, None
+
+
+def event_routes(event: EventRecord) -> list[Route]:
+    """The routes under which specs that may want ``event`` are filed."""
+    routes: list[Route] = [None]
+    for column in SUBJECTS:
+        value = getattr(event, column)
+        if value is not None:
+            routes.append((column, value))
+    return routes

@@ -50,11 +50,11 @@ class Subscriber:
     __slots__ = (
         "_waiter",
         "closed",
+        "direct",
         "finished",
         "last",
         "limit",
         "overflowed",
-        "parked",
         "ping",
         "queue",
         "sink",
@@ -72,53 +72,45 @@ class Subscriber:
         self.ping = False
         self.closed = False
         self.finished: str | None = None  # the end, already written through the sink
-        self.parked = False
         self.sink: Sink | None = None
+        # The next delivery may go through the sink: the stream's task is parked with
+        # nothing pending, so nothing it would send can come out of order. Set on parking,
+        # cleared by whatever wakes the task, so that a delivery to thousands of streams
+        # tests one flag each instead of re-deriving it.
+        self.direct = False
         self._waiter: asyncio.Future[None] | None = None
 
     @property
     def ready(self) -> bool:
         return bool(self.queue) or self.overflowed or self.ping or self.closed
 
-    @property
-    def direct(self) -> bool:
-        """Whether the next delivery may be written through the sink: the stream's task is
-        parked with nothing pending, so nothing it would send can come out of order."""
-        return (
-            self.parked
-            and self.sink is not None
-            and not self.queue
-            and not self.overflowed
-            and not self.closed
-            and self.finished is None
-        )
-
     def offer(self, batch: Batch) -> bool:
         """Take a dispatch; True when the stream's task must wake to handle it."""
+        if self.direct and batch.first_id > self.last:
+            assert self.sink is not None
+            if self.sink(batch.framed):
+                self.last = batch.last_id
+                if batch.done is None:
+                    return False
+                self.direct = False
+                self.finished = batch.done
+                return True
         if self.finished is not None:
             return False
-        if (
-            self.direct
-            and batch.first_id > self.last
-            and self.sink is not None
-            and self.sink(batch.framed)
-        ):
-            self.last = batch.last_id
-            if batch.done is None:
-                return False
-            self.finished = batch.done
-            return True
         for event in batch.wanted:
             self.push(event)
         return True
 
     def offer_ping(self) -> None:
-        if self.direct and self.sink is not None and self.sink(_PING_CHUNK):
-            return
+        if self.direct:
+            assert self.sink is not None
+            if self.sink(_PING_CHUNK):
+                return
         self.ping = True
         self.wake()
 
     def push(self, event: EventRecord) -> None:
+        self.direct = False
         if self.overflowed:
             return
         if len(self.queue) >= self.limit:
@@ -128,6 +120,7 @@ class Subscriber:
         self.queue.append(event)
 
     def wake(self) -> None:
+        self.direct = False
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -137,11 +130,11 @@ class Subscriber:
             return
         waiter = asyncio.get_running_loop().create_future()
         self._waiter = waiter
-        self.parked = True
+        self.direct = self.sink is not None
         try:
             await waiter
         finally:
-            self.parked = False
+            self.direct = False
             self._waiter = None
 
     def take(self) -> list[EventRecord]:
