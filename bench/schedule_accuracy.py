@@ -1,6 +1,7 @@
 """Fire accuracy: 1,000 schedules due at the same instant, one `taskgate scheduler` process,
 real PostgreSQL. Reports the time from each occurrence being due to its task existing
-(task.created_at - scheduled_for): p50, p90, p99, max. Goal: p99 under one second.
+(task.created_at - scheduled_for): p50, p90, p99, max. Goal: p99 under one second. Also when
+each firing's transaction was seen committed, by polling, as an upper bound.
 
     python -m bench schedule_accuracy        (TASKGATE_BENCH_PG=postgresql://user@host/db)
 """
@@ -10,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import statistics
 import sys
 import tempfile
 import time
@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import asyncpg
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from taskgate.db.engine import create_engine
@@ -40,6 +40,7 @@ ADMIN_DSN = os.environ.get(
 )
 SECRET = "bench-secret-" + "x" * 40
 LEAD_SECONDS = 3.0
+POLL_SECONDS = 0.02
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
@@ -102,8 +103,32 @@ async def _make_due(db: Database, lead: float) -> datetime:
 
 async def _fired(db: Database) -> int:
     async with db.transaction(write=False) as session:
-        rows = await session.scalars(select(ScheduleRun.id))
-        return len(rows.all())
+        return int(await session.scalar(select(func.count()).select_from(ScheduleRun)) or 0)
+
+
+async def _watch(db: Database, due: datetime) -> list[float]:
+    """Poll until every occurrence's history row is committed; for each, the seconds from
+    ``due`` to the first poll that saw it (an upper bound, at most one poll late)."""
+    visible: list[float] = []
+    deadline = time.monotonic() + LEAD_SECONDS + 120
+    while len(visible) < SCHEDULES:
+        if time.monotonic() > deadline:
+            raise SystemExit("timed out waiting for the schedules to fire")
+        await asyncio.sleep(POLL_SECONDS)
+        seen = await _fired(db)
+        at = (utcnow() - due).total_seconds()
+        visible += [at] * (seen - len(visible))
+    return visible
+
+
+def _line(label: str, values: list[float]) -> str:
+    return (
+        f"  {label:24s} p50 {_percentile(values, 0.5) * 1000:7.1f} ms"
+        f"  p90 {_percentile(values, 0.9) * 1000:7.1f} ms"
+        f"  p99 {_percentile(values, 0.99) * 1000:7.1f} ms"
+        f"  max {max(values) * 1000:7.1f} ms"
+        f"  min {min(values) * 1000:7.1f} ms"
+    )
 
 
 async def _run(url: str, data_dir: Path) -> None:
@@ -129,11 +154,7 @@ async def _run(url: str, data_dir: Path) -> None:
         await _define(db, settings)
         due = await _make_due(db, LEAD_SECONDS)
         print(f"{SCHEDULES} schedules due at {due} (one scheduler process, PostgreSQL)")
-        started = time.monotonic()
-        while await _fired(db) < SCHEDULES:
-            if time.monotonic() - started > LEAD_SECONDS + 120:
-                raise SystemExit("timed out waiting for the schedules to fire")
-            await asyncio.sleep(0.25)
+        visible = await _watch(db, due)
     finally:
         process.send_signal(signal.SIGTERM)
         await process.wait()
@@ -149,13 +170,10 @@ async def _run(url: str, data_dir: Path) -> None:
     fired = [(f - s).total_seconds() for s, f, _ in found]
     assert len(created) == SCHEDULES, f"{len(created)} tasks for {SCHEDULES} schedules"
     print(f"  tasks created: {len(created)}")
-    for label, values in (("due -> task created", created), ("due -> fired_at", fired)):
-        print(
-            f"  {label:20s} p50 {_percentile(values, 0.5) * 1000:7.1f} ms"
-            f"  p90 {_percentile(values, 0.9) * 1000:7.1f} ms"
-            f"  p99 {_percentile(values, 0.99) * 1000:7.1f} ms"
-            f"  max {max(values) * 1000:7.1f} ms  mean {statistics.fmean(values) * 1000:7.1f} ms"
-        )
+    print(_line("due -> task created", created))
+    print(_line("due -> fired_at", fired))
+    # created_at is stamped before the batch's commit; this is when it could be seen.
+    print(_line(f"due -> committed ({POLL_SECONDS * 1000:.0f}ms)", visible))
     p99 = _percentile(created, 0.99)
     print(f"  goal p99 < 1000 ms: {'met' if p99 < 1 else 'NOT met'} ({p99 * 1000:.0f} ms)")
 

@@ -135,7 +135,7 @@ class SchedulerSettings(BaseModel):
         default=1.0, gt=0, description="Longest sleep between scheduler checks for due schedules."
     )
     batch_size: int = Field(
-        default=100, ge=1, le=10_000, description="Due schedules claimed per transaction."
+        default=250, ge=1, le=10_000, description="Due schedules claimed per transaction."
     )
     concurrency: int = Field(
         default=2, ge=1, le=32, description="Batches fired at once on PostgreSQL (SQLite: one)."

@@ -8,6 +8,7 @@ instead of riding along, one by one, in each task's own flush.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -15,6 +16,7 @@ from typing import Literal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.errors import TaskgateError
+from taskgate.identity.principal import Principal
 from taskgate.models import Schedule, User
 from taskgate.schedules import firing, targets
 from taskgate.schedules import repository as repo
@@ -96,6 +98,32 @@ def plan_due(
     return DuePlan(steps, next_run_at, buffered_for)
 
 
+async def start_batch(
+    session: AsyncSession,
+    batch: Sequence[tuple[Schedule, User | None, DuePlan]],
+    settings: Settings,
+    clock: Clock,
+) -> None:
+    """Start the task or execution of every "fire" step of a whole batch at once (the tasks
+    in one bulk insert). A target refused by a check is kept as its error (recorded as a
+    skip, not retried); any other failure propagates and the caller's transaction is lost."""
+    wanted: list[tuple[Schedule, Principal]] = []
+    for s, owner, plan in batch:
+        fires = sum(step.action == "fire" for step in plan.steps)
+        if fires:
+            assert owner is not None
+            wanted.extend([(s, firing.owner_principal(owner))] * fires)
+    if not wanted:
+        return
+    results = iter(await targets.start_many(session, wanted, settings))
+    at = clock.now()
+    for _s, _owner, plan in batch:
+        for step in plan.steps:
+            if step.action == "fire":
+                result = next(results)
+                plan.started.append(result if isinstance(result, TaskgateError) else (result, at))
+
+
 async def start_targets(
     session: AsyncSession,
     s: Schedule,
@@ -103,21 +131,15 @@ async def start_targets(
     plan: DuePlan,
     settings: Settings,
     clock: Clock,
-    *,
-    guarded: bool,
 ) -> None:
-    """Start the task or execution of every "fire" step. ``guarded``: each in a savepoint,
-    a target that cannot start is kept as its error (recorded as a skip, not retried);
-    unguarded, the error propagates and the caller's transaction is lost."""
+    """Start the task or execution of every "fire" step of one schedule, each in a savepoint:
+    a target that cannot start is kept as its error (recorded as a skip, not retried)."""
     fires = [step for step in plan.steps if step.action == "fire"]
     if not fires:
         return
     assert owner is not None
     principal = firing.owner_principal(owner)
     for _ in fires:
-        if not guarded:
-            plan.started.append((await targets.start(session, s, principal, settings), clock.now()))
-            continue
         try:
             async with session.begin_nested():
                 started = await targets.start(session, s, principal, settings)
@@ -127,35 +149,57 @@ async def start_targets(
 
 
 async def apply_plan(
-    session: AsyncSession, s: Schedule, plan: DuePlan, settings: Settings, now: datetime
+    session: AsyncSession,
+    s: Schedule,
+    plan: DuePlan,
+    settings: Settings,
+    now: datetime,
+    *,
+    into: firing.HistoryBatch | None = None,
 ) -> Tally:
-    """Write the history rows and events of ``plan`` and move the schedule on."""
+    """Record what ``plan`` did with each occurrence and move the schedule on. New history
+    rows go into ``into`` when given, for the caller to write with the rest of its batch;
+    otherwise, and always for a buffered occurrence's existing row, through the ORM."""
     tally = Tally()
     results = iter(plan.started)
     for step in plan.steps:
-        existing = await repo.run_for(session, s.id, step.occurrence) if step.was_buffered else None
-        if step.action == "buffer":
-            firing.buffer(session, s, step.occurrence)
+        outcome = _outcome(s, step, results)
+        if outcome.status == firing.FIRED:
+            tally.fired += 1
+        elif outcome.status == firing.BUFFERED:
             tally.buffered += 1
-            continue
-        if step.action == "skip":
-            firing.skip(session, s, step.occurrence, step.reason or "", existing=existing)
+        else:
             tally.skipped += 1
-            continue
-        result = next(results)
-        if isinstance(result, TaskgateError):
-            detail = "; ".join(f"{d.field}: {d.message}" for d in result.details)
-            error = detail or result.message
-            firing.skip(session, s, step.occurrence, "error", error=error, existing=existing)
-            tally.skipped += 1
-            continue
-        started, at = result
-        firing.record_fired(
-            session, s, step.occurrence, started, at, reason=step.reason, existing=existing
-        )
-        tally.fired += 1
+        if step.was_buffered:
+            existing = await repo.run_for(session, s.id, step.occurrence)
+            firing.record(session, outcome, existing)
+        elif into is not None:
+            into.add(outcome)
+        else:
+            firing.record(session, outcome)
     s.next_run_at, s.buffered_for = plan.next_run_at, plan.buffered_for
     if s.next_run_at is None and s.buffered_for is None:
         s.status = COMPLETED
     refresh_due(s, now, settings.scheduler.tick_seconds)
     return tally
+
+
+def _outcome(
+    s: Schedule,
+    step: Step,
+    results: Iterator[tuple[targets.Started, datetime] | TaskgateError],
+) -> firing.Outcome:
+    if step.action == "buffer":
+        return firing.Outcome(s, step.occurrence, firing.BUFFERED, "overlap")
+    if step.action == "skip":
+        return firing.Outcome(s, step.occurrence, firing.SKIPPED, step.reason or "")
+    result = next(results)
+    if isinstance(result, TaskgateError):
+        detail = "; ".join(f"{d.field}: {d.message}" for d in result.details)
+        return firing.Outcome(
+            s, step.occurrence, firing.SKIPPED, "error", error=detail or result.message
+        )
+    started, at = result
+    return firing.Outcome(
+        s, step.occurrence, firing.FIRED, step.reason, started=started, fired_at=at
+    )

@@ -3,8 +3,10 @@
 Everything here runs inside the caller's transaction: the history row, the task or
 execution it starts, the event and the schedule's new state commit together or not at all,
 and the UNIQUE (schedule_id, scheduled_for) key on the history row makes a second firing of
-an occurrence fail the transaction, so it can never create a second task. Callers end with
-:func:`announce`, which flushes the events written here and announces them after commit.
+an occurrence fail the transaction, so it can never create a second task. A change to one
+schedule writes through the ORM and ends with :func:`announce`, which flushes the events
+written here and announces them after commit; the scheduler's batches write their new rows
+with a :class:`HistoryBatch`.
 """
 
 from __future__ import annotations
@@ -15,14 +17,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import inspect
+from sqlalchemy import Table, insert, inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.db.session import signal_after_commit
-from taskgate.events.outbox import EVENTS_COMMITTED
-from taskgate.http.context import current_trace_id
+from taskgate.events.outbox import EVENTS_COMMITTED, announce_after_commit, event_values
 from taskgate.identity.principal import Principal
-from taskgate.ids import new_id
+from taskgate.ids import new_id, utcnow
 from taskgate.models import Event, Schedule, ScheduleRun, User
 from taskgate.schedules import repository as repo
 from taskgate.schedules import targets
@@ -30,6 +31,9 @@ from taskgate.settings import Settings
 
 FIRED, SKIPPED, BUFFERED = "fired", "skipped", "buffered"
 _PENDING_EVENTS = "schedule_events"
+_NOTHING_STARTED = targets.Started()
+_RUNS: Table = ScheduleRun.__table__  # type: ignore[assignment]
+_EVENTS: Table = Event.__table__  # type: ignore[assignment]
 
 
 @dataclass
@@ -48,32 +52,152 @@ def owner_principal(user: User) -> Principal:
     return Principal(user.id, user.username, user.is_admin)
 
 
-def _delay_ms(now: datetime, occurrence: datetime) -> int:
-    return int((now - occurrence) / timedelta(milliseconds=1))
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one occurrence of ``schedule``: its history row's content."""
+
+    schedule: Schedule
+    scheduled_for: datetime
+    status: str
+    reason: str | None
+    trigger: str = "schedule"
+    error: str | None = None
+    started: targets.Started = _NOTHING_STARTED
+    fired_at: datetime | None = None
+
+    def columns(self) -> dict[str, Any]:
+        """The history row's columns that say what happened (not which row it is)."""
+        fired_at = self.fired_at
+        return {
+            "status": self.status,
+            "reason": self.reason,
+            "error": self.error,
+            "fired_at": fired_at,
+            "delay_ms": _delay_ms(fired_at, self.scheduled_for) if fired_at else None,
+            "task_id": self.started.task_id,
+            "execution_id": self.started.execution_id,
+        }
+
+    def event(self, run_id: uuid.UUID, trigger: str) -> dict[str, Any]:
+        """The event announcing it, as column values."""
+        s, started = self.schedule, self.started
+        payload: dict[str, Any] = {
+            "schedule_id": str(s.id),
+            "schedule_name": s.name,
+            "run_id": str(run_id),
+            "scheduled_for": self.scheduled_for.isoformat(),
+            "trigger": trigger,
+            "reason": self.reason,
+        }
+        if self.status == SKIPPED:
+            payload["error"] = self.error
+        elif self.status == FIRED:
+            assert self.fired_at is not None
+            payload |= {
+                "fired_at": self.fired_at.isoformat(),
+                "delay_ms": _delay_ms(self.fired_at, self.scheduled_for),
+                "task_id": str(started.task_id) if started.task_id else None,
+                "execution_id": str(started.execution_id) if started.execution_id else None,
+            }
+        return event_values(
+            _EVENT_TYPES[self.status],
+            owner_id=s.owner_id,
+            workflow_id=s.workflow_id,
+            task_id=started.task_id,
+            execution_id=started.execution_id,
+            payload=payload,
+        )
+
+    def note_on_schedule(self) -> None:
+        s = self.schedule
+        if self.status == FIRED:
+            s.total_runs += 1
+            s.last_run_at = self.fired_at
+        elif self.status == BUFFERED:
+            s.buffered_for = self.scheduled_for
 
 
-def _event(session: AsyncSession, s: Schedule, type: str, payload: dict[str, Any]) -> None:
-    """Write an event row without flushing (firing is the scheduler's hot path and a flush
-    per event would double its cost); :func:`announce` flushes and announces them."""
-    event = Event(
-        type=type,
-        owner_id=s.owner_id,
-        workflow_id=s.workflow_id,
-        task_id=_uuid(payload.get("task_id")),
-        execution_id=_uuid(payload.get("execution_id")),
-        payload=payload,
-        trace_id=current_trace_id(),
-    )
+_EVENT_TYPES = {
+    FIRED: "schedule.fired",
+    SKIPPED: "schedule.skipped",
+    BUFFERED: "schedule.buffered",
+}
+
+
+def _delay_ms(at: datetime, occurrence: datetime) -> int:
+    return int((at - occurrence) / timedelta(milliseconds=1))
+
+
+def record(
+    session: AsyncSession, outcome: Outcome, existing: ScheduleRun | None = None
+) -> ScheduleRun:
+    """Write ``outcome`` as ORM objects: a new history row, or ``existing`` (a buffered
+    occurrence's) updated, and its event. Nothing is flushed (:func:`announce` does), and a
+    savepoint rolled back takes both away."""
+    run = existing
+    if run is None:
+        run = ScheduleRun(
+            id=new_id(),
+            schedule_id=outcome.schedule.id,
+            scheduled_for=outcome.scheduled_for,
+            trigger=outcome.trigger,
+        )
+        session.add(run)
+    for column, value in outcome.columns().items():
+        setattr(run, column, value)
+    outcome.note_on_schedule()
+    event = Event(**outcome.event(run.id, run.trigger))
     session.add(event)
     session.info.setdefault(_PENDING_EVENTS, []).append(event)
+    return run
 
 
-def _uuid(value: Any) -> uuid.UUID | None:
-    return uuid.UUID(value) if value else None
+class HistoryBatch:
+    """New history rows of many schedules and their events, written by :meth:`write` with one
+    multi-row INSERT per table: for a batch of firings the ORM's bookkeeping would otherwise
+    cost more than the tasks themselves."""
+
+    def __init__(self) -> None:
+        self._outcomes: list[Outcome] = []
+
+    def add(self, outcome: Outcome) -> None:
+        outcome.note_on_schedule()
+        self._outcomes.append(outcome)
+
+    async def write(self, session: AsyncSession) -> None:
+        """Insert the rows in the session's transaction; the events are announced after
+        commit. Call :func:`announce` first, so that events of rows written by :func:`record`
+        (a buffered occurrence's, always a schedule's first) keep their place before these."""
+        if not self._outcomes:
+            return
+        now = utcnow()
+        runs: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
+        for outcome in self._outcomes:
+            run_id = new_id()
+            runs.append(
+                {
+                    "id": run_id,
+                    "schedule_id": outcome.schedule.id,
+                    "scheduled_for": outcome.scheduled_for,
+                    "trigger": outcome.trigger,
+                    "outcome": None,
+                    "created_at": now,
+                    **outcome.columns(),
+                }
+            )
+            events.append(outcome.event(run_id, outcome.trigger))
+        await session.execute(insert(_RUNS), runs)
+        stored = await session.execute(
+            insert(_EVENTS).returning(_EVENTS.c.id, sort_by_parameter_order=True), events
+        )
+        for event_id in stored.scalars():
+            announce_after_commit(session, event_id)
+        self._outcomes.clear()
 
 
 async def announce(session: AsyncSession) -> None:
-    """Flush the events written by this module and have them announced after commit."""
+    """Flush the events written by :func:`record` and have them announced after commit."""
     pending: list[Event] = session.info.pop(_PENDING_EVENTS, [])
     if not pending:
         return
@@ -81,33 +205,6 @@ async def announce(session: AsyncSession) -> None:
     for event in pending:
         if inspect(event).persistent:  # not rolled back with a savepoint
             signal_after_commit(session, EVENTS_COMMITTED, event.id)
-
-
-def _history_row(
-    session: AsyncSession,
-    s: Schedule,
-    occurrence: datetime,
-    trigger: str,
-    existing: ScheduleRun | None,
-) -> ScheduleRun:
-    if existing is not None:
-        return existing
-    run = ScheduleRun(
-        id=new_id(), schedule_id=s.id, scheduled_for=occurrence, trigger=trigger, status=SKIPPED
-    )
-    session.add(run)
-    return run
-
-
-def _payload(s: Schedule, run: ScheduleRun) -> dict[str, Any]:
-    return {
-        "schedule_id": str(s.id),
-        "schedule_name": s.name,
-        "run_id": str(run.id),
-        "scheduled_for": run.scheduled_for.isoformat(),
-        "trigger": run.trigger,
-        "reason": run.reason,
-    }
 
 
 def skip(
@@ -120,18 +217,11 @@ def skip(
     trigger: str = "schedule",
     existing: ScheduleRun | None = None,
 ) -> ScheduleRun:
-    run = _history_row(session, s, occurrence, trigger, existing)
-    run.status, run.reason, run.error = SKIPPED, reason, error
-    _event(session, s, "schedule.skipped", {**_payload(s, run), "error": error})
-    return run
+    return record(session, Outcome(s, occurrence, SKIPPED, reason, trigger, error), existing)
 
 
 def buffer(session: AsyncSession, s: Schedule, occurrence: datetime) -> ScheduleRun:
-    run = _history_row(session, s, occurrence, "schedule", None)
-    run.status, run.reason = BUFFERED, "overlap"
-    s.buffered_for = occurrence
-    _event(session, s, "schedule.buffered", _payload(s, run))
-    return run
+    return record(session, Outcome(s, occurrence, BUFFERED, "overlap"))
 
 
 def record_fired(
@@ -147,25 +237,8 @@ def record_fired(
 ) -> ScheduleRun:
     """The history row and ``schedule.fired`` event of an occurrence whose task or execution
     ``started`` at ``at``."""
-    run = _history_row(session, s, occurrence, trigger, existing)
-    run.status, run.reason = FIRED, reason
-    run.fired_at, run.delay_ms = at, _delay_ms(at, occurrence)
-    run.task_id, run.execution_id = started.task_id, started.execution_id
-    s.total_runs += 1
-    s.last_run_at = at
-    _event(
-        session,
-        s,
-        "schedule.fired",
-        {
-            **_payload(s, run),
-            "fired_at": at.isoformat(),
-            "delay_ms": run.delay_ms,
-            "task_id": str(started.task_id) if started.task_id else None,
-            "execution_id": str(started.execution_id) if started.execution_id else None,
-        },
-    )
-    return run
+    fired = Outcome(s, occurrence, FIRED, reason, trigger, started=started, fired_at=at)
+    return record(session, fired, existing)
 
 
 async def fire_now(

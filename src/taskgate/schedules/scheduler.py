@@ -10,7 +10,7 @@ database's write lock.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import gc
 import os
 import socket
 import uuid
@@ -27,7 +27,7 @@ from taskgate.models import Schedule, User
 from taskgate.schedules import firing
 from taskgate.schedules import repository as repo
 from taskgate.schedules.clock import SYSTEM_CLOCK, Clock
-from taskgate.schedules.due import apply_plan, plan_due, start_targets
+from taskgate.schedules.due import apply_plan, plan_due, start_batch, start_targets
 from taskgate.schedules.firing import Tally
 from taskgate.schedules.occurrences import SCHEDULES_CHANGED
 from taskgate.settings import Settings
@@ -85,9 +85,10 @@ class Scheduler:
             try:
                 claimed, tally = await self._batch(now, seen, guarded=False)
             except Exception as error:
-                # Something in the batch failed (a target that cannot start, an occurrence
-                # already recorded): all of it rolled back, so redo it one schedule at a time.
-                log.info("schedule_batch_retried_one_by_one", error=repr(error))
+                # Something in the batch failed (an occurrence already recorded, a task that
+                # conflicts, a workflow that broke): all of it rolled back, so redo it one
+                # schedule at a time. Targets refused by a check do not get here.
+                log.warning("schedule_batch_retried_one_by_one", error=repr(error))
                 claimed, tally = await self._batch(now, seen, guarded=True)
             total.add(tally)
             if claimed < self.settings.scheduler.batch_size:
@@ -98,43 +99,41 @@ class Scheduler:
     ) -> tuple[int, Tally]:
         """One transaction: claim due schedules and handle them. The fast path takes no
         savepoints; the guarded one isolates each schedule so one failure spoils nothing."""
-        tally = Tally()
         async with self.db.transaction() as session:
             claimed = await repo.claim_due(session, now, self.settings.scheduler.batch_size)
             # Handled schedules are never due again at the same ``now``; this only stops a
             # row that somehow is from spinning the loop.
             if not claimed or all(s.id in seen for s in claimed):
-                return 0, tally
+                return 0, Tally()
             in_flight = await firing.settle(session, claimed)
             owners = await repo.owners(session, {s.owner_id for s in claimed})
+            due = [(s, owners.get(s.owner_id), in_flight[s.id]) for s in claimed]
             if guarded:
-                for s in claimed:
-                    tally.add(
-                        await self._guarded(
-                            session, s, owners.get(s.owner_id), in_flight[s.id], now
-                        )
-                    )
+                tally = Tally()
+                for s, owner, running in due:
+                    tally.add(await self._guarded(session, s, owner, running, now))
+                await firing.announce(session)
             else:
-                plans = [
-                    plan_due(s, owners.get(s.owner_id), in_flight[s.id], self.settings, now)
-                    for s in claimed
-                ]
-                # Every task first, then our own rows, so those are written in bulk.
-                for s, plan in zip(claimed, plans, strict=True):
-                    await start_targets(
-                        session,
-                        s,
-                        owners.get(s.owner_id),
-                        plan,
-                        self.settings,
-                        self.clock,
-                        guarded=False,
-                    )
-                for s, plan in zip(claimed, plans, strict=True):
-                    tally.add(await apply_plan(session, s, plan, self.settings, now))
-            await firing.announce(session)
+                tally = await self._together(session, due, now)
         seen.update(s.id for s in claimed)
         return len(claimed), tally
+
+    async def _together(
+        self, session: AsyncSession, due: list[tuple[Schedule, User | None, int]], now: datetime
+    ) -> Tally:
+        """The whole batch at once: its tasks, then its history rows and their events, each
+        kind in one INSERT per table; the schedules' new state goes out with the flush."""
+        tally = Tally()
+        batch = [
+            (s, owner, plan_due(s, owner, running, self.settings, now)) for s, owner, running in due
+        ]
+        await start_batch(session, batch, self.settings, self.clock)
+        history = firing.HistoryBatch()
+        for s, _owner, plan in batch:
+            tally.add(await apply_plan(session, s, plan, self.settings, now, into=history))
+        await firing.announce(session)
+        await history.write(session)
+        return tally
 
     async def _guarded(
         self,
@@ -149,9 +148,7 @@ class Scheduler:
         try:
             async with session.begin_nested():
                 plan = plan_due(s, owner, in_flight, self.settings, now)
-                await start_targets(
-                    session, s, owner, plan, self.settings, self.clock, guarded=True
-                )
+                await start_targets(session, s, owner, plan, self.settings, self.clock)
                 return await apply_plan(session, s, plan, self.settings, now)
         except IntegrityError:
             # Another transaction recorded this occurrence first; ours rolled back whole.
@@ -173,19 +170,32 @@ class Scheduler:
 
     async def run(self) -> None:
         log.info("scheduler_started", scheduler=self.name)
+        limit = self.settings.scheduler.tick_seconds
+        # After sleeping until the earliest due time, fire at once: asking the database
+        # again would only delay every firing of that instant by a round trip.
+        due = False
         while not self._stopping:
             self._wake.clear()
             try:
-                wait = await self.next_wait()
+                wait = 0.0 if due else await self.next_wait()
+                due = False
                 if wait <= 0:
                     await self.tick()
                     continue
             except Exception:
                 log.exception("scheduler_tick_failed", scheduler=self.name)
-                wait = self.settings.scheduler.tick_seconds
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+                wait = limit
+            woken = await self._sleep(wait)
+            due = not woken and wait < limit
         log.info("scheduler_stopped", scheduler=self.name)
+
+    async def _sleep(self, seconds: float) -> bool:
+        """Sleep ``seconds``, or less when woken; True when woken."""
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+        except TimeoutError:
+            return False
+        return True
 
 
 class SchedulerComponent:
@@ -236,6 +246,10 @@ async def run_standalone(settings: Settings) -> None:
     bus = EventBus(settings, db)
     await bus.open(listen=False)
     scheduler = Scheduler(db, settings)
+    # What exists now lives as long as the process: spare the collector from walking it again
+    # in every full collection, which a batch of firings, making thousands of short-lived
+    # objects, otherwise sets off.
+    gc.freeze()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, scheduler.stop)

@@ -13,14 +13,15 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from taskgate.errors import FieldProblem, NotFound, ValidationFailed
+from taskgate.errors import FieldProblem, NotFound, TaskgateError, ValidationFailed
 from taskgate.http.errors import validation_problems
 from taskgate.identity.principal import Principal
 from taskgate.models import Schedule, ScheduleRun, Task
 from taskgate.schedules.definition import task_body
 from taskgate.settings import Settings
+from taskgate.tasks.intake import TaskRows, stage
 from taskgate.tasks.schemas import TaskCreate
-from taskgate.tasks.service import submit_task
+from taskgate.tasks.service import prepare_task, submit_task
 from taskgate.tasks.states import FINAL as TASK_FINAL
 
 # Execution statuses that will not change again (API.md: QUEUED, RUNNING, WAITING, SUCCESS,
@@ -53,9 +54,56 @@ async def start(
     if s.workflow_id is not None:
         execution_id = await _start_execution(session, s, owner)
         return Started(execution_id=execution_id)
+    task = await submit_task(session, owner, task_of(s), settings)
+    return Started(task_id=task.id)
+
+
+async def start_many(
+    session: AsyncSession, wanted: Sequence[tuple[Schedule, Principal]], settings: Settings
+) -> list[Started | TaskgateError]:
+    """Start one target per entry of ``wanted`` in the caller's transaction, in order.
+
+    The tasks go in together, one multi-row INSERT per table, so a batch costs a few round
+    trips rather than a few per task. A target refused by a check (a template no longer
+    valid, a session that is not the owner's, a disabled workflow) comes back as its error
+    and leaves the transaction intact; anything else raises, and the caller's transaction
+    is lost with it."""
+    results: list[Started | TaskgateError] = []
+    staged: list[TaskRows] = []
+    for s, owner in wanted:
+        try:
+            if s.workflow_id is not None:
+                # The workflows package writes the execution, and may refuse it after writing
+                # some of it: the savepoint keeps that from the rest of the batch.
+                async with session.begin_nested():
+                    execution_id = await _start_execution(session, s, owner)
+                results.append(Started(execution_id=execution_id))
+                continue
+            body = task_of(s)
+            submission = prepare_task(owner, body, settings)
+            # Building reads (a given session must be the owner's) but writes nothing yet.
+            rows = await submission.build(session) if submission.runnable else None
+        except TaskgateError as error:
+            results.append(error)
+            continue
+        if rows is None:
+            # A text task with no model configured is written and failed at once, which only
+            # the one-task path does.
+            accepted = await submit_task(session, owner, body, settings)
+            results.append(Started(task_id=accepted.id))
+            continue
+        staged.append(rows)
+        results.append(Started(task_id=rows.task["id"]))
+    if staged:
+        await stage(session, staged)
+    return results
+
+
+def task_of(s: Schedule) -> TaskCreate:
+    """The task one firing of ``s`` submits."""
     assert s.task_template is not None
     try:
-        body = TaskCreate.model_validate(task_body(s.task_template, s.id, s.timeout_seconds))
+        return TaskCreate.model_validate(task_body(s.task_template, s.id, s.timeout_seconds))
     except ValidationError as error:
         # Checked when the schedule was saved; only a change to the task contract gets here.
         problems = validation_problems(error.errors())
@@ -63,8 +111,6 @@ async def start(
             "The schedule's task is no longer valid; update it.",
             details=[FieldProblem(f"task.{p.field}", p.message) for p in problems],
         ) from None
-    task = await submit_task(session, owner, body, settings)
-    return Started(task_id=task.id)
 
 
 async def _start_execution(session: AsyncSession, s: Schedule, owner: Principal) -> uuid.UUID:
