@@ -9,6 +9,8 @@ import secrets
 import shutil
 import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -28,6 +30,7 @@ from taskgate.runtime.sandbox import (
     SandboxLimits,
     SandboxRequest,
     select_sandbox,
+    spawn,
 )
 
 IS_ROOT = os.geteuid() == 0
@@ -281,6 +284,68 @@ async def test_file_size_limit(sandbox: Sandbox, base_dir: Path) -> None:
     result = await sandbox.run(job(base_dir, "head -c 2M /dev/zero > big", limits=limits))
     assert (result.outcome, result.signal) == ("killed", signal.SIGXFSZ)
     assert (base_dir / "work" / "big").stat().st_size == MIB
+
+
+@pytest.mark.parametrize("confinement", ["setpriv and prlimit", "preexec_fn"])
+async def test_limits_and_uid_apply_with_or_without_util_linux(
+    sandbox: Sandbox,
+    base_dir: Path,
+    run_as: RunAs | None,
+    confinement: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if confinement == "preexec_fn":
+        monkeypatch.setattr(spawn, "confining_tools", lambda: None)
+    elif spawn.confining_tools() is None:
+        pytest.skip("setpriv or prlimit is not installed")
+    limits = SandboxLimits(
+        cpu_seconds=7, memory_bytes=300 * MIB, max_processes=20, file_size_bytes=3 * MIB
+    )
+    script = "id -u; ulimit -t; ulimit -v; ulimit -u; ulimit -f; ulimit -c"
+    result = await sandbox.run(job(base_dir, script, limits=limits))
+    uid = run_as.uid if run_as else os.geteuid()
+    # bash reports -v and -f in KiB
+    assert result.output_excerpt.split() == [str(uid), "7", "307200", "20", "3072", "0"]
+
+
+_DOOMED_WORKER = """
+import asyncio, sys
+from pathlib import Path
+from taskgate.runtime.sandbox import BwrapSandbox, ProcessSandbox, RunAs, SandboxRequest
+backend, base, token, uid, script = sys.argv[1:]
+run_as = RunAs(int(uid), int(uid)) if uid else None
+sandbox = {"bwrap": BwrapSandbox, "process": ProcessSandbox}[backend](run_as=run_as)
+work_dir = Path(base, "work")
+request = SandboxRequest(kind="bash", content=script, work_dir=work_dir, env={"TOKEN": token})
+asyncio.run(sandbox.run(request))
+"""
+
+
+def _within_seconds(seconds: float, condition: Any) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_the_sandbox_dies_with_its_worker(
+    sandbox: Sandbox, base_dir: Path, run_as: RunAs | None
+) -> None:
+    token = secrets.token_hex(8)
+    # Only bwrap takes the whole tree down (its PID namespace); the process backend, the
+    # process it started.
+    script = "sleep 30 &\nsleep 30" if sandbox.isolated else "exec sleep 30"
+    uid = str(run_as.uid) if run_as else ""
+    args = [sandbox.name, str(base_dir), token, uid, script]
+    worker = subprocess.Popen([sys.executable, "-c", _DOOMED_WORKER, *args])
+    try:
+        assert _within_seconds(10, lambda: live_processes(token=token))
+    finally:
+        worker.kill()
+        worker.wait()
+    assert _within_seconds(5, lambda: not live_processes(token=token))
 
 
 @needs_root

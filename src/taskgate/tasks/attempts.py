@@ -10,7 +10,6 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from taskgate.ids import utcnow
 from taskgate.models import Task
 from taskgate.runtime.context import JobContext
 from taskgate.tasks import repository as repo
@@ -152,6 +151,8 @@ async def end_attempt(session: AsyncSession, task: Task, attempt: Attempt, endin
         transcript=ending.transcript,
         usage=ending.usage,
     )
+    # Before the task changes below: they then go out with the task's event, in one flush.
+    await close_open_work(session, task.id, _run_status(ending), ending.error)
     if ending.usage:
         task.input_tokens += int(ending.usage.get("input_tokens", 0))
         task.output_tokens += int(ending.usage.get("output_tokens", 0))
@@ -166,13 +167,11 @@ async def end_attempt(session: AsyncSession, task: Task, attempt: Attempt, endin
         payload.update(error=ending.error, code=ending.error_code)
     elif ending.status is S.COMPLETED:
         task.error_code = task.error = None
-    await close_open_work(session, task.id, _run_status(ending), ending.error)
     if ending.status is S.QUEUED:
         await move(session, task, S.QUEUED, payload, event="task.retrying", run_id=attempt.run_id)
         return
     if ending.status is S.CANCELLED:
         payload.setdefault("reason", task.cancel_reason)
-    await move(session, task, ending.status, payload, run_id=attempt.run_id)
     if ending.status is S.PAUSED:
         task.queue_job_id = None
-    task.updated_at = utcnow()
+    await move(session, task, ending.status, payload, run_id=attempt.run_id)

@@ -123,23 +123,27 @@ def resolve_run_as(run_as: RunAs | Literal["auto"] | None) -> RunAs | None:
     return RunAs(NOBODY, NOBODY) if os.geteuid() == 0 else None
 
 
-def child_setup(limits: SandboxLimits, run_as: RunAs | None = None) -> Callable[[], None]:
-    """The preexec_fn: rlimits, the uid drop, then the parent-death signal (a uid change
-    resets it, so it comes last). The uid drop is done here rather than through Popen's
-    ``user``/``group`` arguments, which uvloop's subprocess support does not accept.
-    It only calls into C with values computed beforehand."""
-    rlimits = [
+def rlimits(limits: SandboxLimits) -> list[tuple[int, int, int]]:
+    """(resource, soft, hard) for every rlimit the sandbox runs under."""
+    return [
         _clamped(resource.RLIMIT_CPU, limits.cpu_seconds, limits.cpu_seconds + 1),
         _clamped(resource.RLIMIT_AS, limits.memory_bytes, limits.memory_bytes),
         _clamped(resource.RLIMIT_NPROC, limits.max_processes, limits.max_processes),
         _clamped(resource.RLIMIT_FSIZE, limits.file_size_bytes, limits.file_size_bytes),
         (resource.RLIMIT_CORE, 0, 0),
     ]
+
+
+def child_setup(limits: SandboxLimits, run_as: RunAs | None = None) -> Callable[[], None]:
+    """The preexec_fn, where setpriv and prlimit are missing: rlimits, the uid drop, then the
+    parent-death signal (a uid change resets it, so it comes last). It only calls into C with
+    values computed beforehand."""
+    limited = rlimits(limits)
     prctl = _libc().prctl
     worker = os.getpid()
 
     def setup() -> None:
-        for which, soft, hard in rlimits:
+        for which, soft, hard in limited:
             resource.setrlimit(which, (soft, hard))
         if run_as is not None:
             os.setgroups([])

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
@@ -27,14 +28,13 @@ from taskgate.runtime.sandbox.base import (
 )
 from taskgate.runtime.sandbox.process import (
     KILL_GRACE_SECONDS,
-    Launch,
     find_program,
     kill_group,
     memfd,
-    popen_options,
     prepare_work_dir,
     run_launch,
 )
+from taskgate.runtime.sandbox.spawn import Launch, popen_arguments
 
 WORK_MOUNT = "/work"
 SCRIPT_DIR = "/run/taskgate"
@@ -96,12 +96,13 @@ class BwrapSandbox:
             try:
                 work_dir = prepare_work_dir(request.work_dir, self.run_as)
                 with self.launch(request, work_dir) as launch:
+                    argv, options = popen_arguments(launch, request.limits, self.run_as)
                     done = subprocess.run(
-                        launch.argv,
+                        argv,
                         capture_output=True,
                         timeout=PROBE_TIMEOUT_SECONDS,
                         check=False,
-                        **popen_options(launch, request.limits, self.run_as),
+                        **options,
                     )
             except (OSError, subprocess.SubprocessError, SandboxError) as exc:
                 return f"{type(exc).__name__}: {exc}"
@@ -118,7 +119,7 @@ class BwrapSandbox:
         launch = _BwrapLaunch([], {}, Path("/"))
         try:
             options = self._namespaces(request.network)
-            options += _system_mounts(request.network)
+            options += _system_mounts(launch, request.network)
             options += _scratch_mounts(request.limits.memory_bytes if self._sized_tmpfs else None)
             options += _sandbox_files(launch, request, uid, gid, script)
             options += ["--bind", str(work_dir), WORK_MOUNT, "--chdir", WORK_MOUNT]
@@ -231,11 +232,11 @@ def _sandbox_files(
     }
     options = ["--json-status-fd", str(status_write)]
     for path, fd in files.items():
-        options += ["--ro-bind-data", str(fd), path]
+        options += ["--file", str(fd), path]
     return options
 
 
-def _system_mounts(network: bool) -> list[str]:
+def _system_mounts(launch: Launch, network: bool) -> list[str]:
     """/usr, the root-level links or dirs into it, and a few /etc entries, all read-only.
     Nothing else of the host exists inside."""
     mounts = ["--ro-bind", "/usr", "/usr"]
@@ -249,8 +250,26 @@ def _system_mounts(network: bool) -> list[str]:
     if network:
         etc.append("resolv.conf")
     for name in etc:
-        mounts += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+        mounts += _etc_entry(launch, f"/etc/{name}")
     return mounts
+
+
+def _etc_entry(launch: Launch, path: str) -> list[str]:
+    """A world-readable file is copied, as it is now, into the sandbox's root (read-only like
+    the rest of it): bwrap makes a bind mount, its read-only remount and a fresh read of the
+    mount table for each bound path, which add up to milliseconds. Anything else is bound,
+    keeping its permissions; a missing path is left out."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return []
+    except OSError:
+        return ["--ro-bind-try", path, path]
+    mode = os.fstat(fd).st_mode
+    if stat.S_ISREG(mode) and mode & stat.S_IROTH:
+        return ["--file", str(launch.inherit(fd)), path]
+    os.close(fd)
+    return ["--ro-bind-try", path, path]
 
 
 def _scratch_mounts(size: int | None) -> list[str]:

@@ -1,5 +1,5 @@
-"""Starting, limiting, supervising and killing sandboxed processes on the host (shared by both
-backends), and the process backend, which adds nothing else."""
+"""Supervising and killing sandboxed processes on the host (shared by both backends; starting
+them is in ``spawn``), and the process backend, which adds nothing else."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ import os
 import shutil
 import signal
 import stat
-import subprocess
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from taskgate.runtime.sandbox.base import (
     SAFE_PATH,
@@ -23,56 +22,15 @@ from taskgate.runtime.sandbox.base import (
     SandboxLimits,
     SandboxRequest,
     SandboxResult,
-    child_setup,
     exit_result,
     resolve_run_as,
     sandbox_env,
     script_text,
 )
+from taskgate.runtime.sandbox.spawn import Child, Launch, start
 
 KILL_GRACE_SECONDS = 1.0
 DRAIN_SECONDS = 2.0
-_STREAMS = {1: "stdout", 2: "stderr"}
-
-
-class Launch:
-    """What a backend starts: argv, environment, cwd, and the fds it owns until the run ends."""
-
-    def __init__(self, argv: list[str], env: dict[str, str], cwd: Path) -> None:
-        self.argv = argv
-        self.env = env
-        self.cwd = cwd
-        self.pass_fds: list[int] = []
-        self._owned: list[int] = []
-
-    def __enter__(self) -> Launch:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def own(self, fd: int) -> int:
-        self._owned.append(fd)
-        return fd
-
-    def inherit(self, fd: int) -> int:
-        """Own ``fd`` and pass it to the child under the same number."""
-        self.pass_fds.append(self.own(fd))
-        return fd
-
-    def close(self) -> None:
-        for fd in self._owned:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self._owned.clear()
-        self.pass_fds.clear()
-
-    def stop(self, pid: int) -> None:
-        """SIGKILL everything started from ``pid``, the direct child."""
-        kill_group(pid)
-
-    async def settle(self) -> None:
-        """Wait, after the direct child is gone, until nothing else of the run is left."""
 
 
 class ProcessSandbox:
@@ -112,80 +70,42 @@ async def run_launch(
     limits = request.limits
     with launch, OutputCapture(limits, request.output_path, on_output is not None) as capture:
         started = time.monotonic()
-        transport, watch = await _spawn(launch, limits, run_as, capture)
+        child = await start(launch, limits, run_as, capture)
         forwarder = asyncio.create_task(capture.forward(on_output)) if on_output else None
         try:
-            timed_out = await _supervise(launch, transport.get_pid(), watch, forwarder, limits)
+            timed_out = await _supervise(launch, child, forwarder, limits)
         finally:
-            transport.close()
+            child.close()
             if forwarder is not None:
                 forwarder.cancel()
         duration = time.monotonic() - started
         if timed_out:
             return capture.result(None, "timeout", None, duration, request.output_path)
-        returncode = transport.get_returncode()
+        returncode = child.returncode
         assert returncode is not None  # the process exited: _supervise waited for it
         return exit_result(returncode, duration, capture, request.output_path)
 
 
-class _Watch(asyncio.SubprocessProtocol):
-    """Feeds the output to the capture; tells when the child exited and when its pipes closed."""
-
-    def __init__(self, capture: OutputCapture) -> None:
-        loop = asyncio.get_running_loop()
-        self.capture = capture
-        self.exited: asyncio.Future[None] = loop.create_future()
-        self.closed: asyncio.Future[None] = loop.create_future()
-
-    def pipe_data_received(self, fd: int, data: bytes) -> None:
-        self.capture.feed(_STREAMS[fd], data)
-
-    def process_exited(self) -> None:
-        if not self.exited.done():
-            self.exited.set_result(None)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.closed.done():
-            self.closed.set_result(None)
-
-
-async def _spawn(
-    launch: Launch, limits: SandboxLimits, run_as: RunAs | None, capture: OutputCapture
-) -> tuple[asyncio.SubprocessTransport, _Watch]:
-    loop = asyncio.get_running_loop()
-    try:
-        return await loop.subprocess_exec(
-            lambda: _Watch(capture),
-            *launch.argv,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            **popen_options(launch, limits, run_as),
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise SandboxError(f"could not start {launch.argv[0]}: {exc}") from exc
-
-
 async def _supervise(
     launch: Launch,
-    pid: int,
-    watch: _Watch,
+    child: Child,
     forwarder: asyncio.Task[None] | None,
     limits: SandboxLimits,
 ) -> bool:
     """Wait for the child to exit, kill it on timeout, cancellation or a failing callback, and
     drain its output. Returns whether the wall timeout expired."""
     try:
-        timed_out = await _wait_for_exit(watch.exited, forwarder, limits.wall_timeout_seconds)
+        timed_out = await _wait_for_exit(child.exited, forwarder, limits.wall_timeout_seconds)
     except BaseException:
-        await _stop(launch, pid, watch)
+        await _stop(launch, child)
         raise
     if timed_out:
-        await _stop(launch, pid, watch)
+        await _stop(launch, child)
     else:
-        kill_group(pid)  # whatever the group leader left behind, e.g. background jobs
+        kill_group(child.pid)  # whatever the group leader left behind, e.g. background jobs
         await launch.settle()
-    await _within(watch.closed, DRAIN_SECONDS)
-    watch.capture.finish()
+    await _within(child.closed, DRAIN_SECONDS)
+    child.capture.finish()
     if forwarder is not None:
         await forwarder
     return timed_out
@@ -203,31 +123,18 @@ async def _wait_for_exit(
     return not exited.done()
 
 
-async def _stop(launch: Launch, pid: int, watch: _Watch) -> None:
+async def _stop(launch: Launch, child: Child) -> None:
     """Kill the sandbox and wait until its main process has been reaped."""
-    launch.stop(pid)
-    if not await _within(watch.exited, KILL_GRACE_SECONDS):
-        kill_group(pid)
-        await _within(watch.exited, KILL_GRACE_SECONDS)
+    launch.stop(child.pid)
+    if not await _within(child.exited, KILL_GRACE_SECONDS):
+        kill_group(child.pid)
+        await _within(child.exited, KILL_GRACE_SECONDS)
     await launch.settle()
 
 
 async def _within(future: asyncio.Future[None], seconds: float) -> bool:
     done, _ = await asyncio.wait({future}, timeout=seconds)
     return bool(done)
-
-
-def popen_options(launch: Launch, limits: SandboxLimits, run_as: RunAs | None) -> dict[str, Any]:
-    """Popen keyword arguments: own session, scrubbed environment, uid drop, rlimits."""
-    options: dict[str, Any] = {
-        "stdin": subprocess.DEVNULL,
-        "env": launch.env,
-        "cwd": launch.cwd,
-        "pass_fds": tuple(launch.pass_fds),
-        "start_new_session": True,
-        "preexec_fn": child_setup(limits, run_as),
-    }
-    return options
 
 
 def prepare_work_dir(work_dir: Path, run_as: RunAs | None) -> Path:
