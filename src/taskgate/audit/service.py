@@ -43,28 +43,6 @@ def audit_values(
     }
 
 
-def _record(
-    action: str,
-    actor: Principal | None,
-    *,
-    resource_type: str | None,
-    resource_id: uuid.UUID | str | None,
-    outcome: str,
-    detail: dict[str, Any] | None,
-    actor_name: str | None,
-) -> AuditRecord:
-    values = audit_values(
-        action,
-        actor,
-        resource_type=resource_type,
-        resource_id=resource_id,
-        outcome=outcome,
-        detail=detail,
-        actor_name=actor_name,
-    )
-    return AuditRecord(**values)
-
-
 async def audit(
     session: AsyncSession,
     action: str,
@@ -77,17 +55,16 @@ async def audit(
     actor_name: str | None = None,
 ) -> None:
     """Audit inside the unit of work: kept only if the change itself commits."""
-    session.add(
-        _record(
-            action,
-            actor,
-            resource_type=resource_type,
-            resource_id=resource_id,
-            outcome=outcome,
-            detail=detail,
-            actor_name=actor_name,
-        )
+    values = audit_values(
+        action,
+        actor,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        outcome=outcome,
+        detail=detail,
+        actor_name=actor_name,
     )
+    session.add(AuditRecord(**values))
 
 
 async def audit_failure(
@@ -101,15 +78,14 @@ async def audit_failure(
     actor_name: str | None = None,
 ) -> None:
     """Audit a refused attempt in its own transaction, since the request's rolls back."""
+    values = audit_values(
+        action,
+        actor,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        outcome="failure",
+        detail=detail,
+        actor_name=actor_name,
+    )
     async with db.transaction() as session:
-        session.add(
-            _record(
-                action,
-                actor,
-                resource_type=resource_type,
-                resource_id=resource_id,
-                outcome="failure",
-                detail=detail,
-                actor_name=actor_name,
-            )
-        )
+        session.add(AuditRecord(**values))
