@@ -78,6 +78,8 @@ class NewTask(Protocol):
 async def stage(session: AsyncSession, batch: Sequence[TaskRows]) -> None:
     """Insert ``batch`` in the session's transaction: one statement per table whatever its
     size. The events are announced and the workers woken once the session commits."""
+    if not batch:
+        return
     chats = [rows.chat for rows in batch if rows.chat is not None]
     if chats:
         await session.execute(insert(_SESSIONS), chats)
@@ -144,9 +146,9 @@ class TaskIntake:
             for waiting in batch:
                 _settle(waiting, error)
 
-    async def _write(self, batch: list[_Waiting]) -> list[_Waiting]:
+    async def _write(self, batch: list[_Waiting]) -> None:
         """Write the batch's tasks in one transaction; those refused by a check (another
-        user's session, say) hear why and are left out. Returns the ones written."""
+        user's session, say) hear why and are left out."""
         written: list[_Waiting] = []
         async with self._db.transaction() as session:
             rows: list[TaskRows] = []
@@ -161,7 +163,6 @@ class TaskIntake:
         for waiting, task_rows in zip(written, rows, strict=True):
             if not waiting.written.done():
                 waiting.written.set_result(task_rows.accepted())
-        return written
 
 
 def _settle(waiting: _Waiting, error: BaseException) -> None:
