@@ -15,6 +15,7 @@ from taskgate.runtime import leases, nodes
 from taskgate.runtime.bookkeeping import Bookkeeping
 from taskgate.runtime.context import JobContext, Runtime
 from taskgate.runtime.handlers import JobKind, registered_kinds
+from taskgate.runtime.heartbeat import beat
 from taskgate.runtime.notify import ANY_KIND, PG_CANCEL_CHANNEL, PG_JOBS_CHANNEL, PgListener
 from taskgate.runtime.outcomes import (
     Outcome,
@@ -350,25 +351,16 @@ class Worker:
 
     async def _heartbeat_loop(self) -> None:
         rt = self._rt
-        lease = rt.settings.worker.lease_seconds
-
-        async def beat() -> None:
-            async with rt.db.transaction() as session:
-                await leases.extend(session, rt.node_id, list(self._held), lease)
-                status = nodes.NodeStatus.DRAINING if self._draining else nodes.NodeStatus.ACTIVE
-                if not await nodes.heartbeat(session, rt.node_id, status, rt.capabilities):
-                    await nodes.register(
-                        session,
-                        rt.node_id,
-                        kinds=sorted(self.kinds),
-                        concurrency=self.concurrency,
-                        capabilities=rt.capabilities,
-                    )
-
         while True:
-            await asyncio.sleep(lease / 3)
+            await asyncio.sleep(rt.settings.worker.lease_seconds / 3)
             try:
-                await beat()
+                await beat(
+                    rt,
+                    held=self._held,
+                    draining=self._draining,
+                    kinds=self.kinds,
+                    concurrency=self.concurrency,
+                )
             except Exception as exc:
                 log.warning("worker_heartbeat_failed", error=repr(exc))
 
