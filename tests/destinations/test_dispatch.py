@@ -157,3 +157,18 @@ async def test_concurrent_dispatchers_deliver_each_event_once(app_factory: AppFa
             await other_db.dispose()
 
     assert [r.json()["id"] for r in hook.requests] == ids
+
+
+async def test_events_from_before_any_subscription_are_not_delivered(
+    app_factory: AppFactory,
+) -> None:
+    async with delivering_app(app_factory) as env, receiver() as hook:
+        unheard = await env.emit(env.admin.id, "task.created")
+        await env.wait_dispatched(unheard)
+        destination = await create_destination(env.client, env.admin, webhook_body(hook.url()))
+        await subscribe(env.client, env.admin, destination["id"], "*")
+        heard = await env.emit(env.admin.id, "task.completed")
+        await hook.wait_for(1)
+        await env.wait_dispatched(heard)
+
+    assert [r.json()["id"] for r in hook.requests] == [heard]

@@ -15,12 +15,17 @@ lookback window (`delivery.dispatch_lookback_seconds`, counted from the creation
 event after the hole) has passed: an id that stays missing that long belonged to a
 transaction that rolled back. The stored cursor only advances to just below the oldest
 hole, so a restarted dispatcher rescans what it may have missed (harmlessly).
+
+Most installations have no subscription at all, and every commit wakes the dispatcher: so
+each scan starts with one cheap read (the newest event id, and whether any subscription is
+active) and, with none active, passes over the new events without reading them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -144,6 +149,8 @@ class Dispatcher:
         self.poll_seconds = poll_seconds
         self.state = ScanState()
         self._initialized = False
+        self._saved = 0  # the cursor as this dispatcher last stored it
+        self._save_due = 0.0  # (monotonic) when an idle dispatcher may store it next
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._notifications: Notifications | None = None
@@ -205,12 +212,15 @@ class Dispatcher:
         assert self._db is not None
         assert self._settings is not None
         lookback = self._settings.delivery.dispatch_lookback_seconds
-        if self._initialized and not self.state.holes:
-            # Idle most of the time: look before taking the write lock (SQLite) or row lock.
-            async with self._db.transaction(write=False) as session:
-                newest = await repo.newest_event_id(session)
-            if newest is None or newest <= self.state.high:
-                return 0
+        # Idle most of the time: look before taking the write lock (SQLite) or row lock.
+        async with self._db.transaction(write=False) as session:
+            newest, subscribed = await repo.scan_hint(session)
+        if not subscribed:
+            await self._pass_over(newest)
+            return 0
+        up_to_date = newest is None or newest <= self.state.high
+        if self._initialized and not self.state.holes and up_to_date:
+            return 0
         async with self._db.transaction() as session:
             stored = await repo.lock_cursor(session)
             if stored is None:
@@ -228,6 +238,29 @@ class Dispatcher:
                 await repo.save_cursor(session, state.low)
         # Adopt the new state only once it is committed.
         self.state, self._initialized = state, True
+        self._saved = state.low
         if inserted:
             log.debug("deliveries_dispatched", count=len(inserted))
         return len(fresh)
+
+    async def _pass_over(self, newest: int | None) -> None:
+        """No subscription could receive an event: skip the new ones unread. They were all
+        written before a subscription that appears from now on (the hint read them in one
+        snapshot), so none of them is owed to it. The stored cursor follows at most once
+        per poll interval, so that a dispatcher starting later does not read them either."""
+        assert self._db is not None
+        high = max(self.state.high, newest or 0)
+        if high > self.state.high or self.state.holes:
+            self.state = ScanState(high=high)
+        self._initialized = True
+        now = time.monotonic()
+        if self.state.high <= self._saved or now < self._save_due:
+            return
+        self._save_due = now + self.poll_seconds
+        async with self._db.transaction() as session:
+            stored = await repo.lock_cursor(session)
+            if stored is None:  # another dispatcher is scanning: it moves the cursor
+                return
+            if stored < self.state.high:
+                await repo.save_cursor(session, self.state.high)
+        self._saved = max(stored, self.state.high)

@@ -122,9 +122,17 @@ async def save_cursor(session: AsyncSession, last_event_id: int) -> None:
     )
 
 
-async def newest_event_id(session: AsyncSession) -> int | None:
-    newest: int | None = await session.scalar(select(func.max(Event.id)))
-    return newest
+async def scan_hint(session: AsyncSession) -> tuple[int | None, bool]:
+    """The newest committed event id, and whether any subscription could receive an event
+    (active, to an active destination), read in one snapshot."""
+    subscribed = (
+        select(Subscription.id)
+        .join(Destination, Destination.id == Subscription.destination_id)
+        .where(Subscription.is_active.is_(True), Destination.is_active.is_(True))
+        .exists()
+    )
+    row = (await session.execute(select(func.max(Event.id), subscribed))).one()
+    return row[0], bool(row[1])
 
 
 async def events_after(session: AsyncSession, after_id: int, limit: int) -> list[Event]:
