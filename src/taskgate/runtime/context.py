@@ -9,16 +9,18 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
+from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.db.session import Database, on_commit
-from taskgate.runtime.leases import lock_if_held, mark_done
+from taskgate.runtime.leases import fenced_select, lock_if_held, mark_done
 from taskgate.settings import Settings
 
 log = structlog.get_logger()
+T = TypeVar("T")
 
 
 def new_node_id() -> str:
@@ -83,19 +85,30 @@ class JobContext:
     completed: bool = field(default=False, init=False)
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
+    async def transaction(self, *, fenced: bool = True) -> AsyncIterator[AsyncSession]:
         """A unit of work that commits only while this worker holds the job's lease.
 
         The queue row is checked (status leased, our fencing token) and locked first, so the
         lease cannot move to another worker before this commits; otherwise LeaseLost is raised
-        and nothing is written.
+        and nothing is written. With ``fenced=False`` the caller's first statement must be
+        :meth:`locked`, which does the same along with the unit of work's first read.
         """
         async with self.runtime.db.transaction() as session:
-            if not await lock_if_held(session, self.job_id, self.fencing_token):
-                raise LeaseLost(
-                    f"job {self.job_id} is no longer held with token {self.fencing_token}"
-                )
+            if fenced:
+                await self._fence(session)
             yield session
+
+    async def locked(self, session: AsyncSession, stmt: Select[tuple[T]]) -> T | None:
+        """The first row of ``stmt``, locked together with this job's queue row while this
+        worker holds the lease; None when ``stmt`` matches nothing. LeaseLost otherwise."""
+        found = await session.scalar(fenced_select(stmt, self.job_id, self.fencing_token))
+        if found is None:  # the lease is gone, or there is no such row: tell which
+            await self._fence(session)
+        return found
+
+    async def _fence(self, session: AsyncSession) -> None:
+        if not await lock_if_held(session, self.job_id, self.fencing_token):
+            raise LeaseLost(f"job {self.job_id} is no longer held with token {self.fencing_token}")
 
     async def complete(self, session: AsyncSession) -> None:
         """Mark the job done in this unit of work, together with the handler's results."""

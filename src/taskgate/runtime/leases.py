@@ -13,11 +13,12 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
     Integer,
+    Select,
     String,
     Uuid,
     bindparam,
@@ -39,6 +40,7 @@ from taskgate.runtime.queue import JobStatus, back_to_queue, jobs, sql_status
 
 # Claims and completions also run on a bare connection (the worker's bookkeeping one).
 Executor = AsyncSession | AsyncConnection
+T = TypeVar("T")
 QUEUED = sql_status(JobStatus.QUEUED)
 LEASED = sql_status(JobStatus.LEASED)
 
@@ -162,6 +164,13 @@ async def lock_if_held(session: AsyncSession, job_id: uuid.UUID, token: int) -> 
     """Lock the job's row if this token still holds its lease (the fence of a unit of work)."""
     stmt = select(jobs.c.id).where(_fenced(job_id, token)).with_for_update()
     return (await session.execute(stmt)).first() is not None
+
+
+def fenced_select(stmt: Select[tuple[T]], job_id: uuid.UUID, token: int) -> Select[tuple[T]]:
+    """``stmt`` (a SELECT of one entity) joined to the job's queue row on the condition that
+    this token holds its lease, and locked with it: the fence and the first read of a unit of
+    work in one round trip. No row when the lease is gone (or ``stmt`` matched nothing)."""
+    return stmt.join(jobs, _fenced(job_id, token)).with_for_update()
 
 
 def _done_values(now: datetime) -> dict[str, Any]:

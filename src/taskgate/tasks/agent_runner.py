@@ -187,8 +187,8 @@ async def _finish(
     complete: bool = True,
 ) -> None:
     job_status = S.FAILED.value if ending.status is S.QUEUED else ending.status.value
-    async with ctx.transaction() as session:
-        task = await repo.task_for_update(session, attempt.task_id)
+    async with ctx.transaction(fenced=False) as session:
+        task = await ctx.locked(session, repo.task_query(attempt.task_id))
         assert task is not None
         await batcher.flush_into(session)
         await close_model_job(

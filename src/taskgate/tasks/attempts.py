@@ -58,8 +58,8 @@ class Attempt:
 async def start_attempt(ctx: JobContext, task_id: uuid.UUID) -> Attempt | None:
     """Move the task to RUNNING and open its run and first job; None when there is nothing to
     run (the task was cancelled, paused or finished meanwhile, or this queue job is stale)."""
-    async with ctx.transaction() as session:
-        task = await repo.task_for_update(session, task_id)
+    async with ctx.transaction(fenced=False) as session:
+        task = await ctx.locked(session, repo.task_query(task_id))
         if task is None or not _runnable(task, ctx.job_id):
             await ctx.complete(session)
             return None

@@ -98,8 +98,8 @@ async def _finish(
     ending: Ending,
     result: SandboxResult | None = None,
 ) -> None:
-    async with ctx.transaction() as session:
-        task = await repo.task_for_update(session, attempt.task_id)
+    async with ctx.transaction(fenced=False) as session:
+        task = await ctx.locked(session, repo.task_query(attempt.task_id))
         assert task is not None
         await batcher.flush_into(session)
         if result is not None:
@@ -114,8 +114,8 @@ async def _record_cancellation(ctx: JobContext, attempt: Attempt) -> None:
     """The handler was cancelled. Only a cancel the user asked for makes the task CANCELLED; a
     worker shutting down releases the job instead, and another attempt follows."""
     try:
-        async with ctx.transaction() as session:
-            task = await repo.task_for_update(session, attempt.task_id)
+        async with ctx.transaction(fenced=False) as session:
+            task = await ctx.locked(session, repo.task_query(attempt.task_id))
             if task is None or task.status != S.RUNNING.value or task.cancel_requested_at is None:
                 return
             await end_attempt(session, task, attempt, Ending(S.CANCELLED))

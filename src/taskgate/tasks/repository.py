@@ -34,10 +34,15 @@ async def task_of(session: AsyncSession, owner_id: uuid.UUID, task_id: uuid.UUID
     return task if task is not None and task.owner_id == owner_id else None
 
 
+def task_query(task_id: uuid.UUID) -> Select[tuple[Task]]:
+    """The task, read afresh (not from the session's identity map)."""
+    return select(Task).where(Task.id == task_id).execution_options(populate_existing=True)
+
+
 async def task_for_update(session: AsyncSession, task_id: uuid.UUID) -> Task | None:
     """The task, locked against concurrent changes until the transaction ends (PostgreSQL;
     SQLite write transactions are serialised already)."""
-    stmt = select(Task).where(Task.id == task_id).execution_options(populate_existing=True)
+    stmt = task_query(task_id)
     if dialect_of(session) == "postgresql":
         stmt = stmt.with_for_update()
     result: Task | None = await session.scalar(stmt)
