@@ -19,11 +19,12 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import Table, insert
+from sqlalchemy import Table
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from taskgate.db.session import Database
+from taskgate.db.bulk import Rows, insert_rows
+from taskgate.db.session import Database, on_commit
 from taskgate.errors import Conflict, TaskgateError
 from taskgate.events.outbox import announce_after_commit
 from taskgate.models import AuditRecord, ChatSession, Event, QueueJob, Task
@@ -38,6 +39,8 @@ _JOBS: Table = QueueJob.__table__  # type: ignore[assignment]
 _EVENTS: Table = Event.__table__  # type: ignore[assignment]
 # Enough to amortise a commit over many tasks, small enough that one statement stays modest.
 MAX_BATCH = 256
+# Transactions in flight per process: enough to keep the CPU busy while commits are flushed.
+WRITERS = 3
 
 
 @dataclass(frozen=True)
@@ -76,25 +79,22 @@ class NewTask(Protocol):
 
 
 async def stage(session: AsyncSession, batch: Sequence[TaskRows]) -> None:
-    """Insert ``batch`` in the session's transaction: one statement per table whatever its
-    size. The events are announced and the workers woken once the session commits."""
+    """Insert ``batch`` in the session's transaction, whatever its size in one statement on
+    PostgreSQL (one per table elsewhere). The events are announced and the workers woken once
+    the session commits."""
     if not batch:
         return
-    chats = [rows.chat for rows in batch if rows.chat is not None]
-    if chats:
-        await session.execute(insert(_SESSIONS), chats)
-    await session.execute(insert(_TASKS), [rows.task for rows in batch])
-    await session.execute(insert(_AUDIT), [rows.audit for rows in batch])
-    jobs = [rows.job for rows in batch if rows.job is not None]
-    if jobs:
-        await session.execute(insert(_JOBS), jobs)
-        wake_after_commit(session, RUN_KIND)
-    stored = await session.execute(
-        insert(_EVENTS).returning(_EVENTS.c.id, sort_by_parameter_order=True),
-        [rows.event for rows in batch],
-    )
-    for event_id in stored.scalars():
+    tables: list[Rows] = [
+        (_SESSIONS, [rows.chat for rows in batch if rows.chat is not None]),
+        (_TASKS, [rows.task for rows in batch]),
+        (_AUDIT, [rows.audit for rows in batch]),
+        (_JOBS, [rows.job for rows in batch if rows.job is not None]),
+        (_EVENTS, [rows.event for rows in batch]),
+    ]
+    for event_id in await insert_rows(session, tables, returning=_EVENTS.c.id):
         announce_after_commit(session, event_id)
+    if any(rows.job is not None for rows in batch):
+        wake_after_commit(session, RUN_KIND)
 
 
 @dataclass
@@ -104,31 +104,36 @@ class _Waiting:
 
 
 class TaskIntake:
-    """Group commit for accepted tasks, one per API process."""
+    """Group commit for accepted tasks, one per API process.
 
-    def __init__(self, db: Database, *, max_batch: int = MAX_BATCH) -> None:
+    Up to ``writers`` transactions are in flight at once, so the process goes on turning
+    requests into rows while earlier batches wait on the database; what arrives meanwhile
+    forms the next batch.
+    """
+
+    def __init__(self, db: Database, *, max_batch: int = MAX_BATCH, writers: int = WRITERS) -> None:
         self._db = db
         self._max_batch = max_batch
+        self._max_writers = writers
         self._waiting: list[_Waiting] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._writers: set[asyncio.Task[None]] = set()
 
     async def store(self, new: NewTask) -> Accepted:
         """Write ``new`` and return its task once committed. Should the caller be cancelled
         meanwhile, the task is still written: it was accepted, the answer was just lost."""
         waiting = _Waiting(new, asyncio.get_running_loop().create_future())
         self._waiting.append(waiting)
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._drain(), name="task-intake")
+        if len(self._writers) < self._max_writers:
+            writer = asyncio.create_task(self._drain(), name="task-intake")
+            self._writers.add(writer)
+            writer.add_done_callback(self._writers.discard)
         return await waiting.written
 
     async def _drain(self) -> None:
-        try:
-            while self._waiting:
-                batch = self._waiting[: self._max_batch]
-                del self._waiting[: self._max_batch]
-                await self._write_batch(batch)
-        finally:
-            self._writer = None
+        while self._waiting:
+            batch = self._waiting[: self._max_batch]
+            del self._waiting[: self._max_batch]
+            await self._write_batch(batch)
 
     async def _write_batch(self, batch: list[_Waiting]) -> None:
         try:
@@ -150,8 +155,16 @@ class TaskIntake:
         """Write the batch's tasks in one transaction; those refused by a check (another
         user's session, say) hear why and are left out."""
         written: list[_Waiting] = []
+        rows: list[TaskRows] = []
+
+        async def answer() -> None:
+            # First of the after-commit hooks: the waking of workers needs no one waiting on it.
+            for waiting, task_rows in zip(written, rows, strict=True):
+                if not waiting.written.done():
+                    waiting.written.set_result(task_rows.accepted())
+
         async with self._db.transaction() as session:
-            rows: list[TaskRows] = []
+            on_commit(session, answer)
             for waiting in batch:
                 try:
                     rows.append(await waiting.new.build(session))
@@ -160,9 +173,6 @@ class TaskIntake:
                     continue
                 written.append(waiting)
             await stage(session, rows)
-        for waiting, task_rows in zip(written, rows, strict=True):
-            if not waiting.written.done():
-                waiting.written.set_result(task_rows.accepted())
 
 
 def _settle(waiting: _Waiting, error: BaseException) -> None:
