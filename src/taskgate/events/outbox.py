@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.db.session import signal_after_commit
@@ -13,6 +16,8 @@ from taskgate.ids import utcnow
 from taskgate.models import Event
 
 EVENTS_COMMITTED = "events"
+_BATCH = "event_batch"
+events: Table = Event.__table__  # type: ignore[assignment]
 
 
 def event_values(
@@ -79,7 +84,36 @@ async def record_event(
         dedupe_key=dedupe_key,
     )
     event = Event(**values)
+    batch: list[tuple[Event, dict[str, Any]]] | None = session.info.get(_BATCH)
+    if batch is not None:
+        batch.append((event, values))
+        return event
     session.add(event)
     await session.flush()
     announce_after_commit(session, event.id)
     return event
+
+
+@asynccontextmanager
+async def events_together(session: AsyncSession) -> AsyncIterator[None]:
+    """Events recorded in this block are written when it ends, in order, in one statement
+    (a unit of work that records several saves the round trip of each). Until then the
+    Event that :func:`record_event` returns has no id."""
+    if _BATCH in session.info:  # already inside a batch: it writes these too
+        yield
+        return
+    batch: list[tuple[Event, dict[str, Any]]] = []
+    session.info[_BATCH] = batch
+    try:
+        yield
+    finally:
+        del session.info[_BATCH]
+    if not batch:
+        return
+    ids = await session.execute(
+        insert(events).returning(events.c.id, sort_by_parameter_order=True),
+        [values for _, values in batch],
+    )
+    for (event, _), event_id in zip(batch, ids.scalars(), strict=True):
+        event.id = event_id
+        announce_after_commit(session, event_id)

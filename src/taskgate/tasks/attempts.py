@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskgate.events.outbox import events_together
 from taskgate.models import Task
 from taskgate.runtime.context import JobContext
 from taskgate.tasks import repository as repo
@@ -75,17 +76,18 @@ async def start_attempt(ctx: JobContext, task_id: uuid.UUID) -> Attempt | None:
             await close_open_work(session, task.id, S.FAILED.value, LOST_ATTEMPT)
         task.attempts += 1
         node_id = ctx.runtime.node_id
-        run = await open_run(session, task, node_id)
-        payload = {"attempt": task.attempts, "run_id": str(run.id), "node_id": node_id}
-        if recovered:
-            await task_event(
-                session, task, "task.started", {**payload, "recovered": True}, run_id=run.id
-            )
-        else:
-            await move(session, task, S.RUNNING, payload, run_id=run.id)
-        kind = "model" if task.kind == "query" else "sandbox"
-        job_input = {"query": task.query} if task.kind == "query" else dict(task.input)
-        job = await open_job(session, task, run.id, kind, job_input, node_id, ctx.attempt)
+        async with events_together(session):
+            run = await open_run(session, task, node_id)
+            payload = {"attempt": task.attempts, "run_id": str(run.id), "node_id": node_id}
+            if recovered:
+                await task_event(
+                    session, task, "task.started", {**payload, "recovered": True}, run_id=run.id
+                )
+            else:
+                await move(session, task, S.RUNNING, payload, run_id=run.id)
+            kind = "model" if task.kind == "query" else "sandbox"
+            job_input = {"query": task.query} if task.kind == "query" else dict(task.input)
+            job = await open_job(session, task, run.id, kind, job_input, node_id, ctx.attempt)
         resume = None
         if previous is not None and (previous.transcript or {}).get("resumable"):
             resume = dict(previous.transcript)

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from taskgate.events.outbox import record_event
+from taskgate.events.outbox import events_together, record_event
 from taskgate.runtime.context import JobContext
 
 T = TypeVar("T")
@@ -104,17 +104,18 @@ class EventBatcher:
     async def _write(self, session: AsyncSession) -> None:
         batch, self._pending, self._bytes = self._pending, [], 0
         subject = self.subject
-        for item in batch:
-            await record_event(
-                session,
-                item.type,
-                owner_id=subject.owner_id,
-                task_id=subject.task_id,
-                session_id=subject.session_id,
-                run_id=subject.run_id,
-                job_id=item.job_id,
-                payload=item.payload,
-            )
+        async with events_together(session):
+            for item in batch:
+                await record_event(
+                    session,
+                    item.type,
+                    owner_id=subject.owner_id,
+                    task_id=subject.task_id,
+                    session_id=subject.session_id,
+                    run_id=subject.run_id,
+                    job_id=item.job_id,
+                    payload=item.payload,
+                )
 
     async def _run(self) -> None:
         while True:

@@ -12,6 +12,7 @@ from typing import Any
 
 import structlog
 
+from taskgate.events.outbox import events_together
 from taskgate.runtime.context import JobContext, LeaseLost, Runtime
 from taskgate.runtime.handlers import JobKind
 from taskgate.runtime.sandbox import SandboxError, SandboxResult
@@ -101,10 +102,11 @@ async def _finish(
     async with ctx.transaction(fenced=False) as session:
         task = await ctx.locked(session, repo.task_query(attempt.task_id))
         assert task is not None
-        await batcher.flush_into(session)
-        if result is not None:
-            await close_sandbox_job(session, task, attempt.job_id, result)
-        await end_attempt(session, task, attempt, ending)
+        async with events_together(session):
+            await batcher.flush_into(session)
+            if result is not None:
+                await close_sandbox_job(session, task, attempt.job_id, result)
+            await end_attempt(session, task, attempt, ending)
         await ctx.complete(session)
     if is_final(ending.status):
         discard_work_dir(ctx.runtime.settings, attempt.task_id)
