@@ -7,13 +7,14 @@ the same news to workers in other processes. Both are only hints: workers also p
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import asyncpg
 import structlog
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -46,16 +47,24 @@ def notify_after_commit(session: AsyncSession, channel: str, item: str) -> None:
 
 async def _send(engine: AsyncEngine, info: dict[str, Any]) -> None:
     pending: dict[str, set[str]] = info.pop(_PENDING, {})
+    if not pending:
+        return
+    params: dict[str, str] = {}
+    for n, (channel, items) in enumerate(sorted(pending.items())):
+        payload = ",".join(sorted(items))
+        params[f"c{n}"], params[f"p{n}"] = channel, payload
+        if len(payload) > _MAX_PAYLOAD:
+            params[f"p{n}"] = ANY_KIND
+    # Autocommit: one round trip, where BEGIN, the notifications and COMMIT made three.
     async with engine.connect() as connection:
-        for channel, items in pending.items():
-            payload = ",".join(sorted(items))
-            if len(payload) > _MAX_PAYLOAD:
-                payload = ANY_KIND
-            await connection.execute(
-                text("SELECT pg_notify(:channel, :payload)"),
-                {"channel": channel, "payload": payload},
-            )
-        await connection.commit()
+        await connection.execution_options(isolation_level="AUTOCOMMIT")
+        await connection.execute(_notify_statement(len(pending)), params)
+
+
+@functools.lru_cache(maxsize=8)
+def _notify_statement(channels: int) -> TextClause:
+    calls = ", ".join(f"pg_notify(:c{n}, :p{n})" for n in range(channels))
+    return text(f"SELECT {calls}")
 
 
 def asyncpg_dsn(database_url: str) -> str:
