@@ -12,6 +12,11 @@ apply to these connections only (never to handlers' or the API's):
   after LIMIT rows. With stale statistics (a burst into a table last analysed while quiet)
   the planner would otherwise read and sort every queued row, on every claim.
 
+The pool pings no connection before use: that would be a round trip before every claim, on
+the path from a wake-up to a running job. A connection that died with the server fails one
+claim instead (the worker retries it shortly), which marks the pool's older connections
+stale; recycling bounds the age of idle ones, as on the main engine.
+
 On SQLite, writers are serialised anyway: one ``BEGIN IMMEDIATE`` unit of work on the shared
 database does both.
 """
@@ -40,7 +45,7 @@ class Bookkeeping:
                 settings.database_url,
                 pool_size=2,
                 max_overflow=2,
-                pool_pre_ping=True,
+                pool_recycle=1800,
                 isolation_level="AUTOCOMMIT",
                 echo=settings.database.echo,
                 connect_args={"server_settings": _SESSION_SETTINGS},
