@@ -144,9 +144,12 @@ class Dispatcher:
 
     name = "dispatcher"
 
-    def __init__(self, *, batch_size: int = 500, poll_seconds: float = 1.0) -> None:
+    def __init__(
+        self, *, batch_size: int = 500, poll_seconds: float = 1.0, linger_seconds: float = 0.01
+    ) -> None:
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
+        self.linger_seconds = linger_seconds
         self.state = ScanState()
         self._initialized = False
         self._saved = 0  # the cursor as this dispatcher last stored it
@@ -203,8 +206,13 @@ class Dispatcher:
                 more = False
             if more:
                 continue
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+            except TimeoutError:
+                continue
+            # A commit woke us: let the committer carry on first (a worker starting the task
+            # it just marked running) and let the commits of a burst gather for one scan.
+            await asyncio.sleep(self.linger_seconds)
 
     async def run_once(self) -> int:
         """One scan; returns how many new events it read (0 when another dispatcher holds
