@@ -16,7 +16,7 @@ from taskgate.runtime.context import JobContext
 from taskgate.tasks import repository as repo
 from taskgate.tasks.event_batch import Subject
 from taskgate.tasks.lifecycle import move, task_event
-from taskgate.tasks.records import close_open_work, close_run, open_job, open_run
+from taskgate.tasks.records import close_attempt, close_open_work, open_job, open_run
 from taskgate.tasks.states import TaskStatus, is_final
 
 S = TaskStatus
@@ -144,17 +144,17 @@ def _run_status(ending: Ending) -> str:
 
 async def end_attempt(session: AsyncSession, task: Task, attempt: Attempt, ending: Ending) -> None:
     """Record the ending on the run and the task, with the task's event, in ``session``."""
-    run_error = ending.error if ending.status is not S.COMPLETED else None
-    await close_run(
+    # Before the task changes below: they then go out with the task's event, in one flush.
+    await close_attempt(
         session,
+        task.id,
         attempt.run_id,
         _run_status(ending),
-        error=run_error,
+        error=ending.error if ending.status is not S.COMPLETED else None,
+        open_error=ending.error,
         transcript=ending.transcript,
         usage=ending.usage,
     )
-    # Before the task changes below: they then go out with the task's event, in one flush.
-    await close_open_work(session, task.id, _run_status(ending), ending.error)
     if ending.usage:
         task.input_tokens += int(ending.usage.get("input_tokens", 0))
         task.output_tokens += int(ending.usage.get("output_tokens", 0))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import case, func, literal, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.events.outbox import record_event
@@ -148,21 +148,43 @@ async def close_open_work(
     )
 
 
-async def close_run(
+async def close_attempt(
     session: AsyncSession,
+    task_id: uuid.UUID,
     run_id: uuid.UUID,
     status: str,
     *,
-    error: str | None = None,
+    error: str | None,
+    open_error: str | None,
     transcript: dict[str, Any] | None = None,
     usage: dict[str, Any] | None = None,
 ) -> None:
-    values: dict[str, Any] = {"status": status, "finished_at": utcnow(), "error": error}
-    if transcript is not None:
-        values["transcript"] = transcript
-    if usage is not None:
-        values["usage"] = usage
-    await session.execute(update(Run).where(Run.id == run_id).values(values))
+    """Close the attempt's run with its ``error``, ``transcript`` and ``usage``, and as
+    :func:`close_open_work` does, with ``open_error``, every other run or job of the task
+    still marked running: two statements, one per table."""
+    now = utcnow()
+    ours = Run.id == run_id
+    values: dict[str, Any] = {
+        "status": status,
+        "finished_at": now,
+        "error": case((ours, _typed(error, Run.error)), else_=func.coalesce(Run.error, open_error)),
+    }
+    for name, value in (("transcript", transcript), ("usage", usage)):
+        if value is not None:
+            column = Run.__table__.c[name]
+            values[name] = case((ours, _typed(value, column)), else_=column)
+    await session.execute(
+        update(Run).where(Run.task_id == task_id, ours | (Run.status == OPEN)).values(values)
+    )
+    await session.execute(
+        update(TaskJob)
+        .where(TaskJob.task_id == task_id, TaskJob.status == OPEN)
+        .values(status=status, finished_at=now, error=func.coalesce(TaskJob.error, open_error))
+    )
+
+
+def _typed(value: Any, column: Any) -> Any:
+    return literal(value, type_=column.type)
 
 
 async def close_model_job(
