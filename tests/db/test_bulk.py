@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from asyncpg.pgproto.pgproto import UUID as PgUUID
 from sqlalchemy import Table, select
 from sqlalchemy.exc import IntegrityError
 
@@ -45,6 +46,9 @@ async def test_rows_of_several_tables_are_stored_with_their_values(db: Database)
     audits = [_audit(n) for n in range(3)]
     # A timestamp in another zone is stored as the same instant.
     audits[2]["created_at"] = audits[2]["created_at"].astimezone(datetime.now().astimezone().tzinfo)
+    # A UUID as asyncpg returns them (its own subclass), as a principal's id may be.
+    actor = new_id()
+    audits[1]["actor_id"] = PgUUID(str(actor))
     events = [_event(n) for n in range(4)]
     async with db.transaction() as session:
         ids = await insert_rows(session, [(AUDIT, audits), (EVENTS, events)], EVENTS.c.id)
@@ -59,6 +63,7 @@ async def test_rows_of_several_tables_are_stored_with_their_values(db: Database)
             row["detail"],
             row["created_at"],
         )
+    assert by_id[audits[1]["id"]].actor_id == actor
     assert len(set(ids)) == 4
     assert sorted(e.payload["n"] for e in stored_events) == [0, 1, 2, 3]
     assert {e.task_id for e in stored_events} == {row["task_id"] for row in events}

@@ -16,12 +16,12 @@ way never carry it.
 from __future__ import annotations
 
 import functools
-import json
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -82,16 +82,22 @@ async def _insert_documents(
 
 
 def _document(rows: Sequence[Mapping[str, Any]]) -> str:
-    return json.dumps(rows, default=_json_value, ensure_ascii=False, separators=(",", ":"))
+    # orjson writes uuid.UUID itself; timestamps (to be checked) and other UUID types, such as
+    # asyncpg's, come to _value.
+    try:
+        document = orjson.dumps(rows, default=_value, option=orjson.OPT_PASSTHROUGH_DATETIME)
+    except orjson.JSONEncodeError as error:
+        raise (error.__cause__ or error) from None  # a naive timestamp says so
+    return document.decode()
 
 
-def _json_value(value: object) -> str:
-    if isinstance(value, uuid.UUID):
-        return str(value)
+def _value(value: object) -> str:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column")
         return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
