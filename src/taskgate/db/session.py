@@ -38,6 +38,15 @@ def on_commit(session: AsyncSession, hook: AfterCommit) -> None:
         hooks.append(hook)
 
 
+def after_commit_in_background(session: AsyncSession, hook: AfterCommit) -> None:
+    """Run ``hook`` once the session's transaction has committed, without the unit of work
+    waiting for it: for announcements nobody needs to see done (waking other processes).
+    ``Database.dispose`` waits for what is still running."""
+    hooks: list[AfterCommit] = session.info.setdefault("background", [])
+    if hook not in hooks:
+        hooks.append(hook)
+
+
 def on_rollback(session: AsyncSession, hook: AfterCommit) -> None:
     """Run ``hook`` after the session's transaction has rolled back (never on commit).
 
@@ -87,6 +96,7 @@ class Database:
         self.engine = engine
         self.sessionmaker = async_sessionmaker(engine, expire_on_commit=False, autoflush=True)
         self.listeners: defaultdict[str, list[CommitListener]] = defaultdict(list)
+        self._background: set[asyncio.Task[None]] = set()
 
     def listen(self, channel: str, listener: CommitListener) -> None:
         self.listeners[channel].append(listener)
@@ -119,14 +129,24 @@ class Database:
                 except BaseException:
                     await session.rollback()
                     session.info.pop("after_commit", None)
+                    session.info.pop("background", None)
                     session.info.pop("signals", None)
                     await _run_hooks(session.info.pop("after_rollback", []), "after_rollback")
                     raise
                 session.info.pop("after_rollback", None)
+                self._start_background(session.info.pop("background", []))
                 await run_after_commit(session)
                 await self._deliver_signals(session)
         finally:
             sqlite_write_transaction.set(previous)
 
+    def _start_background(self, hooks: list[AfterCommit]) -> None:
+        if hooks:
+            task = asyncio.create_task(_run_hooks(hooks, "background"))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
     async def dispose(self) -> None:
+        if self._background:
+            await asyncio.wait(self._background, timeout=5)
         await self.engine.dispose()

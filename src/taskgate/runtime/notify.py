@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import weakref
 from collections.abc import Callable
 from functools import partial
-from typing import Any
 
 import asyncpg
 import structlog
@@ -18,7 +18,7 @@ from sqlalchemy import TextClause, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from taskgate.db.session import on_commit
+from taskgate.db.session import after_commit_in_background
 
 PG_JOBS_CHANNEL = "taskgate_jobs"
 PG_CANCEL_CHANNEL = "taskgate_cancel"
@@ -33,7 +33,9 @@ def notify_after_commit(session: AsyncSession, channel: str, item: str) -> None:
     """Send ``NOTIFY channel`` with ``item`` once the session commits (PostgreSQL only).
 
     It goes out on another pooled connection after the commit, so the hot write transaction
-    never carries it (NOTIFY takes a global lock at commit time).
+    never carries it (NOTIFY takes a global lock at commit time), and the committer does not
+    wait for it. While one send is in flight, what later commits announce is merged into the
+    next: a burst of commits costs a few NOTIFYs, not one each.
     """
     engine = session.bind
     if not isinstance(engine, AsyncEngine) or engine.dialect.name != "postgresql":
@@ -41,14 +43,39 @@ def notify_after_commit(session: AsyncSession, channel: str, item: str) -> None:
     pending: dict[str, set[str]] | None = session.info.get(_PENDING)
     if pending is None:
         pending = session.info[_PENDING] = {}
-        on_commit(session, partial(_send, engine, session.info))
+        after_commit_in_background(session, partial(_hand_over, engine, pending))
     pending.setdefault(channel, set()).add(item)
 
 
-async def _send(engine: AsyncEngine, info: dict[str, Any]) -> None:
-    pending: dict[str, set[str]] = info.pop(_PENDING, {})
-    if not pending:
-        return
+class _Sender:
+    """What an engine has still to send, and whether a send is in flight."""
+
+    def __init__(self) -> None:
+        self.pending: dict[str, set[str]] = {}
+        self.busy = False
+
+
+_SENDERS: weakref.WeakKeyDictionary[AsyncEngine, _Sender] = weakref.WeakKeyDictionary()
+
+
+async def _hand_over(engine: AsyncEngine, pending: dict[str, set[str]]) -> None:
+    sender = _SENDERS.get(engine)
+    if sender is None:
+        sender = _SENDERS[engine] = _Sender()
+    for channel, items in pending.items():
+        sender.pending.setdefault(channel, set()).update(items)
+    if sender.busy:
+        return  # the send in flight goes on with these
+    sender.busy = True
+    try:
+        while sender.pending:
+            batch, sender.pending = sender.pending, {}
+            await _send(engine, batch)
+    finally:
+        sender.busy = False
+
+
+async def _send(engine: AsyncEngine, pending: dict[str, set[str]]) -> None:
     params: dict[str, str] = {}
     for n, (channel, items) in enumerate(sorted(pending.items())):
         payload = ",".join(sorted(items))
