@@ -17,6 +17,7 @@ from taskgate.api import routers
 from taskgate.db.engine import create_engine
 from taskgate.db.session import Database
 from taskgate.events.bus import EventBus
+from taskgate.http.direct_route import DirectRoute
 from taskgate.http.errors import install_error_handlers
 from taskgate.http.idempotency import IdempotencyMiddleware
 from taskgate.http.middleware import (
@@ -119,7 +120,10 @@ def create_app(
     last_paths = {app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url}
     last_paths |= {getattr(r, "path", None) for r in ops_router.routes}
     last = [r for r in app.router.routes if getattr(r, "path", None) in last_paths]
-    app.router.routes[:] = [r for r in app.router.routes if r not in last] + last
+    # The hottest endpoints (DirectRoutes, each with a literal path) are tried first.
+    first = [r for r in app.router.routes if isinstance(r, DirectRoute)]
+    middle = [r for r in app.router.routes if r not in last and r not in first]
+    app.router.routes[:] = first + middle + last
 
     app.add_middleware(
         IdempotencyMiddleware,

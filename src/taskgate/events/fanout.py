@@ -53,6 +53,7 @@ class EventFanout:
         # subjects it carries, however many streams follow other subjects.
         self._routes: dict[object, dict[Route, set[StreamSpec]]] = {}
         self._count = 0
+        self._read_at = float("-inf")  # loop time of the last read
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -87,6 +88,8 @@ class EventFanout:
         """Register now; every event past ``self.cursor`` from this moment reaches the inbox."""
         subscriber = Subscriber(spec, self.settings.subscriber_queue, ping)
         members = self._members.get(spec)
+        if not self._members:
+            self.notifications.put(None)  # catch up now: reads waited while nobody listened
         if members is None:
             members = self._members[spec] = set()
             routes = self._routes.setdefault(spec.owner_id, {})
@@ -123,6 +126,13 @@ class EventFanout:
             notified, hint = await self.notifications.wait(timeout)
             if notified and hint is not None and hint <= self.cursor and not self._gaps:
                 continue  # our own echo, or news we already read
+            loop_time = asyncio.get_running_loop().time()
+            if notified and not self._members and loop_time < self._read_at + timeout:
+                # No stream to hand events to: keep the cursor near the head, but read at most
+                # every poll_seconds rather than after every commit. A first subscriber asks
+                # for a read at once (``subscribe``).
+                continue
+            self._read_at = loop_time
             try:
                 await self._advance()
                 failures = 0
