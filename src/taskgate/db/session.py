@@ -97,6 +97,11 @@ class Database:
         self.sessionmaker = async_sessionmaker(engine, expire_on_commit=False, autoflush=True)
         self.listeners: defaultdict[str, list[CommitListener]] = defaultdict(list)
         self._background: set[asyncio.Task[None]] = set()
+        self._autocommit_sessions = async_sessionmaker(
+            engine.execution_options(isolation_level="AUTOCOMMIT"),
+            expire_on_commit=False,
+            autoflush=True,
+        )
 
     def listen(self, channel: str, listener: CommitListener) -> None:
         self.listeners[channel].append(listener)
@@ -115,12 +120,22 @@ class Database:
         return self.engine.dialect.name
 
     @asynccontextmanager
-    async def transaction(self, *, write: bool = True) -> AsyncIterator[AsyncSession]:
-        """A session whose work is committed when the block ends without an error."""
+    async def transaction(
+        self, *, write: bool = True, single_statement: bool = False
+    ) -> AsyncIterator[AsyncSession]:
+        """A session whose work is committed when the block ends without an error.
+
+        ``single_statement``: the unit of work writes in one statement, atomic by itself, so
+        on PostgreSQL it runs without BEGIN and COMMIT (two round trips fewer); reads before
+        it see the latest commits, as in any transaction at READ COMMITTED. The hooks run as
+        for any unit of work, once that statement has committed.
+        """
         previous = sqlite_write_transaction.get()
         sqlite_write_transaction.set(write)
+        autocommit = single_statement and self.dialect == "postgresql"
         try:
-            async with self.sessionmaker() as session:
+            sessions = self._autocommit_sessions if autocommit else self.sessionmaker
+            async with sessions() as session:
                 if write and self.dialect == "sqlite":
                     await _begin_immediate(session)
                 try:

@@ -163,7 +163,8 @@ class TaskIntake:
                 if not waiting.written.done():
                     waiting.written.set_result(task_rows.accepted())
 
-        async with self._db.transaction() as session:
+        # The batch is written by one statement (stage): no BEGIN and COMMIT around it.
+        async with self._db.transaction(single_statement=True) as session:
             on_commit(session, answer)
             for waiting in batch:
                 try:
