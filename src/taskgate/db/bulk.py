@@ -3,9 +3,9 @@
 On PostgreSQL the rows of every table go in one statement: each table's rows travel as one JSON
 document, turned back into rows by ``jsonb_populate_recordset`` (so PostgreSQL applies the
 columns' own types), in a chain of data-modifying CTEs. That is one round trip and one C-encoded
-document per table, where an executemany would have SQLAlchemy, then asyncpg, process every
-value of every row in Python (a third of an accepted task's CPU). Elsewhere it is SQLAlchemy's
-multi-row insert, one statement per table.
+document per table, where an executemany per table would have SQLAlchemy, then asyncpg,
+process every value of every row in Python (about a sixth of the API's CPU per accepted task).
+Elsewhere it is SQLAlchemy's multi-row insert, one statement per table.
 
 Both paths store the same: JSON columns as documents, UUIDs, and timestamps as the instant they
 name (a timestamp without a time zone is refused, as by the column type itself). One difference:
