@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskgate.db.bulk import Rows, insert_rows
 from taskgate.db.session import signal_after_commit
 from taskgate.http.context import current_trace_id
 from taskgate.ids import utcnow
@@ -18,6 +20,12 @@ from taskgate.models import Event
 EVENTS_COMMITTED = "events"
 _BATCH = "event_batch"
 events: Table = Event.__table__  # type: ignore[assignment]
+
+
+@dataclass
+class _Batch:
+    events: list[tuple[Event, dict[str, Any]]] = field(default_factory=list)
+    rows: list[tuple[Table, Mapping[str, Any]]] = field(default_factory=list)
 
 
 def event_values(
@@ -84,9 +92,9 @@ async def record_event(
         dedupe_key=dedupe_key,
     )
     event = Event(**values)
-    batch: list[tuple[Event, dict[str, Any]]] | None = session.info.get(_BATCH)
+    batch: _Batch | None = session.info.get(_BATCH)
     if batch is not None:
-        batch.append((event, values))
+        batch.events.append((event, values))
         return event
     session.add(event)
     await session.flush()
@@ -94,26 +102,57 @@ async def record_event(
     return event
 
 
+async def insert_with_events(session: AsyncSession, table: Table, row: Mapping[str, Any]) -> None:
+    """Insert ``row`` (every column with a Python-side default given, as for
+    :func:`~taskgate.db.bulk.insert_rows`): inside :func:`events_together`, in the same
+    statement as the block's events and before them; otherwise at once."""
+    batch: _Batch | None = session.info.get(_BATCH)
+    if batch is None:
+        await insert_rows(session, [(table, [row])])
+    else:
+        batch.rows.append((table, row))
+
+
 @asynccontextmanager
 async def events_together(session: AsyncSession) -> AsyncIterator[None]:
     """Events recorded in this block are written when it ends, in order, in one statement
-    (a unit of work that records several saves the round trip of each). Until then the
-    Event that :func:`record_event` returns has no id."""
+    (a unit of work that records several saves the round trip of each), together with the
+    rows given to :func:`insert_with_events` (one statement for all on PostgreSQL). Until
+    then the Event that :func:`record_event` returns has no id."""
     if _BATCH in session.info:  # already inside a batch: it writes these too
         yield
         return
-    batch: list[tuple[Event, dict[str, Any]]] = []
+    batch = _Batch()
     session.info[_BATCH] = batch
     try:
         yield
     finally:
         del session.info[_BATCH]
-    if not batch:
+    if batch.rows:
+        await _write_with_rows(session, batch)
+    elif batch.events:
+        ids = await session.execute(
+            insert(events).returning(events.c.id, sort_by_parameter_order=True),
+            [values for _, values in batch.events],
+        )
+        _announce(session, batch, ids.scalars())
+
+
+async def _write_with_rows(session: AsyncSession, batch: _Batch) -> None:
+    tables: dict[Table, list[Mapping[str, Any]]] = {}
+    for table, row in batch.rows:  # in the order the tables first come (a row may refer back)
+        tables.setdefault(table, []).append(row)
+    written: list[Rows] = list(tables.items())
+    if not batch.events:
+        await insert_rows(session, written)
         return
-    ids = await session.execute(
-        insert(events).returning(events.c.id, sort_by_parameter_order=True),
-        [values for _, values in batch],
-    )
-    for (event, _), event_id in zip(batch, ids.scalars(), strict=True):
+    written.append((events, [values for _, values in batch.events]))
+    ids = await insert_rows(session, written, returning=events.c.id)
+    # One statement numbers its rows in order; RETURNING alone may list them in any.
+    _announce(session, batch, sorted(ids))
+
+
+def _announce(session: AsyncSession, batch: _Batch, ids: Iterable[int]) -> None:
+    for (event, _), event_id in zip(batch.events, ids, strict=True):
         event.id = event_id
         announce_after_commit(session, event_id)

@@ -96,7 +96,7 @@ class TaskAgentHost:
         async with self.ctx.transaction() as session:
             task = await session.get(Task, attempt.task_id)
             assert task is not None
-            job = await open_job(
+            job_id = await open_job(
                 session,
                 task,
                 attempt.run_id,
@@ -107,20 +107,20 @@ class TaskAgentHost:
         request = request_for(
             self.ctx.runtime.settings,
             task_id=attempt.task_id,
-            job_id=job.id,
+            job_id=job_id,
             kind="commands",
             commands=commands,
             timeout_seconds=attempt.remaining(),
         )
         try:
-            result = await run_streamed(self.ctx, self.batcher, job.id, request)
+            result = await run_streamed(self.ctx, self.batcher, job_id, request)
         except SandboxError as exc:
             return ToolOutcome(f"Error: the sandbox failed: {exc}", is_error=True)
         await self.batcher.flush()
         async with self.ctx.transaction() as session:
             task = await session.get(Task, attempt.task_id)
             assert task is not None
-            await close_sandbox_job(session, task, job.id, result)
+            await close_sandbox_job(session, task, job_id, result)
         failed = result.outcome != "exited" or result.exit_code != 0
         return ToolOutcome(describe(result), is_error=failed)
 

@@ -77,17 +77,17 @@ async def start_attempt(ctx: JobContext, task_id: uuid.UUID) -> Attempt | None:
         task.attempts += 1
         node_id = ctx.runtime.node_id
         async with events_together(session):
-            run = await open_run(session, task, node_id)
-            payload = {"attempt": task.attempts, "run_id": str(run.id), "node_id": node_id}
+            run_id = await open_run(session, task, node_id)
+            payload = {"attempt": task.attempts, "run_id": str(run_id), "node_id": node_id}
             if recovered:
                 await task_event(
-                    session, task, "task.started", {**payload, "recovered": True}, run_id=run.id
+                    session, task, "task.started", {**payload, "recovered": True}, run_id=run_id
                 )
             else:
-                await move(session, task, S.RUNNING, payload, run_id=run.id)
+                await move(session, task, S.RUNNING, payload, run_id=run_id)
             kind = "model" if task.kind == "query" else "sandbox"
             job_input = {"query": task.query} if task.kind == "query" else dict(task.input)
-            job = await open_job(session, task, run.id, kind, job_input, node_id, ctx.attempt)
+            job_id = await open_job(session, task, run_id, kind, job_input, node_id, ctx.attempt)
         resume = None
         if previous is not None and (previous.transcript or {}).get("resumable"):
             resume = dict(previous.transcript)
@@ -96,8 +96,8 @@ async def start_attempt(ctx: JobContext, task_id: uuid.UUID) -> Attempt | None:
             owner_id=task.owner_id,
             session_id=task.session_id,
             parent_task_id=task.parent_task_id,
-            run_id=run.id,
-            job_id=job.id,
+            run_id=run_id,
+            job_id=job_id,
             number=task.attempts,
             kind=task.kind,
             query=task.query,
@@ -142,8 +142,15 @@ def _run_status(ending: Ending) -> str:
     return ending.status.value
 
 
-async def end_attempt(session: AsyncSession, task: Task, attempt: Attempt, ending: Ending) -> None:
-    """Record the ending on the run and the task, with the task's event, in ``session``."""
+async def end_attempt(
+    session: AsyncSession,
+    task: Task,
+    attempt: Attempt,
+    ending: Ending,
+    closing: tuple[uuid.UUID, dict[str, Any]] | None = None,
+) -> None:
+    """Record the ending on the run and the task, with the task's event, in ``session``;
+    ``closing`` a job of the attempt and its final columns, written along with the others."""
     # Before the task changes below: they then go out with the task's event, in one flush.
     await close_attempt(
         session,
@@ -154,6 +161,7 @@ async def end_attempt(session: AsyncSession, task: Task, attempt: Attempt, endin
         open_error=ending.error,
         transcript=ending.transcript,
         usage=ending.usage,
+        closing=closing,
     )
     if ending.usage:
         task.input_tokens += int(ending.usage.get("input_tokens", 0))

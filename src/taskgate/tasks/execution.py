@@ -21,7 +21,7 @@ from taskgate.tasks.agent_runner import run_agent_attempt
 from taskgate.tasks.attempts import Attempt, Ending, end_attempt, start_attempt
 from taskgate.tasks.event_batch import EventBatcher
 from taskgate.tasks.lifecycle import fail
-from taskgate.tasks.records import close_open_work, close_sandbox_job
+from taskgate.tasks.records import close_open_work, closed_sandbox_job, record_sandbox_job_closed
 from taskgate.tasks.sandbox_runs import discard_work_dir, request_for, run_streamed
 from taskgate.tasks.states import TaskStatus, is_final
 
@@ -104,9 +104,14 @@ async def _finish(
         assert task is not None
         async with events_together(session):
             await batcher.flush_into(session)
+            closing = None
             if result is not None:
-                await close_sandbox_job(session, task, attempt.job_id, result)
-            await end_attempt(session, task, attempt, ending)
+                closed = closed_sandbox_job(result)
+                await record_sandbox_job_closed(
+                    session, task, attempt.run_id, attempt.job_id, result, closed
+                )
+                closing = (attempt.job_id, closed)
+            await end_attempt(session, task, attempt, ending, closing)
         await ctx.complete(session)
     if is_final(ending.status):
         discard_work_dir(ctx.runtime.settings, attempt.task_id)
