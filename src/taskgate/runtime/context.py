@@ -6,7 +6,7 @@ import os
 import secrets
 import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -16,7 +16,7 @@ from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.db.session import Database, on_commit
-from taskgate.runtime.leases import fenced_select, lock_if_held, mark_done
+from taskgate.runtime.leases import fenced_select, fenced_statement, lock_if_held, mark_done
 from taskgate.settings import Settings
 
 log = structlog.get_logger()
@@ -98,10 +98,21 @@ class JobContext:
                 await self._fence(session)
             yield session
 
-    async def locked(self, session: AsyncSession, stmt: Select[tuple[T]]) -> T | None:
+    async def locked(
+        self,
+        session: AsyncSession,
+        stmt: Select[tuple[T]],
+        params: Mapping[str, Any] | None = None,
+    ) -> T | None:
         """The first row of ``stmt``, locked together with this job's queue row while this
-        worker holds the lease; None when ``stmt`` matches nothing. LeaseLost otherwise."""
-        found = await session.scalar(fenced_select(stmt, self.job_id, self.fencing_token))
+        worker holds the lease; None when ``stmt`` matches nothing. LeaseLost otherwise.
+        With ``params``, ``stmt`` is one built once, with bound parameters (see
+        :func:`~taskgate.runtime.leases.fenced_statement`)."""
+        if params is None:
+            found = await session.scalar(fenced_select(stmt, self.job_id, self.fencing_token))
+        else:
+            fence = {"fence_job_id": self.job_id, "fence_token": self.fencing_token}
+            found = await session.scalar(fenced_statement(stmt), {**params, **fence})
         if found is None:  # the lease is gone, or there is no such row: tell which
             await self._fence(session)
         return found

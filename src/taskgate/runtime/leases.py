@@ -173,6 +173,21 @@ def fenced_select(stmt: Select[tuple[T]], job_id: uuid.UUID, token: int) -> Sele
     return stmt.join(jobs, _fenced(job_id, token)).with_for_update()
 
 
+_HELD = (
+    (jobs.c.id == bindparam("fence_job_id", type_=Uuid()))
+    & (jobs.c.fencing_token == bindparam("fence_token", type_=BigInteger()))
+    & (jobs.c.status == LEASED)
+)
+
+
+@functools.lru_cache(maxsize=32)
+def fenced_statement(stmt: Select[tuple[T]]) -> Select[tuple[T]]:
+    """:func:`fenced_select` for a statement built once (its values bound parameters), built
+    once too: SQLAlchemy then computes its cache key once. Its parameters add ``fence_job_id``
+    and ``fence_token``."""
+    return stmt.join(jobs, _HELD).with_for_update()
+
+
 def _done_values(now: datetime) -> dict[str, Any]:
     return {
         "status": JobStatus.DONE.value,

@@ -60,7 +60,7 @@ async def start_attempt(ctx: JobContext, task_id: uuid.UUID) -> Attempt | None:
     """Move the task to RUNNING and open its run and first job; None when there is nothing to
     run (the task was cancelled, paused or finished meanwhile, or this queue job is stale)."""
     async with ctx.transaction(fenced=False) as session:
-        task = await ctx.locked(session, repo.task_query(task_id))
+        task = await ctx.locked(session, repo.TASK_BY_ID, {"task_id": task_id})
         if task is None or not _runnable(task, ctx.job_id):
             await ctx.complete(session)
             return None

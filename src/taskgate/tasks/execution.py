@@ -100,7 +100,7 @@ async def _finish(
     result: SandboxResult | None = None,
 ) -> None:
     async with ctx.transaction(fenced=False) as session:
-        task = await ctx.locked(session, repo.task_query(attempt.task_id))
+        task = await ctx.locked(session, repo.TASK_BY_ID, {"task_id": attempt.task_id})
         assert task is not None
         async with events_together(session):
             await batcher.flush_into(session)
@@ -122,7 +122,7 @@ async def _record_cancellation(ctx: JobContext, attempt: Attempt) -> None:
     worker shutting down releases the job instead, and another attempt follows."""
     try:
         async with ctx.transaction(fenced=False) as session:
-            task = await ctx.locked(session, repo.task_query(attempt.task_id))
+            task = await ctx.locked(session, repo.TASK_BY_ID, {"task_id": attempt.task_id})
             if task is None or task.status != S.RUNNING.value or task.cancel_requested_at is None:
                 return
             await end_attempt(session, task, attempt, Ending(S.CANCELLED))

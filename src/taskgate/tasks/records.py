@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Any
 
-from sqlalchemy import Table, case, func, literal, update
+from sqlalchemy import BindParameter, Column, Table, Update, bindparam, case, func, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.events.outbox import events_together, insert_with_events, record_event
@@ -189,41 +190,60 @@ async def close_attempt(
     :func:`close_open_work` does, with ``open_error``, every other run or job of the task
     still marked running: two statements, one per table. ``closing`` is a job of the attempt
     and its columns (as from :func:`closed_sandbox_job`), set in the same statement."""
-    now = utcnow()
-    ours = Run.id == run_id
-    values: dict[str, Any] = {
-        "status": status,
-        "finished_at": now,
-        "error": case((ours, _typed(error, Run.error)), else_=func.coalesce(Run.error, open_error)),
-    }
+    common = {"p_task_id": task_id, "p_status": status, "p_now": utcnow(), "p_open": open_error}
+    runs = {**common, "p_run_id": run_id, "p_error": error}
     for name, value in (("transcript", transcript), ("usage", usage)):
         if value is not None:
-            column = Run.__table__.c[name]
-            values[name] = case((ours, _typed(value, column)), else_=column)
-    await session.execute(
-        update(Run).where(Run.task_id == task_id, ours | (Run.status == OPEN)).values(values)
-    )
-    still_open = TaskJob.status == OPEN
-    job_values: dict[str, Any] = {
-        "status": status,
-        "finished_at": now,
-        "error": func.coalesce(TaskJob.error, open_error),
+            runs[f"c_{name}"] = value
+    await session.execute(_close_runs(transcript is not None, usage is not None), runs)
+    if closing is None:
+        await session.execute(_close_jobs(None), common)
+        return
+    job_id, closed = closing
+    jobs = {**common, "p_job_id": job_id, **{f"c_{name}": value for name, value in closed.items()}}
+    await session.execute(_close_jobs(tuple(closed)), jobs)
+
+
+# Built once per shape with bound parameters, so SQLAlchemy computes each one's cache key once
+# and finds its compiled form at once: these run at the end of every task.
+def _param(name: str, column: Column[Any]) -> BindParameter[Any]:
+    return bindparam(name, type_=column.type)
+
+
+@functools.cache
+def _close_runs(transcript: bool, usage: bool) -> Update:
+    runs = _RUNS.c
+    ours = runs.id == _param("p_run_id", runs.id)
+    opened_error = func.coalesce(runs.error, _param("p_open", runs.error))
+    values: dict[str, Any] = {
+        "status": _param("p_status", runs.status),
+        "finished_at": _param("p_now", runs.finished_at),
+        "error": case((ours, _param("p_error", runs.error)), else_=opened_error),
     }
-    if closing is not None:
-        job_id, closed = closing
-        this = TaskJob.id == job_id
+    for name, wanted in (("transcript", transcript), ("usage", usage)):
+        if wanted:
+            values[name] = case((ours, _param(f"c_{name}", runs[name])), else_=runs[name])
+    task = runs.task_id == _param("p_task_id", runs.task_id)
+    return update(_RUNS).where(task, ours | (runs.status == OPEN)).values(values)
+
+
+@functools.cache
+def _close_jobs(closed: tuple[str, ...] | None) -> Update:
+    jobs = _JOBS.c
+    still_open = jobs.status == OPEN
+    values: dict[str, Any] = {
+        "status": _param("p_status", jobs.status),
+        "finished_at": _param("p_now", jobs.finished_at),
+        "error": func.coalesce(jobs.error, _param("p_open", jobs.error)),
+    }
+    if closed is not None:
+        this = jobs.id == _param("p_job_id", jobs.id)
         still_open = this | still_open
-        for name in [*job_values, *(name for name in closed if name not in job_values)]:
-            column = _JOBS.c[name]
-            mine = _typed(closed[name], column) if name in closed else column
-            job_values[name] = case((this, mine), else_=job_values.get(name, column))
-    await session.execute(
-        update(TaskJob).where(TaskJob.task_id == task_id, still_open).values(job_values)
-    )
-
-
-def _typed(value: Any, column: Any) -> Any:
-    return literal(value, type_=column.type)
+        for name in [*values, *(name for name in closed if name not in values)]:
+            mine = _param(f"c_{name}", jobs[name]) if name in closed else jobs[name]
+            values[name] = case((this, mine), else_=values.get(name, jobs[name]))
+    task = jobs.task_id == _param("p_task_id", jobs.task_id)
+    return update(_JOBS).where(task, still_open).values(values)
 
 
 async def close_model_job(

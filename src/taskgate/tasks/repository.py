@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Select, exists, func, literal, select
+from sqlalchemy import ColumnElement, Select, Uuid, bindparam, exists, func, literal, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -37,6 +37,15 @@ async def task_of(session: AsyncSession, owner_id: uuid.UUID, task_id: uuid.UUID
 def task_query(task_id: uuid.UUID) -> Select[tuple[Task]]:
     """The task, read afresh (not from the session's identity map)."""
     return select(Task).where(Task.id == task_id).execution_options(populate_existing=True)
+
+
+# The same, built once (the worker reads a task so at both ends of every attempt): run it with
+# {"task_id": ...}.
+TASK_BY_ID: Select[tuple[Task]] = (
+    select(Task)
+    .where(Task.id == bindparam("task_id", type_=Uuid()))
+    .execution_options(populate_existing=True)
+)
 
 
 async def task_for_update(session: AsyncSession, task_id: uuid.UUID) -> Task | None:
