@@ -58,16 +58,24 @@ class Running:
     stop_reason: StopReason | None = None
     timed_out: bool = False
     timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+    interrupted: bool = False
 
     def stop(self, reason: StopReason) -> None:
         if self.stop_reason is None:
             self.stop_reason = reason
-        if not self.task.done():
-            self.task.cancel()
+        self._interrupt()
 
     def time_out(self) -> None:
         if not self.task.done():
             self.timed_out = True
+        self._interrupt()
+
+    def _interrupt(self) -> None:
+        """Cancel the handler once. A cancel request is announced twice (in-process and by
+        NOTIFY) and the watch loop stops the job at each: a second cancel would cut short a
+        handler recording the first (a task's CANCELLED), whose lease then ends unrecorded."""
+        if not self.interrupted and not self.task.done():
+            self.interrupted = True
             self.task.cancel()
 
 

@@ -20,7 +20,7 @@ from taskgate.tasks import repository as repo
 from taskgate.tasks.agent_runner import run_agent_attempt
 from taskgate.tasks.attempts import Attempt, Ending, end_attempt, start_attempt
 from taskgate.tasks.event_batch import EventBatcher
-from taskgate.tasks.lifecycle import fail
+from taskgate.tasks.lifecycle import fail, move
 from taskgate.tasks.records import close_open_work, closed_sandbox_job, record_sandbox_job_closed
 from taskgate.tasks.sandbox_runs import discard_work_dir, request_for, run_streamed
 from taskgate.tasks.states import TaskStatus, is_final
@@ -31,17 +31,19 @@ log = structlog.get_logger(__name__)
 
 async def run_task(ctx: JobContext) -> None:
     task_id = uuid.UUID(str(ctx.payload["task_id"]))
-    attempt = await start_attempt(ctx, task_id)
-    if attempt is None:
-        return
-    batcher = EventBatcher(ctx, attempt.subject)
+    attempt: Attempt | None = None
     try:
+        attempt = await start_attempt(ctx, task_id)
+        if attempt is None:
+            return
+        batcher = EventBatcher(ctx, attempt.subject)
         if attempt.kind == "query":
             await run_agent_attempt(ctx, attempt, batcher)
         else:
             await _run_sandboxed(ctx, attempt, batcher)
     except asyncio.CancelledError:
-        await asyncio.shield(_record_cancellation(ctx, attempt))
+        # Also while the attempt was being opened: its commit may have made the task RUNNING.
+        await asyncio.shield(_record_cancellation(ctx, task_id, attempt))
         raise
 
 
@@ -117,19 +119,26 @@ async def _finish(
         discard_work_dir(ctx.runtime.settings, attempt.task_id)
 
 
-async def _record_cancellation(ctx: JobContext, attempt: Attempt) -> None:
+async def _record_cancellation(
+    ctx: JobContext, task_id: uuid.UUID, attempt: Attempt | None
+) -> None:
     """The handler was cancelled. Only a cancel the user asked for makes the task CANCELLED; a
-    worker shutting down releases the job instead, and another attempt follows."""
+    worker shutting down releases the job instead, and another attempt follows. Without an
+    ``attempt`` the cancel came while it was being opened: whatever it opened is closed."""
     try:
         async with ctx.transaction(fenced=False) as session:
-            task = await ctx.locked(session, repo.TASK_BY_ID, {"task_id": attempt.task_id})
+            task = await ctx.locked(session, repo.TASK_BY_ID, {"task_id": task_id})
             if task is None or task.status != S.RUNNING.value or task.cancel_requested_at is None:
                 return
-            await end_attempt(session, task, attempt, Ending(S.CANCELLED))
+            if attempt is not None:
+                await end_attempt(session, task, attempt, Ending(S.CANCELLED))
+            else:
+                await close_open_work(session, task.id, S.CANCELLED.value, "cancelled")
+                await move(session, task, S.CANCELLED, {"reason": task.cancel_reason})
     except LeaseLost:
-        log.info("task.cancel_after_lease_lost", task_id=str(attempt.task_id))
+        log.info("task.cancel_after_lease_lost", task_id=str(task_id))
         return
-    discard_work_dir(ctx.runtime.settings, attempt.task_id)
+    discard_work_dir(ctx.runtime.settings, task_id)
 
 
 async def on_task_dead(
