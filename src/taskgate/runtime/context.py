@@ -16,7 +16,7 @@ from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.db.session import Database, on_commit
-from taskgate.runtime.leases import fenced_select, fenced_statement, lock_if_held, mark_done
+from taskgate.runtime.leases import fenced_statement, lock_if_held, mark_done
 from taskgate.settings import Settings
 
 log = structlog.get_logger()
@@ -102,17 +102,14 @@ class JobContext:
         self,
         session: AsyncSession,
         stmt: Select[tuple[T]],
-        params: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any],
     ) -> T | None:
-        """The first row of ``stmt``, locked together with this job's queue row while this
-        worker holds the lease; None when ``stmt`` matches nothing. LeaseLost otherwise.
-        With ``params``, ``stmt`` is one built once, with bound parameters (see
-        :func:`~taskgate.runtime.leases.fenced_statement`)."""
-        if params is None:
-            found = await session.scalar(fenced_select(stmt, self.job_id, self.fencing_token))
-        else:
-            fence = {"fence_job_id": self.job_id, "fence_token": self.fencing_token}
-            found = await session.scalar(fenced_statement(stmt), {**params, **fence})
+        """The first row of ``stmt`` (a SELECT of one entity, built once with bound
+        ``params``), locked together with this job's queue row while this worker holds the
+        lease: the fence and the first read of a unit of work in one round trip. None when
+        ``stmt`` matches nothing; LeaseLost when the lease is gone."""
+        fence = {"fence_job_id": self.job_id, "fence_token": self.fencing_token}
+        found: T | None = await session.scalar(fenced_statement(stmt), {**params, **fence})
         if found is None:  # the lease is gone, or there is no such row: tell which
             await self._fence(session)
         return found

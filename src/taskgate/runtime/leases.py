@@ -166,13 +166,6 @@ async def lock_if_held(session: AsyncSession, job_id: uuid.UUID, token: int) -> 
     return (await session.execute(stmt)).first() is not None
 
 
-def fenced_select(stmt: Select[tuple[T]], job_id: uuid.UUID, token: int) -> Select[tuple[T]]:
-    """``stmt`` (a SELECT of one entity) joined to the job's queue row on the condition that
-    this token holds its lease, and locked with it: the fence and the first read of a unit of
-    work in one round trip. No row when the lease is gone (or ``stmt`` matched nothing)."""
-    return stmt.join(jobs, _fenced(job_id, token)).with_for_update()
-
-
 _HELD = (
     (jobs.c.id == bindparam("fence_job_id", type_=Uuid()))
     & (jobs.c.fencing_token == bindparam("fence_token", type_=BigInteger()))
@@ -182,9 +175,10 @@ _HELD = (
 
 @functools.lru_cache(maxsize=32)
 def fenced_statement(stmt: Select[tuple[T]]) -> Select[tuple[T]]:
-    """:func:`fenced_select` for a statement built once (its values bound parameters), built
-    once too: SQLAlchemy then computes its cache key once. Its parameters add ``fence_job_id``
-    and ``fence_token``."""
+    """``stmt`` (a SELECT of one entity, built once) joined to the job's queue row on the
+    condition that the token holds its lease, and locked with it; no row when the lease is
+    gone. Built once too, so SQLAlchemy computes its cache key once. Its parameters add
+    ``fence_job_id`` and ``fence_token``."""
     return stmt.join(jobs, _HELD).with_for_update()
 
 

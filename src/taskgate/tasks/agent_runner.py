@@ -188,7 +188,7 @@ async def _finish(
 ) -> None:
     job_status = S.FAILED.value if ending.status is S.QUEUED else ending.status.value
     async with ctx.transaction(fenced=False) as session:
-        task = await ctx.locked(session, repo.task_query(attempt.task_id))
+        task = await ctx.locked(session, repo.TASK_BY_ID, {"task_id": attempt.task_id})
         assert task is not None
         await batcher.flush_into(session)
         await close_model_job(

@@ -161,17 +161,9 @@ async def close_open_work(
 ) -> None:
     """Close every run and job of the task still marked running (an attempt that died, or
     the one being cancelled), so nothing stays RUNNING under a final task."""
-    now = utcnow()
-    await session.execute(
-        update(Run)
-        .where(Run.task_id == task_id, Run.status == OPEN)
-        .values(status=status, finished_at=now, error=func.coalesce(Run.error, error))
-    )
-    await session.execute(
-        update(TaskJob)
-        .where(TaskJob.task_id == task_id, TaskJob.status == OPEN)
-        .values(status=status, finished_at=now, error=func.coalesce(TaskJob.error, error))
-    )
+    params = {"p_task_id": task_id, "p_status": status, "p_now": utcnow(), "p_open": error}
+    await session.execute(_close_runs(None), params)
+    await session.execute(_close_jobs(None), params)
 
 
 async def close_attempt(
@@ -195,7 +187,7 @@ async def close_attempt(
     for name, value in (("transcript", transcript), ("usage", usage)):
         if value is not None:
             runs[f"c_{name}"] = value
-    await session.execute(_close_runs(transcript is not None, usage is not None), runs)
+    await session.execute(_close_runs((transcript is not None, usage is not None)), runs)
     if closing is None:
         await session.execute(_close_jobs(None), common)
         return
@@ -211,20 +203,25 @@ def _param(name: str, column: Column[Any]) -> BindParameter[Any]:
 
 
 @functools.cache
-def _close_runs(transcript: bool, usage: bool) -> Update:
+def _close_runs(attempt: tuple[bool, bool] | None) -> Update:
+    """Every open run of the task; with ``attempt`` (whether a transcript and a usage are
+    given), also the attempt's run, with its own error and those."""
     runs = _RUNS.c
-    ours = runs.id == _param("p_run_id", runs.id)
-    opened_error = func.coalesce(runs.error, _param("p_open", runs.error))
+    still_open = runs.status == OPEN
     values: dict[str, Any] = {
         "status": _param("p_status", runs.status),
         "finished_at": _param("p_now", runs.finished_at),
-        "error": case((ours, _param("p_error", runs.error)), else_=opened_error),
+        "error": func.coalesce(runs.error, _param("p_open", runs.error)),
     }
-    for name, wanted in (("transcript", transcript), ("usage", usage)):
-        if wanted:
-            values[name] = case((ours, _param(f"c_{name}", runs[name])), else_=runs[name])
+    if attempt is not None:
+        ours = runs.id == _param("p_run_id", runs.id)
+        still_open = ours | still_open
+        values["error"] = case((ours, _param("p_error", runs.error)), else_=values["error"])
+        for name, wanted in zip(("transcript", "usage"), attempt, strict=True):
+            if wanted:
+                values[name] = case((ours, _param(f"c_{name}", runs[name])), else_=runs[name])
     task = runs.task_id == _param("p_task_id", runs.task_id)
-    return update(_RUNS).where(task, ours | (runs.status == OPEN)).values(values)
+    return update(_RUNS).where(task, still_open).values(values)
 
 
 @functools.cache

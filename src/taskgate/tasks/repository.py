@@ -34,13 +34,8 @@ async def task_of(session: AsyncSession, owner_id: uuid.UUID, task_id: uuid.UUID
     return task if task is not None and task.owner_id == owner_id else None
 
 
-def task_query(task_id: uuid.UUID) -> Select[tuple[Task]]:
-    """The task, read afresh (not from the session's identity map)."""
-    return select(Task).where(Task.id == task_id).execution_options(populate_existing=True)
-
-
-# The same, built once (the worker reads a task so at both ends of every attempt): run it with
-# {"task_id": ...}.
+# The task, read afresh (not from the session's identity map); built once, as the worker reads
+# a task so at both ends of every attempt. Run it with {"task_id": ...}.
 TASK_BY_ID: Select[tuple[Task]] = (
     select(Task)
     .where(Task.id == bindparam("task_id", type_=Uuid()))
@@ -51,10 +46,8 @@ TASK_BY_ID: Select[tuple[Task]] = (
 async def task_for_update(session: AsyncSession, task_id: uuid.UUID) -> Task | None:
     """The task, locked against concurrent changes until the transaction ends (PostgreSQL;
     SQLite write transactions are serialised already)."""
-    stmt = task_query(task_id)
-    if dialect_of(session) == "postgresql":
-        stmt = stmt.with_for_update()
-    result: Task | None = await session.scalar(stmt)
+    stmt = TASK_BY_ID.with_for_update() if dialect_of(session) == "postgresql" else TASK_BY_ID
+    result: Task | None = await session.scalar(stmt, {"task_id": task_id})
     return result
 
 
