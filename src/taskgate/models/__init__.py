@@ -10,6 +10,7 @@ from taskgate.models.destinations import (
     Subscription,
 )
 from taskgate.models.event import Event
+from taskgate.models.governance import Project, ProjectMember
 from taskgate.models.idempotency import IdempotencyRecord
 from taskgate.models.identity import ApiKey, RefreshToken, User
 from taskgate.models.queue import Node, QueueJob
@@ -39,6 +40,8 @@ __all__ = [
     "ExecutionStep",
     "IdempotencyRecord",
     "Node",
+    "Project",
+    "ProjectMember",
     "QueueJob",
     "RefreshToken",
     "Run",

@@ -16,10 +16,14 @@ from taskgate.ids import utcnow
 
 class AuditRecord(IdMixin, Base):
     __tablename__ = "audit_records"
-    __table_args__ = (Index("ix_audit_records_actor_created", "actor_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_audit_records_actor_created", "actor_id", "created_at"),
+        Index("ix_audit_records_project_id_created_at", "project_id", "created_at"),
+    )
 
     actor_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     actor: Mapped[str | None] = mapped_column(String(200))
+    project_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     action: Mapped[str] = mapped_column(String(100), index=True)
     resource_type: Mapped[str | None] = mapped_column(String(64))
     resource_id: Mapped[str | None] = mapped_column(String(64))

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from taskgate.db.base import Base, IdMixin, TimestampMixin
 from taskgate.db.types import JSONType, UTCDateTime
 from taskgate.ids import utcnow
+from taskgate.models.governance import project_index, project_ref
 
 # Same representation as `events.id` (SQLite only auto-increments an INTEGER primary key).
 EventRef = BigInteger().with_variant(Integer(), "sqlite")
@@ -32,10 +33,10 @@ class Destination(IdMixin, TimestampMixin, Base):
     """Where events go: a webhook or a chat service. The secret is sealed (AES-GCM)."""
 
     __tablename__ = "destinations"
+    __table_args__ = (project_index("destinations", "created_at"),)
 
-    owner_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("users.id", ondelete="CASCADE"), index=True
-    )
+    owner_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("users.id", ondelete="CASCADE"))
+    project_id: Mapped[uuid.UUID] = project_ref()
     name: Mapped[str] = mapped_column(String(200))
     destination_type: Mapped[str] = mapped_column(String(32))
     destination_config: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
@@ -51,9 +52,10 @@ class Subscription(IdMixin, Base):
 
     __tablename__ = "subscriptions"
     # The dispatcher looks up the active subscriptions of an event's owner.
-    __table_args__ = (Index("ix_subscriptions_owner_id_is_active", "owner_id", "is_active"),)
+    __table_args__ = (project_index("subscriptions", "is_active"),)
 
     owner_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("users.id", ondelete="CASCADE"))
+    project_id: Mapped[uuid.UUID] = project_ref()
     destination_id: Mapped[uuid.UUID] = mapped_column(
         Uuid, ForeignKey("destinations.id", ondelete="CASCADE"), index=True
     )

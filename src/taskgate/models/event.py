@@ -12,6 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from taskgate.db.base import Base
 from taskgate.db.types import JSONType, UTCDateTime
 from taskgate.ids import utcnow
+from taskgate.models.governance import project_index
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
 EventId = BigInteger().with_variant(Integer(), "sqlite")
@@ -20,7 +21,7 @@ EventId = BigInteger().with_variant(Integer(), "sqlite")
 class Event(Base):
     __tablename__ = "events"
     __table_args__ = (
-        Index("ix_events_owner_id_id", "owner_id", "id"),
+        project_index("events", "id"),
         Index("ix_events_task_id_id", "task_id", "id"),
         Index("ix_events_run_id_id", "run_id", "id"),
         Index("ix_events_execution_id_id", "execution_id", "id"),
@@ -31,6 +32,8 @@ class Event(Base):
     id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
     type: Mapped[str] = mapped_column(String(100))
     owner_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    # No foreign key, like the owner: the outbox is the hottest insert.
+    project_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     task_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     job_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)

@@ -11,7 +11,6 @@ from sqlalchemy import (
     Boolean,
     Float,
     ForeignKey,
-    Index,
     Integer,
     String,
     Text,
@@ -23,13 +22,15 @@ from sqlalchemy.orm import Mapped, mapped_column
 from taskgate.db.base import Base, IdMixin, TimestampMixin
 from taskgate.db.types import JSONType, UTCDateTime
 from taskgate.ids import utcnow
+from taskgate.models.governance import project_index, project_ref
 
 
 class Schedule(IdMixin, TimestampMixin, Base):
     __tablename__ = "schedules"
-    __table_args__ = (Index("ix_schedules_owner_id_created_at", "owner_id", "created_at"),)
+    __table_args__ = (project_index("schedules", "created_at"),)
 
     owner_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("users.id", ondelete="CASCADE"))
+    project_id: Mapped[uuid.UUID] = project_ref()
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str | None] = mapped_column(Text)
     # Exactly one of the three timings is set.

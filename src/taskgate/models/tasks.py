@@ -22,15 +22,17 @@ from sqlalchemy.orm import Mapped, mapped_column
 from taskgate.db.base import Base, IdMixin, TimestampMixin
 from taskgate.db.types import JSONType, UTCDateTime
 from taskgate.ids import utcnow
+from taskgate.models.governance import project_index, project_ref
 
 
 class ChatSession(IdMixin, TimestampMixin, Base):
     """A conversation: the tasks submitted in it share its context and history."""
 
     __tablename__ = "sessions"
-    __table_args__ = (Index("ix_sessions_owner_id_created_at", "owner_id", "created_at"),)
+    __table_args__ = (project_index("sessions", "created_at"),)
 
     owner_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("users.id", ondelete="CASCADE"))
+    project_id: Mapped[uuid.UUID] = project_ref()
     title: Mapped[str | None] = mapped_column(String(200))
     context: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
 
@@ -38,12 +40,13 @@ class ChatSession(IdMixin, TimestampMixin, Base):
 class Task(IdMixin, TimestampMixin, Base):
     __tablename__ = "tasks"
     __table_args__ = (
-        Index("ix_tasks_owner_id_created_at", "owner_id", "created_at"),
-        Index("ix_tasks_owner_id_status", "owner_id", "status"),
+        project_index("tasks", "created_at"),
+        project_index("tasks", "status"),
         Index("ix_tasks_session_id_created_at", "session_id", "created_at"),
     )
 
     owner_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("users.id", ondelete="CASCADE"))
+    project_id: Mapped[uuid.UUID] = project_ref()
     session_id: Mapped[uuid.UUID | None] = mapped_column(
         Uuid, ForeignKey("sessions.id", ondelete="SET NULL")
     )
@@ -98,11 +101,12 @@ class Run(IdMixin, TimestampMixin, Base):
 
     __tablename__ = "runs"
     __table_args__ = (
-        Index("ix_runs_owner_id_created_at", "owner_id", "created_at"),
+        project_index("runs", "created_at"),
         Index("ix_runs_task_id_attempt", "task_id", "attempt"),
     )
 
     owner_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("users.id", ondelete="CASCADE"))
+    project_id: Mapped[uuid.UUID] = project_ref()
     task_id: Mapped[uuid.UUID | None] = mapped_column(
         Uuid, ForeignKey("tasks.id", ondelete="CASCADE")
     )
@@ -138,11 +142,12 @@ class TaskJob(IdMixin, TimestampMixin, Base):
 
     __tablename__ = "jobs"
     __table_args__ = (
-        Index("ix_jobs_owner_id_created_at", "owner_id", "created_at"),
+        project_index("jobs", "created_at"),
         Index("ix_jobs_task_id_created_at", "task_id", "created_at"),
     )
 
     owner_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("users.id", ondelete="CASCADE"))
+    project_id: Mapped[uuid.UUID] = project_ref()
     task_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("tasks.id", ondelete="CASCADE"))
     run_id: Mapped[uuid.UUID | None] = mapped_column(
         Uuid, ForeignKey("runs.id", ondelete="CASCADE"), index=True

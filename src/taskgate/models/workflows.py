@@ -23,6 +23,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from taskgate.db.base import Base, IdMixin, TimestampMixin
 from taskgate.db.types import JSONType, UTCDateTime
 from taskgate.ids import utcnow
+from taskgate.models.governance import project_index, project_ref
 
 
 class Workflow(IdMixin, TimestampMixin, Base):
@@ -30,14 +31,15 @@ class Workflow(IdMixin, TimestampMixin, Base):
 
     __tablename__ = "workflows"
     __table_args__ = (
-        Index("ix_workflows_owner_id_created_at", "owner_id", "created_at"),
-        Index("ix_workflows_owner_id_updated_at", "owner_id", "updated_at"),
-        Index("ix_workflows_owner_id_name", "owner_id", "name"),
-        Index("ix_workflows_owner_id_slug", "owner_id", "slug"),
-        Index("ix_workflows_owner_id_trigger_type", "owner_id", "trigger_type"),
+        project_index("workflows", "created_at"),
+        project_index("workflows", "updated_at"),
+        project_index("workflows", "name"),
+        project_index("workflows", "slug"),
+        project_index("workflows", "trigger_type"),
     )
 
     owner_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("users.id", ondelete="CASCADE"))
+    project_id: Mapped[uuid.UUID] = project_ref()
     name: Mapped[str] = mapped_column(String(200))
     slug: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text, default="")
@@ -78,12 +80,13 @@ class WorkflowVersion(IdMixin, Base):
 class WorkflowExecution(IdMixin, TimestampMixin, Base):
     __tablename__ = "workflow_executions"
     __table_args__ = (
-        Index("ix_workflow_executions_owner_id_created_at", "owner_id", "created_at"),
+        project_index("workflow_executions", "created_at"),
         Index("ix_workflow_executions_workflow_id_created_at", "workflow_id", "created_at"),
-        Index("ix_workflow_executions_owner_id_status", "owner_id", "status"),
+        project_index("workflow_executions", "status"),
     )
 
     owner_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("users.id", ondelete="CASCADE"))
+    project_id: Mapped[uuid.UUID] = project_ref()
     workflow_id: Mapped[uuid.UUID] = mapped_column(
         Uuid, ForeignKey("workflows.id", ondelete="CASCADE")
     )
@@ -134,9 +137,10 @@ class WebhookSource(IdMixin, TimestampMixin, Base):
     """Where inbound webhooks come from: ``POST /api/v1/webhooks/{slug}``, signed with a secret."""
 
     __tablename__ = "webhook_sources"
-    __table_args__ = (Index("ix_webhook_sources_owner_id_created_at", "owner_id", "created_at"),)
+    __table_args__ = (project_index("webhook_sources", "created_at"),)
 
     owner_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("users.id", ondelete="CASCADE"))
+    project_id: Mapped[uuid.UUID] = project_ref()
     name: Mapped[str] = mapped_column(String(200))
     slug: Mapped[str] = mapped_column(String(100), unique=True)
     description: Mapped[str] = mapped_column(Text, default="")
@@ -172,11 +176,12 @@ class Approval(IdMixin, TimestampMixin, Base):
 
     __tablename__ = "approvals"
     __table_args__ = (
-        Index("ix_approvals_owner_id_created_at", "owner_id", "created_at"),
+        project_index("approvals", "created_at"),
         Index("ix_approvals_status_expires_at", "status", "expires_at"),
     )
 
     owner_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("users.id", ondelete="CASCADE"))
+    project_id: Mapped[uuid.UUID] = project_ref()
     kind: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16))
     message: Mapped[str] = mapped_column(Text, default="")
