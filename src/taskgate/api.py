@@ -11,6 +11,7 @@ def routers() -> list[APIRouter]:
     from taskgate.audit.endpoints import router as audit_router
     from taskgate.destinations.endpoints import router as destinations_router
     from taskgate.events.endpoints import router as events_router
+    from taskgate.governance.endpoints import router as projects_router
     from taskgate.identity.endpoints import router as identity_router
     from taskgate.queue.endpoints import router as queue_router
     from taskgate.runs.endpoints import router as runs_router
@@ -22,6 +23,7 @@ def routers() -> list[APIRouter]:
         ops_router,
         identity_router,
         audit_router,
+        projects_router,
         destinations_router,
         tasks_router,
         runs_router,

@@ -17,6 +17,7 @@ from taskgate.api import routers
 from taskgate.db.engine import create_engine
 from taskgate.db.session import Database
 from taskgate.events.bus import EventBus
+from taskgate.governance.selection import ProjectDirectory
 from taskgate.http.direct_route import DirectRoute
 from taskgate.http.errors import install_error_handlers
 from taskgate.http.idempotency import IdempotencyMiddleware
@@ -102,6 +103,7 @@ def create_app(
     app.state.bus = bus
     app.state.tokens = tokens
     app.state.authenticator = authenticator
+    app.state.projects = ProjectDirectory(db, settings.auth.principal_cache_seconds)
     app.state.limiter = limiter
     app.state.metrics = metrics
     app.state.housekeeping = housekeeping

@@ -59,6 +59,15 @@ class RateLimitSettings(BaseModel):
     model: str = Field(default="30/minute", description="Budget for model and chat endpoints.")
     login: str = Field(default="10/minute", description="Login attempts per IP and username.")
     anonymous: str = Field(default="60/minute", description="Budget per IP when unauthenticated.")
+    project: str = Field(
+        default="6000/minute", description="Budget per project, shared by all its principals."
+    )
+
+
+class GovernanceSettings(BaseModel):
+    project_creation: Literal["anyone", "admins"] = Field(
+        default="anyone", description="Who may create projects besides their default one."
+    )
 
 
 class SandboxSettings(BaseModel):
@@ -221,6 +230,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     http: HTTPSettings = Field(default_factory=HTTPSettings)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    governance: GovernanceSettings = Field(default_factory=GovernanceSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)

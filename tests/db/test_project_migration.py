@@ -94,7 +94,7 @@ def _populate(connection: Connection) -> dict[str, Any]:
     owners: dict[str, Any] = {}
     users = metadata.tables["users"]
     for name in ("alice", "bob"):
-        row = {c.name: fill.value(c) for c in users.columns if not c.nullable}
+        row: dict[str, Any] = {c.name: fill.value(c) for c in users.columns if not c.nullable}
         owners[name] = row["id"]
         connection.execute(users.insert().values({**row, "username": name}))
     ids: dict[tuple[str, str], Any] = {}
@@ -102,7 +102,7 @@ def _populate(connection: Connection) -> dict[str, Any]:
         if table.name in ("alembic_version", "users"):
             continue
         for name, owner in owners.items():
-            row: dict[str, Any] = {}
+            row = {}
             for column in table.columns:
                 if column.identity is not None or column.server_default is not None:
                     continue  # numbered by the database
@@ -114,6 +114,7 @@ def _populate(connection: Connection) -> dict[str, Any]:
                 elif not column.nullable or column.primary_key:
                     row[column.name] = fill.value(column)
             result = connection.execute(table.insert().values(row))
+            assert result.inserted_primary_key is not None
             ids[(table.name, name)] = result.inserted_primary_key[0]
     return owners
 

@@ -41,6 +41,7 @@ async def _approval_event(session: AsyncSession, approval: Approval, type: str) 
         session,
         type,
         owner_id=approval.owner_id,
+        project_id=approval.project_id,
         execution_id=approval.execution_id,
         workflow_id=approval.workflow_id,
         task_id=approval.task_id,
@@ -82,6 +83,7 @@ async def request_step_approval(
     approval = Approval(
         id=new_id(),
         owner_id=execution.owner_id,
+        project_id=execution.project_id,
         kind="workflow_step",
         status=PENDING,
         message=message,
@@ -110,6 +112,7 @@ async def request_task_approval(
     approval = Approval(
         id=new_id(),
         owner_id=task.owner_id,
+        project_id=task.project_id,
         kind="task_tool",
         status=PENDING,
         message=message or f"The agent wants to run the tool {tool!r}.",

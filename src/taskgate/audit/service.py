@@ -32,6 +32,7 @@ def audit_values(
         "id": new_id(),
         "actor_id": actor.user_id if actor else None,
         "actor": actor.username if actor else actor_name,
+        "project_id": actor.project_id if actor else None,
         "action": action,
         "resource_type": resource_type,
         "resource_id": str(resource_id) if resource_id is not None else None,

@@ -228,6 +228,7 @@ async def _disable(session: AsyncSession, destination: Destination, outcome: Sen
         session,
         "destination.disabled",
         owner_id=destination.owner_id,
+        project_id=destination.project_id,
         payload={
             "destination_id": str(destination.id),
             "destination_name": destination.name,

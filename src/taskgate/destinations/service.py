@@ -14,6 +14,7 @@ from taskgate.destinations import repository as repo
 from taskgate.destinations.schemas import DestinationCreate, DestinationOut, DestinationUpdate
 from taskgate.destinations.sealing import open_secret, seal_secret, secret_box, url_policy
 from taskgate.errors import FieldProblem, NotFound, ValidationFailed
+from taskgate.governance.access import authorize
 from taskgate.identity.principal import Principal
 from taskgate.ids import new_id
 from taskgate.models import Destination
@@ -86,6 +87,7 @@ async def create_destination(
     destination = Destination(
         id=new_id(),
         owner_id=principal.user_id,
+        project_id=authorize(principal, "destination:create"),
         name=body.name,
         destination_type=body.destination_type,
         destination_config=body.destination_config,

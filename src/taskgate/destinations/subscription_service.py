@@ -13,6 +13,7 @@ from taskgate.destinations.matching import filter_problems, pattern_problem
 from taskgate.destinations.schemas import SubscriptionCreate, SubscriptionUpdate
 from taskgate.destinations.service import get_destination, refuse_nulls, refuse_problems
 from taskgate.errors import NotFound
+from taskgate.governance.access import authorize
 from taskgate.identity.principal import Principal
 from taskgate.ids import new_id
 from taskgate.models import Subscription
@@ -36,6 +37,7 @@ async def create_subscription(
     subscription = Subscription(
         id=new_id(),
         owner_id=principal.user_id,
+        project_id=authorize(principal, "subscription:create"),
         destination_id=destination.id,
         event_pattern=body.event_pattern,
         filter=body.filter or None,

@@ -32,6 +32,7 @@ def event_values(
     type: str,
     *,
     owner_id: uuid.UUID | None,
+    project_id: uuid.UUID | None,
     payload: dict[str, Any] | None = None,
     task_id: uuid.UUID | None = None,
     run_id: uuid.UUID | None = None,
@@ -46,6 +47,7 @@ def event_values(
     return {
         "type": type,
         "owner_id": owner_id,
+        "project_id": project_id,
         "payload": payload or {},
         "task_id": task_id,
         "run_id": run_id,
@@ -69,6 +71,7 @@ async def record_event(
     type: str,
     *,
     owner_id: uuid.UUID | None,
+    project_id: uuid.UUID | None = None,
     payload: dict[str, Any] | None = None,
     task_id: uuid.UUID | None = None,
     run_id: uuid.UUID | None = None,
@@ -82,6 +85,7 @@ async def record_event(
     values = event_values(
         type,
         owner_id=owner_id,
+        project_id=project_id,
         payload=payload,
         task_id=task_id,
         run_id=run_id,

@@ -12,6 +12,7 @@ from starlette.types import Scope
 
 from taskgate.db.session import Database, run_after_commit
 from taskgate.errors import Unauthorized
+from taskgate.governance.selection import request_principal
 from taskgate.identity.principal import Authenticator, Principal
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -47,17 +48,25 @@ async def principal_from_scope(scope: Scope, authenticator: Authenticator) -> Pr
 
 
 async def get_principal(conn: HTTPConnection) -> Principal:
+    """The caller, working in the project its request names (else its default project)."""
+    state = conn.scope.setdefault("state", {})
+    selected: Principal | None = state.get("request_principal")
+    if selected is not None:
+        return selected
     authenticator: Authenticator = conn.app.state.authenticator
+    resolved: Principal | None = None
     if conn.scope.get("type") == "websocket" and credential_from_scope(conn.scope) is None:
         token = conn.query_params.get("token")
         if token:
-            principal = await authenticator.resolve(token)
-            conn.scope.setdefault("state", {})["principal"] = principal
-            return principal
-    resolved = await principal_from_scope(conn.scope, authenticator)
+            resolved = await authenticator.resolve(token)
+            state["principal"] = resolved
+    if resolved is None:
+        resolved = await principal_from_scope(conn.scope, authenticator)
     if resolved is None:
         raise Unauthorized()
-    return resolved
+    selected = await request_principal(conn.scope, resolved, conn.app.state.projects)
+    state["request_principal"] = selected
+    return selected
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:

@@ -88,6 +88,7 @@ def _me_json(principal: Principal, user: UserProfile) -> bytes:
         scopes=sorted(principal.scopes),
         auth="api_key" if principal.api_key_id else "token",
         api_key_id=principal.api_key_id,
+        default_project_id=user.default_project_id,
     )
     return body.model_dump_json().encode()
 

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from taskgate.db.session import Database, on_commit
 from taskgate.errors import Forbidden, Unauthorized
 from taskgate.identity.credentials import AccessTokens, api_key_matches, parse_api_key, sha256_hex
-from taskgate.models import ApiKey, User
+from taskgate.models import ApiKey, Project, User
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,11 @@ class Principal:
     is_admin: bool
     scopes: frozenset[str] = field(default_factory=lambda: frozenset({"*"}))
     api_key_id: uuid.UUID | None = None
+    # The project this request works in (see taskgate.governance.selection): the user's
+    # default project unless the request names another it may see.
+    project_id: uuid.UUID | None = None
+    project_active: bool = True
+    default_project_id: uuid.UUID | None = None
 
     @functools.cached_property
     def key(self) -> str:
@@ -62,6 +67,8 @@ class UserProfile:
     auth_version: int
     created_at: datetime
     last_login_at: datetime | None
+    default_project_id: uuid.UUID | None = None
+    default_project_active: bool = True
 
 
 @dataclass(frozen=True)
@@ -154,6 +161,19 @@ class Authenticator:
         self._generation += 1
         self._users.invalidate(user_id)
 
+    def invalidate_all(self) -> None:
+        """Forget every user and key (a project they work in changed)."""
+        self.invalidate_keys()
+        self._users.invalidate()
+
+    def forget_all(self, session: AsyncSession) -> None:
+        self.invalidate_all()
+
+        async def again() -> None:
+            self.invalidate_all()
+
+        on_commit(session, again)
+
     def invalidate_keys(self) -> None:
         self._generation += 1
         self._keys.invalidate()
@@ -237,7 +257,7 @@ class Authenticator:
         user = await self.profile(claims.user_id, reload=reload)
         if user is None or not user.is_active or user.auth_version != claims.auth_version:
             raise Unauthorized("This session is no longer valid.")
-        return Principal(claims.user_id, user.username, user.is_admin), claims.expires_at
+        return _principal(user), claims.expires_at
 
     async def profile(self, user_id: uuid.UUID, *, reload: bool = False) -> UserProfile | None:
         return await self._users.get(user_id, lambda: self._load_user(user_id), reload=reload)
@@ -252,9 +272,7 @@ class Authenticator:
         if user is None or not user.is_active:
             raise Unauthorized("Invalid or expired API key.")
         self.key_last_used[state.key_id] = time.time()
-        principal = Principal(
-            state.user_id, user.username, user.is_admin, state.scopes, state.key_id
-        )
+        principal = _principal(user, state.scopes, state.key_id)
         return principal, state.expires_at
 
     async def _load_key(self, key: str) -> _KeyState | None:
@@ -267,10 +285,17 @@ class Authenticator:
         return _KeyState(row.id, row.user_id, frozenset(row.scopes or ["*"]), expires)
 
     async def _load_user(self, user_id: uuid.UUID) -> UserProfile | None:
+        # The user and its default project in one round trip.
+        query = (
+            select(User, Project.id, Project.status)
+            .outerjoin(Project, (Project.created_by == User.id) & Project.is_default)
+            .where(User.id == user_id)
+        )
         async with self.db.transaction(write=False) as session:
-            row = await session.get(User, user_id)
-        if row is None:
+            found = (await session.execute(query)).first()
+        if found is None:
             return None
+        row, project_id, project_status = found
         return UserProfile(
             id=row.id,
             username=row.username,
@@ -281,4 +306,23 @@ class Authenticator:
             auth_version=row.auth_version,
             created_at=row.created_at,
             last_login_at=row.last_login_at,
+            default_project_id=project_id,
+            default_project_active=project_status != "disabled",
         )
+
+
+def _principal(
+    user: UserProfile,
+    scopes: frozenset[str] = frozenset({"*"}),
+    api_key_id: uuid.UUID | None = None,
+) -> Principal:
+    return Principal(
+        user.id,
+        user.username,
+        user.is_admin,
+        scopes,
+        api_key_id,
+        project_id=user.default_project_id,
+        project_active=user.default_project_active,
+        default_project_id=user.default_project_id,
+    )

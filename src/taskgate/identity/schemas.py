@@ -62,6 +62,7 @@ class MeOut(BaseModel):
     scopes: list[str]
     auth: Literal["token", "api_key"]
     api_key_id: uuid.UUID | None
+    default_project_id: uuid.UUID | None
 
 
 class UserCreate(BaseModel):

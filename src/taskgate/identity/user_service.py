@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
 from taskgate.errors import Conflict, NotFound, ValidationFailed
+from taskgate.governance.service import create_default_project
 from taskgate.identity import repository as repo
 from taskgate.identity.auth_service import revoke_sessions
 from taskgate.identity.credentials import hash_password
@@ -55,6 +56,7 @@ async def create_user(session: AsyncSession, actor: Principal | None, body: User
     except IntegrityError as exc:
         # Another request took the name or address between our check and this insert.
         raise Conflict("That username or email address is taken.") from exc
+    await create_default_project(session, user)
     await audit(
         session,
         "user.create",

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from taskgate.audit.service import audit
 from taskgate.errors import NotFound, ValidationFailed
 from taskgate.events.outbox import record_event
+from taskgate.governance.access import authorize
 from taskgate.identity.principal import Principal
 from taskgate.ids import new_id, utcnow
 from taskgate.models import ChatSession, Run, RunLog, Task, TaskJob
@@ -37,9 +38,10 @@ async def get_job(session: AsyncSession, principal: Principal, job_id: uuid.UUID
 async def create_run(session: AsyncSession, principal: Principal, body: RunCreate) -> Run:
     principal.require_scope("tasks:write")
     session_id = body.session_id
+    project_id = authorize(principal, "run:create")
     if body.task_id is not None:
         task = await session.get(Task, body.task_id)
-        if task is None or task.owner_id != principal.user_id:
+        if task is None or task.owner_id != principal.user_id or task.project_id != project_id:
             raise ValidationFailed.field("task_id", "no such task")
         session_id = session_id or task.session_id
     if body.session_id is not None:
@@ -54,6 +56,7 @@ async def create_run(session: AsyncSession, principal: Principal, body: RunCreat
     run = Run(
         id=new_id(),
         owner_id=principal.user_id,
+        project_id=project_id,
         task_id=body.task_id,
         session_id=session_id,
         parent_run_id=body.parent_run_id,
@@ -71,6 +74,7 @@ async def create_run(session: AsyncSession, principal: Principal, body: RunCreat
         session,
         "run.created",
         owner_id=principal.user_id,
+        project_id=project_id,
         run_id=run.id,
         task_id=run.task_id,
         session_id=run.session_id,

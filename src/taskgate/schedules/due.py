@@ -112,7 +112,7 @@ async def start_batch(
         fires = sum(step.action == "fire" for step in plan.steps)
         if fires:
             assert owner is not None
-            wanted.extend([(s, firing.owner_principal(owner))] * fires)
+            wanted.extend([(s, firing.owner_principal(owner, s.project_id))] * fires)
     if not wanted:
         return
     results = iter(await targets.start_many(session, wanted, settings))
@@ -138,7 +138,7 @@ async def start_targets(
     if not fires:
         return
     assert owner is not None
-    principal = firing.owner_principal(owner)
+    principal = firing.owner_principal(owner, s.project_id)
     for _ in fires:
         try:
             async with session.begin_nested():

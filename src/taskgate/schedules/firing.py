@@ -48,8 +48,11 @@ class Tally:
         self.buffered += other.buffered
 
 
-def owner_principal(user: User) -> Principal:
-    return Principal(user.id, user.username, user.is_admin)
+def owner_principal(user: User, project_id: uuid.UUID) -> Principal:
+    """The schedule's owner, working in the schedule's project."""
+    return Principal(
+        user.id, user.username, user.is_admin, project_id=project_id, default_project_id=None
+    )
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,7 @@ class Outcome:
         return event_values(
             _EVENT_TYPES[self.status],
             owner_id=s.owner_id,
+            project_id=s.project_id,
             workflow_id=s.workflow_id,
             task_id=started.task_id,
             execution_id=started.execution_id,

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from taskgate.audit.service import audit
 from taskgate.db.session import signal_after_commit
 from taskgate.errors import Conflict, NotFound
+from taskgate.governance.access import authorize
 from taskgate.identity.principal import Principal
 from taskgate.ids import new_id
 from taskgate.models import Schedule, ScheduleRun
@@ -75,6 +76,7 @@ async def create_schedule(
     s = Schedule(
         id=new_id(),
         owner_id=principal.user_id,
+        project_id=authorize(principal, "schedule:create"),
         timezone="UTC",
         status=ACTIVE,
         enabled=True,

@@ -162,6 +162,7 @@ class TaskAgentHost:
             child = Task(
                 id=new_id(),
                 owner_id=parent.owner_id,
+                project_id=parent.project_id,
                 session_id=parent.session_id,
                 parent_task_id=parent.id,
                 parent_run_id=attempt.run_id,

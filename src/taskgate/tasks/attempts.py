@@ -29,6 +29,7 @@ class Attempt:
 
     task_id: uuid.UUID
     owner_id: uuid.UUID
+    project_id: uuid.UUID
     session_id: uuid.UUID | None
     parent_task_id: uuid.UUID | None
     run_id: uuid.UUID
@@ -49,7 +50,9 @@ class Attempt:
     subject: Subject = field(init=False)
 
     def __post_init__(self) -> None:
-        subject = Subject(self.owner_id, self.task_id, self.session_id, self.run_id)
+        subject = Subject(
+            self.owner_id, self.project_id, self.task_id, self.session_id, self.run_id
+        )
         object.__setattr__(self, "subject", subject)
 
     def remaining(self) -> float:
@@ -94,6 +97,7 @@ async def start_attempt(ctx: JobContext, task_id: uuid.UUID) -> Attempt | None:
         return Attempt(
             task_id=task.id,
             owner_id=task.owner_id,
+            project_id=task.project_id,
             session_id=task.session_id,
             parent_task_id=task.parent_task_id,
             run_id=run_id,

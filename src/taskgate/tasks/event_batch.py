@@ -25,6 +25,7 @@ class Subject:
     """The ids every event of one task attempt carries."""
 
     owner_id: uuid.UUID
+    project_id: uuid.UUID
     task_id: uuid.UUID
     session_id: uuid.UUID | None
     run_id: uuid.UUID | None
@@ -110,6 +111,7 @@ class EventBatcher:
                     session,
                     item.type,
                     owner_id=subject.owner_id,
+                    project_id=subject.project_id,
                     task_id=subject.task_id,
                     session_id=subject.session_id,
                     run_id=subject.run_id,

@@ -29,6 +29,7 @@ async def task_event(
         session,
         type,
         owner_id=task.owner_id,
+        project_id=task.project_id,
         task_id=task.id,
         session_id=task.session_id,
         payload=payload,

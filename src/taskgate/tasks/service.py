@@ -14,6 +14,7 @@ from taskgate.audit.service import audit, audit_values
 from taskgate.db.session import Database
 from taskgate.errors import Conflict, FieldProblem, NotFound, ValidationFailed
 from taskgate.events.outbox import event_values
+from taskgate.governance.access import authorize
 from taskgate.identity.principal import Principal
 from taskgate.ids import new_id, utcnow
 from taskgate.models import ChatSession, Event, Task
@@ -88,6 +89,7 @@ class _Submission:
 def prepare_task(principal: Principal, body: TaskCreate, settings: Settings) -> _Submission:
     """Check a submission and describe what accepting it writes."""
     principal.require_scope("tasks:write")
+    project_id = authorize(principal, "task:create")
     kind = _check_one_input(body)
     session_id = body.session_id or new_id()
     runnable = kind != "query" or settings.model.base_url is not None
@@ -105,6 +107,7 @@ def prepare_task(principal: Principal, body: TaskCreate, settings: Settings) -> 
         task: dict[str, Any] = {
             "id": task_id,
             "owner_id": principal.user_id,
+            "project_id": project_id,
             "session_id": session_id,
             "kind": kind,
             "status": S.QUEUED.value,
@@ -132,6 +135,7 @@ def prepare_task(principal: Principal, body: TaskCreate, settings: Settings) -> 
         chat: dict[str, Any] = {
             "id": session_id,
             "owner_id": principal.user_id,
+            "project_id": project_id,
             "title": title,
             "context": {},
             "created_at": now,
@@ -143,6 +147,7 @@ def prepare_task(principal: Principal, body: TaskCreate, settings: Settings) -> 
             event=event_values(
                 "task.created",
                 owner_id=principal.user_id,
+                project_id=project_id,
                 task_id=task_id,
                 session_id=session_id,
                 payload={"kind": kind, "status": S.QUEUED.value, "labels": labels},

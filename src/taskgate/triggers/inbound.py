@@ -141,7 +141,7 @@ async def receive(
             return Received(Ingested(event, duplicate=True), replay=True)
     event_type, payload = _event_of(body, headers, source.default_event_type)
     ingested = await ingest_event(
-        session, source.owner_id, type=event_type, payload=payload, source=source
+        session, source.owner_id, source.project_id, type=event_type, payload=payload, source=source
     )
     if receipt is not None:
         receipt.event_id = ingested.event.id

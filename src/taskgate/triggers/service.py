@@ -20,6 +20,7 @@ from taskgate.db.session import signal_after_commit
 from taskgate.destinations.matching import filter_matches, pattern_matches
 from taskgate.errors import ValidationFailed
 from taskgate.events.outbox import EVENTS_COMMITTED
+from taskgate.governance.access import authorize
 from taskgate.http.context import current_trace_id
 from taskgate.identity.principal import Principal
 from taskgate.ids import isoformat
@@ -73,8 +74,14 @@ async def submit_event(
     """``POST /events``: the caller's own event, which may start event-triggered workflows."""
     principal.require_scope("events:write")
     check_event_type(type)
+    project_id = authorize(principal, "event:create")
     ingested = await ingest_event(
-        session, principal.user_id, type=type, payload=payload, dedupe_key=dedupe_key
+        session,
+        principal.user_id,
+        project_id,
+        type=type,
+        payload=payload,
+        dedupe_key=dedupe_key,
     )
     if not ingested.duplicate:
         await audit(
@@ -91,6 +98,7 @@ async def submit_event(
 async def ingest_event(
     session: AsyncSession,
     owner_id: uuid.UUID,
+    project_id: uuid.UUID,
     *,
     type: str,
     payload: Any,
@@ -104,6 +112,7 @@ async def ingest_event(
     event = Event(
         type=type,
         owner_id=owner_id,
+        project_id=project_id,
         payload=payload,
         dedupe_key=dedupe_key,
         trace_id=current_trace_id(),
@@ -154,7 +163,9 @@ async def _start_matching(
 ) -> list[WorkflowExecution]:
     assert event.owner_id is not None
     trigger_types = ["event", "webhook"] if source is not None else ["event"]
-    workflows = await workflows_repo.triggered_workflows(session, event.owner_id, trigger_types)
+    workflows = await workflows_repo.triggered_workflows(
+        session, event.owner_id, event.project_id, trigger_types
+    )
     if not workflows:
         return []
     snapshot = event_snapshot(event, source)

@@ -95,6 +95,7 @@ async def step_event(
         session,
         type,
         owner_id=execution.owner_id,
+        project_id=execution.project_id,
         execution_id=execution.id,
         workflow_id=execution.workflow_id,
         payload={

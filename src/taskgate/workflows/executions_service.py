@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from typing import Any
 
@@ -52,6 +53,7 @@ async def execution_event(
         session,
         type,
         owner_id=execution.owner_id,
+        project_id=execution.project_id,
         execution_id=execution.id,
         workflow_id=execution.workflow_id,
         payload={"status": execution.status, **(payload or {})},
@@ -77,6 +79,7 @@ async def create_execution(
     execution = WorkflowExecution(
         id=new_id(),
         owner_id=workflow.owner_id,
+        project_id=workflow.project_id,
         workflow_id=workflow.id,
         version_id=pinned.id,
         workflow_version=pinned.version,
@@ -201,7 +204,7 @@ async def _cancel_task(session: AsyncSession, principal: Principal, task_id: uui
     task = await session.get(Task, task_id)
     if task is not None and not is_final(task.status):
         # The step's task goes with the execution, whatever scopes the caller's key has.
-        owner = Principal(principal.user_id, principal.username, principal.is_admin)
+        owner = dataclasses.replace(principal, scopes=frozenset({"*"}), api_key_id=None)
         await cancel_task(session, owner, task_id, "The workflow execution was cancelled.")
 
 

@@ -95,9 +95,13 @@ async def version_of(
 
 
 async def triggered_workflows(
-    session: AsyncSession, owner_id: uuid.UUID, trigger_types: Sequence[str]
+    session: AsyncSession,
+    owner_id: uuid.UUID,
+    project_id: uuid.UUID | None,
+    trigger_types: Sequence[str],
 ) -> list[Workflow]:
     stmt = select(Workflow).where(
+        Workflow.project_id == project_id,
         Workflow.owner_id == owner_id,
         Workflow.deleted_at.is_(None),
         Workflow.enabled.is_(True),

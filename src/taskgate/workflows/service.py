@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
 from taskgate.errors import Conflict, NotFound
+from taskgate.governance.access import authorize
 from taskgate.identity.principal import Principal
 from taskgate.ids import new_id, utcnow
 from taskgate.models import Workflow, WorkflowVersion
@@ -99,6 +100,7 @@ async def create_workflow(
     workflow = Workflow(
         id=new_id(),
         owner_id=principal.user_id,
+        project_id=authorize(principal, "workflow:create"),
         name=body.name,
         slug=slug,
         description=body.description,

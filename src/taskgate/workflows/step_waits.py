@@ -42,7 +42,7 @@ async def start_task(
     execution: WorkflowExecution,
     config: dict[str, Any],
 ) -> Accepted:
-    principal = Principal(owner.id, owner.username, owner.is_admin)
+    principal = Principal(owner.id, owner.username, owner.is_admin, project_id=execution.project_id)
     script = config.get("script")
     body = TaskCreate(
         query=config.get("query"),

@@ -1,0 +1,91 @@
+"""Project routes: list, create, read, change, disable and enable (never delete)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import status as http
+
+from taskgate.governance import service
+from taskgate.governance.schemas import ProjectCreate, ProjectOut, ProjectUpdate
+from taskgate.http.app_state import AppSettings
+from taskgate.http.auth import CurrentPrincipal, Session
+from taskgate.http.pagination import Page, PageParams, page_of, page_params
+from taskgate.models import Project
+from taskgate.openapi import errors
+
+router = APIRouter(prefix="/api/v1", tags=["projects"])
+ProjectPage = Annotated[
+    PageParams, Depends(page_params(["created_at", "-created_at"], default="created_at"))
+]
+
+
+@router.get("/projects", responses=errors(400, 401, 403))
+async def list_projects(
+    session: Session,
+    principal: CurrentPrincipal,
+    page: ProjectPage,
+    status: Literal["active", "disabled"] | None = None,
+    search: Annotated[str | None, Query(max_length=200)] = None,
+) -> Page[ProjectOut]:
+    stmt = service.projects_query(principal, status=status, search=search)
+    return await page_of(
+        session, stmt, page, {"created_at": Project.created_at}, Project.id, show=ProjectOut.of
+    )
+
+
+@router.post("/projects", status_code=http.HTTP_201_CREATED, responses=errors(400, 401, 403, 409))
+async def create_project(
+    body: ProjectCreate,
+    session: Session,
+    principal: CurrentPrincipal,
+    settings: AppSettings,
+    response: Response,
+) -> ProjectOut:
+    project = await service.create_project(session, principal, body, settings.governance)
+    response.headers["Location"] = f"/api/v1/projects/{project.id}"
+    return ProjectOut.of(project)
+
+
+@router.get("/projects/{project_id}", responses=errors(401, 403, 404))
+async def get_project(
+    project_id: uuid.UUID, session: Session, principal: CurrentPrincipal
+) -> ProjectOut:
+    return ProjectOut.of(await service.get_project(session, principal, project_id))
+
+
+@router.patch("/projects/{project_id}", responses=errors(400, 401, 403, 404))
+async def update_project(
+    project_id: uuid.UUID, body: ProjectUpdate, session: Session, principal: CurrentPrincipal
+) -> ProjectOut:
+    return ProjectOut.of(await service.update_project(session, principal, project_id, body))
+
+
+async def _set_status(
+    request: Request,
+    session: Session,
+    principal: CurrentPrincipal,
+    project_id: uuid.UUID,
+    status: str,
+) -> ProjectOut:
+    state = request.app.state
+    project = await service.set_status(
+        session, principal, project_id, status, state.authenticator, state.projects
+    )
+    return ProjectOut.of(project)
+
+
+@router.post("/projects/{project_id}/disable", responses=errors(401, 403, 404))
+async def disable_project(
+    project_id: uuid.UUID, request: Request, session: Session, principal: CurrentPrincipal
+) -> ProjectOut:
+    return await _set_status(request, session, principal, project_id, "disabled")
+
+
+@router.post("/projects/{project_id}/enable", responses=errors(401, 403, 404))
+async def enable_project(
+    project_id: uuid.UUID, request: Request, session: Session, principal: CurrentPrincipal
+) -> ProjectOut:
+    return await _set_status(request, session, principal, project_id, "active")

@@ -1,0 +1,58 @@
+"""Project queries."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import Select, exists, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskgate.governance.access import project_visible
+from taskgate.identity.principal import Principal
+from taskgate.models import Project, ProjectMember
+
+
+def projects_query(
+    principal: Principal, *, status: str | None, search: str | None
+) -> Select[tuple[Project]]:
+    stmt = select(Project).where(project_visible(principal, Project.id))
+    if status is not None:
+        stmt = stmt.where(Project.status == status)
+    if search:
+        pattern = f"%{search.lower()}%"
+        stmt = stmt.where(Project.name.ilike(pattern) | Project.slug.ilike(pattern))
+    return stmt
+
+
+async def visible_project(
+    session: AsyncSession, principal: Principal, project_id: uuid.UUID
+) -> Project | None:
+    stmt = select(Project).where(Project.id == project_id, project_visible(principal, Project.id))
+    found: Project | None = await session.scalar(stmt)
+    return found
+
+
+def by_reference(reference: str) -> Select[tuple[Project]]:
+    """The project named by id or by slug."""
+    try:
+        return select(Project).where(Project.id == uuid.UUID(reference))
+    except ValueError:
+        return select(Project).where(Project.slug == reference)
+
+
+async def is_member(session: AsyncSession, project_id: uuid.UUID, user_id: uuid.UUID) -> bool:
+    found = await session.scalar(
+        select(
+            exists().where(ProjectMember.project_id == project_id, ProjectMember.user_id == user_id)
+        )
+    )
+    return bool(found)
+
+
+async def slug_taken(session: AsyncSession, slug: str) -> bool:
+    return bool(await session.scalar(select(exists().where(Project.slug == slug))))
+
+
+async def slugs_like(session: AsyncSession, base: str) -> set[str]:
+    rows = await session.scalars(select(Project.slug).where(Project.slug.startswith(base)))
+    return set(rows)

@@ -1,0 +1,100 @@
+"""The project of a request: named by ``X-Tenant-ID`` (id or slug), ``OpenAI-Project``, or a
+``project_id`` query parameter or body field, else the caller's default project.
+
+It is resolved once per request, into the principal the endpoints and services receive. The
+default project comes with the cached user profile (no query); a named one is looked up once
+and cached for the principal cache's lifetime, dropped at once in this process when a project
+or its members change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from dataclasses import dataclass
+from urllib.parse import parse_qsl
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.types import Scope
+
+from taskgate.db.session import Database, on_commit
+from taskgate.errors import NotFound
+from taskgate.governance import repository as repo
+from taskgate.identity.principal import Principal, _TTLCache
+
+_HEADERS = (b"x-tenant-id", b"openai-project")
+
+
+@dataclass(frozen=True)
+class _Selected:
+    id: uuid.UUID
+    active: bool
+
+
+def requested_project(scope: Scope) -> str | None:
+    """The project a request names by header or query parameter, if any."""
+    for name, value in scope["headers"]:
+        if name in _HEADERS:
+            named: str = value.decode("latin-1").strip()
+            if named:
+                return named
+    query: bytes = scope.get("query_string", b"")
+    if b"project_id=" in query:
+        for key, named in parse_qsl(query.decode("latin-1")):
+            if key == "project_id" and named:
+                return str(named)
+    return None
+
+
+class ProjectDirectory:
+    """Resolves project references per principal; one per process."""
+
+    def __init__(self, db: Database, ttl: float) -> None:
+        self.db = db
+        self._found: _TTLCache[tuple[uuid.UUID, bool, str], _Selected | None] = _TTLCache(ttl)
+
+    def invalidate(self) -> None:
+        self._found.invalidate()
+
+    def forget(self, session: AsyncSession) -> None:
+        """Drop what is known now and again once ``session`` commits its change."""
+        self.invalidate()
+
+        async def again() -> None:
+            self.invalidate()
+
+        on_commit(session, again)
+
+    async def select(self, principal: Principal, reference: str) -> Principal:
+        """``principal`` working in the project ``reference`` names; 404 when there is no
+        such project or ``principal`` may not see it."""
+        if principal.project_id is not None and reference == str(principal.project_id):
+            return principal
+        key = (principal.user_id, principal.is_admin, reference)
+        found = await self._found.get(key, lambda: self._load(principal, reference))
+        if found is None:
+            raise NotFound("No such project.")
+        if found.id == principal.project_id and found.active == principal.project_active:
+            return principal
+        return dataclasses.replace(principal, project_id=found.id, project_active=found.active)
+
+    async def _load(self, principal: Principal, reference: str) -> _Selected | None:
+        async with self.db.transaction(write=False) as session:
+            project = await session.scalar(repo.by_reference(reference))
+            if project is None:
+                return None
+            if not principal.is_admin and not await repo.is_member(
+                session, project.id, principal.user_id
+            ):
+                return None
+        return _Selected(project.id, project.status != "disabled")
+
+
+async def request_principal(
+    scope: Scope, principal: Principal, directory: ProjectDirectory
+) -> Principal:
+    """``principal`` in the project its request names (or its default project)."""
+    reference = requested_project(scope)
+    if reference is None:
+        return principal
+    return await directory.select(principal, reference)
