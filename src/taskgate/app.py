@@ -103,7 +103,8 @@ def create_app(
     app.state.bus = bus
     app.state.tokens = tokens
     app.state.authenticator = authenticator
-    app.state.projects = ProjectDirectory(db, settings.auth.principal_cache_seconds)
+    projects = ProjectDirectory(db, settings.auth.principal_cache_seconds)
+    app.state.projects = projects
     app.state.limiter = limiter
     app.state.metrics = metrics
     app.state.housekeeping = housekeeping
@@ -133,7 +134,9 @@ def create_app(
         authenticator=authenticator,
         ttl_seconds=settings.http.idempotency_ttl_seconds,
     )
-    app.add_middleware(RateLimitMiddleware, limiter=limiter, authenticator=authenticator)
+    app.add_middleware(
+        RateLimitMiddleware, limiter=limiter, authenticator=authenticator, projects=projects
+    )
     app.add_middleware(
         BodyGuardMiddleware, max_bytes=settings.http.max_body_bytes, raw_prefixes=RAW_BODY_PREFIXES
     )

@@ -41,6 +41,7 @@ async def list_approvals(
         repo.visible_query(
             principal.user_id,
             principal.username,
+            principal.project_id,
             statuses=status or [],
             execution_id=execution_id,
             task_id=task_id,

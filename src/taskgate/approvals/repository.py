@@ -31,6 +31,7 @@ def _escape_like(text: str) -> str:
 def visible_query(
     user_id: uuid.UUID,
     username: str,
+    project_id: uuid.UUID | None,
     *,
     statuses: Sequence[str],
     execution_id: uuid.UUID | None,
@@ -38,7 +39,9 @@ def visible_query(
 ) -> Select[tuple[Approval]]:
     """Approvals the user owns or is named an approver of."""
     named = Approval.approvers.like(f"%{_escape_like(approver_key(username))}%", escape="\\")
-    stmt = select(Approval).where(or_(Approval.owner_id == user_id, named))
+    stmt = select(Approval).where(
+        Approval.project_id == project_id, or_(Approval.owner_id == user_id, named)
+    )
     if statuses:
         stmt = stmt.where(Approval.status.in_(statuses))
     if execution_id is not None:

@@ -94,6 +94,7 @@ def matching_subscriptions(
         s
         for s in subscriptions
         if s.owner_id == event.owner_id
+        and (event.project_id is None or s.project_id == event.project_id)
         and pattern_matches(s.event_pattern, event.type)
         and filter_matches(s.filter, document)
     ]
@@ -103,7 +104,11 @@ async def dispatch_events(session: AsyncSession, events: list[Event]) -> list[tu
     """Deliveries and jobs for these events; returns the new (delivery_id, subscription_id)."""
     owners = {e.owner_id for e in events if e.owner_id is not None}
     owned = [e for e in events if e.owner_id in owners]
-    subscriptions = await repo.active_subscriptions(session, owners)
+    # Events written before projects carry none: they match their owner's subscriptions.
+    projects = {e.project_id for e in owned}
+    subscriptions = await repo.active_subscriptions(
+        session, owners, None if None in projects else {p for p in projects if p is not None}
+    )
     if not subscriptions:
         return []
     now = utcnow()

@@ -45,7 +45,7 @@ async def list_destinations(
     principal.require_scope("destinations:read")
     return await page_of(
         session,
-        repo.destinations_query(principal.user_id, is_active=is_active),
+        repo.destinations_query(principal.user_id, principal.project_id, is_active=is_active),
         page,
         {"created_at": Destination.created_at},
         Destination.id,
@@ -181,7 +181,9 @@ async def list_subscriptions(
     principal.require_scope("subscriptions:read")
     return await page_of(
         session,
-        repo.subscriptions_query(principal.user_id, destination_id=destination_id),
+        repo.subscriptions_query(
+            principal.user_id, principal.project_id, destination_id=destination_id
+        ),
         page,
         {"created_at": Subscription.created_at},
         Subscription.id,

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, func, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,9 +35,11 @@ async def destination_for(
 
 
 def destinations_query(
-    owner_id: uuid.UUID, *, is_active: bool | None
+    owner_id: uuid.UUID, project_id: uuid.UUID | None, *, is_active: bool | None
 ) -> Select[tuple[Destination]]:
-    stmt = select(Destination).where(Destination.owner_id == owner_id)
+    stmt = select(Destination).where(
+        Destination.project_id == project_id, Destination.owner_id == owner_id
+    )
     if is_active is not None:
         stmt = stmt.where(Destination.is_active == is_active)
     return stmt
@@ -55,9 +57,11 @@ async def subscription_for(
 
 
 def subscriptions_query(
-    owner_id: uuid.UUID, *, destination_id: uuid.UUID | None
+    owner_id: uuid.UUID, project_id: uuid.UUID | None, *, destination_id: uuid.UUID | None
 ) -> Select[tuple[Subscription]]:
-    stmt = select(Subscription).where(Subscription.owner_id == owner_id)
+    stmt = select(Subscription).where(
+        Subscription.project_id == project_id, Subscription.owner_id == owner_id
+    )
     if destination_id is not None:
         stmt = stmt.where(Subscription.destination_id == destination_id)
     return stmt
@@ -153,16 +157,23 @@ async def events_by_ids(session: AsyncSession, ids: Iterable[int]) -> list[Event
 
 
 async def active_subscriptions(
-    session: AsyncSession, owner_ids: Iterable[uuid.UUID]
+    session: AsyncSession,
+    owner_ids: Iterable[uuid.UUID],
+    project_ids: Iterable[uuid.UUID] | None = None,
 ) -> list[Subscription]:
-    """Active subscriptions of these owners whose destination is active too."""
+    """Active subscriptions of these owners (in these projects, when given) whose
+    destination is active too."""
     owners = list(set(owner_ids))
     if not owners:
         return []
+    in_projects = (
+        Subscription.project_id.in_(list(set(project_ids))) if project_ids is not None else true()
+    )
     rows = await session.scalars(
         select(Subscription)
         .join(Destination, Destination.id == Subscription.destination_id)
         .where(
+            in_projects,
             Subscription.owner_id.in_(owners),
             Subscription.is_active.is_(True),
             Destination.is_active.is_(True),

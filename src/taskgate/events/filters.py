@@ -87,9 +87,18 @@ class StreamSpec:
     # A subject's stream replays its history when the client names no last event; an open
     # feed (all my events, all my tasks) starts at now instead.
     replay: bool = False
+    # The request's project: a stream carries only that project's events.
+    project_id: uuid.UUID | None = None
+
+    def _elsewhere(self, event: EventRecord) -> bool:
+        return event.owner_id != self.owner_id or (
+            event.project_id is not None
+            and self.project_id is not None
+            and event.project_id != self.project_id
+        )
 
     def matches(self, event: EventRecord) -> bool:
-        if event.owner_id != self.owner_id:
+        if self._elsewhere(event):
             return False
         for column, value in self.equals:
             if getattr(event, column) != value:
@@ -100,7 +109,7 @@ class StreamSpec:
         return self.types is None or self.types.matches(event.type)
 
     def end_reason(self, event: EventRecord) -> str | None:
-        if event.owner_id != self.owner_id:
+        if self._elsewhere(event):
             return None
         for end in self.ends:
             if event.type in end.types and getattr(event, end.column) == end.value:

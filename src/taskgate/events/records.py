@@ -27,6 +27,7 @@ class EventRecord:
         "job_id",
         "owner_id",
         "payload",
+        "project_id",
         "run_id",
         "session_id",
         "task_id",
@@ -48,6 +49,7 @@ class EventRecord:
         execution_id: uuid.UUID | None = None,
         workflow_id: uuid.UUID | None = None,
         session_id: uuid.UUID | None = None,
+        project_id: uuid.UUID | None = None,
     ) -> None:
         self.id = id
         self.type = type
@@ -60,6 +62,7 @@ class EventRecord:
         self.execution_id = execution_id
         self.workflow_id = workflow_id
         self.session_id = session_id
+        self.project_id = project_id
         self._json: str | None = None
         self._sse: bytes | None = None
 

@@ -24,6 +24,7 @@ _COLUMNS = (
     Event.execution_id,
     Event.workflow_id,
     Event.session_id,
+    Event.project_id,
 )
 
 
@@ -40,6 +41,7 @@ def _record(row: Row[Any]) -> EventRecord:
         execution_id=row[8],
         workflow_id=row[9],
         session_id=row[10],
+        project_id=row[11],
     )
 
 
@@ -82,7 +84,14 @@ def spec_clause(spec: StreamSpec) -> ColumnElement[bool]:
     ]
     if ends:
         wanted = or_(wanted, *ends)
-    return and_(Event.owner_id == spec.owner_id, wanted)
+    return and_(Event.owner_id == spec.owner_id, _in_project(spec), wanted)
+
+
+def _in_project(spec: StreamSpec) -> ColumnElement[bool]:
+    """The stream's project; events written before projects (or by the system) carry none."""
+    if spec.project_id is None:
+        return true()
+    return or_(Event.project_id == spec.project_id, Event.project_id.is_(None))
 
 
 async def backlog(
@@ -108,7 +117,7 @@ async def ending_type(session: AsyncSession, spec: StreamSpec, *, upto: int) -> 
         return None
     stmt = (
         select(Event.type)
-        .where(Event.owner_id == spec.owner_id, or_(*ends), Event.id <= upto)
+        .where(Event.owner_id == spec.owner_id, _in_project(spec), or_(*ends), Event.id <= upto)
         .order_by(Event.id)
         .limit(1)
     )

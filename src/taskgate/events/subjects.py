@@ -71,6 +71,7 @@ async def task_stream(
     await _lookup(db, principal, _TASKS, task_id, required=True)
     return StreamSpec(
         principal.user_id,
+        project_id=principal.project_id,
         equals=(("task_id", task_id),),
         types=types,
         ends=(_task_end(task_id),),
@@ -93,7 +94,12 @@ def _run_spec(
     if task_id is not None:
         ends.append(_task_end(task_id))
     return StreamSpec(
-        principal.user_id, equals=(("run_id", run_id),), types=types, ends=tuple(ends), replay=True
+        principal.user_id,
+        project_id=principal.project_id,
+        equals=(("run_id", run_id),),
+        types=types,
+        ends=tuple(ends),
+        replay=True,
     )
 
 
@@ -109,6 +115,7 @@ def _execution_spec(
 ) -> StreamSpec:
     return StreamSpec(
         principal.user_id,
+        project_id=principal.project_id,
         equals=(("execution_id", execution_id),),
         types=types,
         ends=(EndCondition("execution_id", execution_id, EXECUTION_TERMINAL),),
@@ -121,7 +128,11 @@ async def session_stream(
 ) -> StreamSpec:
     await _lookup(db, principal, _SESSIONS, session_id, required=False)
     return StreamSpec(
-        principal.user_id, equals=(("session_id", session_id),), types=types, replay=True
+        principal.user_id,
+        project_id=principal.project_id,
+        equals=(("session_id", session_id),),
+        types=types,
+        replay=True,
     )
 
 
@@ -162,7 +173,14 @@ async def filtered_stream(
     }
     equals = tuple((column, value) for column, value in named.items() if value is not None)
     subject = any(v is not None for v in (task_id, run_id, execution_id, session_id))
-    return StreamSpec(principal.user_id, equals=equals, types=types, ends=ends, replay=subject)
+    return StreamSpec(
+        principal.user_id,
+        project_id=principal.project_id,
+        equals=equals,
+        types=types,
+        ends=ends,
+        replay=subject,
+    )
 
 
 async def _is_task(db: Database, principal: Principal, subject_id: uuid.UUID) -> bool:
@@ -184,7 +202,12 @@ async def channel_stream(
     if not colon:
         if kind not in _FEEDS:
             raise ValidationFailed.field("channel", f"unknown channel {channel[:80]!r}")
-        return StreamSpec(principal.user_id, present=_FEEDS[kind], types=types)
+        return StreamSpec(
+            principal.user_id,
+            project_id=principal.project_id,
+            present=_FEEDS[kind],
+            types=types,
+        )
     try:
         subject_id = uuid.UUID(raw)
     except ValueError:

@@ -90,6 +90,16 @@ class ProjectDirectory:
         return _Selected(project.id, project.status != "disabled")
 
 
+async def with_body_project(
+    scope: Scope, principal: Principal, project_id: uuid.UUID | None, directory: ProjectDirectory
+) -> Principal:
+    """``principal`` in the project a body's ``project_id`` names, when the request named
+    none by header or query (those come first)."""
+    if project_id is None or requested_project(scope) is not None:
+        return principal
+    return await directory.select(principal, str(project_id))
+
+
 async def request_principal(
     scope: Scope, principal: Principal, directory: ProjectDirectory
 ) -> Principal:

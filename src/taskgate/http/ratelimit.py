@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 import time
+import uuid
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -19,11 +20,12 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from taskgate.errors import RateLimited, Unauthorized
+from taskgate.errors import NotFound, RateLimited, Unauthorized
+from taskgate.governance.selection import ProjectDirectory, request_principal, requested_project
 from taskgate.http.auth import principal_from_scope
 from taskgate.http.context import client_ip_var
 from taskgate.http.middleware import add_response_headers, send_error
-from taskgate.identity.principal import Authenticator
+from taskgate.identity.principal import Authenticator, Principal
 from taskgate.settings import RateLimitSettings
 
 log = structlog.get_logger()
@@ -165,6 +167,7 @@ class RateLimiter:
         self.model = Budget.parse(settings.model, "rate_limit.model")
         self.login = Budget.parse(settings.login, "rate_limit.login")
         self.anonymous = Budget.parse(settings.anonymous, "rate_limit.anonymous")
+        self.project = Budget.parse(settings.project, "rate_limit.project")
         self._store_failed_at = -math.inf
 
     async def hit(self, budget: Budget, key: str) -> Decision:
@@ -192,10 +195,17 @@ class RateLimiter:
 
 
 class RateLimitMiddleware:
-    def __init__(self, app: ASGIApp, limiter: RateLimiter, authenticator: Authenticator) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limiter: RateLimiter,
+        authenticator: Authenticator,
+        projects: ProjectDirectory,
+    ) -> None:
         self.app = app
         self.limiter = limiter
         self.authenticator = authenticator
+        self.projects = projects
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
@@ -215,6 +225,12 @@ class RateLimitMiddleware:
         else:
             budget, key = self.limiter.anonymous, f"ip:{client_ip_var.get() or 'unknown'}"
         decision = await self.limiter.hit(budget, key)
+        if principal is not None and decision.allowed:
+            project_id = await self._project_of(scope, principal)
+            if project_id is not None:
+                shared = await self.limiter.hit(self.limiter.project, f"project:{project_id}")
+                if not shared.allowed or shared.remaining < decision.remaining:
+                    decision = shared
         headers = decision.headers()
         if not decision.allowed:
             await send_error(send, 429, "RATE_LIMITED", "Too many requests.", headers)
@@ -229,3 +245,15 @@ class RateLimitMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+    async def _project_of(self, scope: Scope, principal: Principal) -> uuid.UUID | None:
+        """The project the request works in (its budget is shared by all its principals);
+        None when it names one it may not see, which the route answers with a 404."""
+        if requested_project(scope) is None:
+            return principal.project_id
+        try:
+            selected = await request_principal(scope, principal, self.projects)
+        except NotFound:
+            return None
+        scope["state"]["request_principal"] = selected
+        return selected.project_id

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from taskgate.models import Node
+from taskgate.models import Node, Task
 from taskgate.runtime.nodes import NodeStatus
 from taskgate.runtime.queue import FINISHED_STATUSES, JobStatus, jobs, sql_status
+
+_UNFINISHED = ("QUEUED", "RUNNING", "PAUSED", "WAITING_APPROVAL")
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,16 @@ async def leased_groups(session: AsyncSession) -> list[LeasedGroup]:
         .group_by(jobs.c.neg_priority, jobs.c.lease_owner)
     )
     return [LeasedGroup(*row) for row in (await session.execute(stmt)).all()]
+
+
+async def project_tasks(session: AsyncSession, project_id: uuid.UUID) -> dict[str, int]:
+    """A project's unfinished tasks by status (through the project-led status index)."""
+    stmt = (
+        select(Task.status, func.count())
+        .where(Task.project_id == project_id, Task.status.in_(_UNFINISHED))
+        .group_by(Task.status)
+    )
+    return {status: int(n) for status, n in (await session.execute(stmt)).all()}
 
 
 async def finished_counts(session: AsyncSession) -> dict[str, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -47,6 +48,13 @@ class WorkerNode(BaseModel):
     heartbeat_at: datetime
 
 
+class ProjectWork(BaseModel):
+    project_id: uuid.UUID
+    tasks_by_status: dict[str, int] = Field(
+        description="The project's tasks not yet finished, by status."
+    )
+
+
 class QueueOverview(BaseModel):
     depth: QueueDepth
     by_priority: list[PriorityDepth] = Field(description="Live jobs per priority, highest first.")
@@ -56,6 +64,9 @@ class QueueOverview(BaseModel):
     capacity: WorkerCapacity
     workers: list[WorkerNode] | None = Field(
         default=None, description="The alive workers; administrators only."
+    )
+    project: ProjectWork | None = Field(
+        default=None, description="The request's project: its unfinished tasks by status."
     )
     schedules: ScheduleQueueSummary | None = Field(
         default=None, description="Schedules by state and the next due (yours; all for admins)."

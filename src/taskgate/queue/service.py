@@ -12,6 +12,7 @@ from taskgate.ids import utcnow
 from taskgate.queue import repository
 from taskgate.queue.schemas import (
     PriorityDepth,
+    ProjectWork,
     QueueDepth,
     QueueOverview,
     WorkerCapacity,
@@ -71,6 +72,11 @@ async def queue_overview(
             busy=sum(running[node.id] for node in nodes),
         ),
     )
+    if principal.project_id is not None:
+        overview.project = ProjectWork(
+            project_id=principal.project_id,
+            tasks_by_status=await repository.project_tasks(session, principal.project_id),
+        )
     if principal.is_admin:
         overview.workers = [
             WorkerNode(

@@ -49,7 +49,7 @@ async def list_runs(
     filters = repo.RunFilters(task_id, job_id, session_id, parent_run_id, status, since, until)
     rows, next_link, total = await paginate(
         session,
-        repo.runs_query(principal.user_id, filters),
+        repo.runs_query(principal.user_id, principal.project_id, filters),
         page,
         {"created_at": Run.created_at},
         Run.id,
@@ -120,7 +120,7 @@ async def list_jobs(
     principal.require_scope("tasks:read")
     rows, next_link, total = await paginate(
         session,
-        repo.jobs_query(principal.user_id, task_id, run_id, status),
+        repo.jobs_query(principal.user_id, principal.project_id, task_id, run_id, status),
         page,
         {"created_at": TaskJob.created_at},
         TaskJob.id,

@@ -22,8 +22,10 @@ class RunFilters:
     until: datetime | None = None
 
 
-def runs_query(owner_id: uuid.UUID, filters: RunFilters) -> Select[tuple[Run]]:
-    stmt = select(Run).where(Run.owner_id == owner_id)
+def runs_query(
+    owner_id: uuid.UUID, project_id: uuid.UUID | None, filters: RunFilters
+) -> Select[tuple[Run]]:
+    stmt = select(Run).where(Run.project_id == project_id, Run.owner_id == owner_id)
     if filters.task_id is not None:
         stmt = stmt.where(Run.task_id == filters.task_id)
     if filters.job_id is not None:
@@ -55,11 +57,12 @@ def logs_query(
 
 def jobs_query(
     owner_id: uuid.UUID,
+    project_id: uuid.UUID | None,
     task_id: uuid.UUID | None,
     run_id: uuid.UUID | None,
     status: str | None,
 ) -> Select[tuple[TaskJob]]:
-    stmt = select(TaskJob).where(TaskJob.owner_id == owner_id)
+    stmt = select(TaskJob).where(TaskJob.project_id == project_id, TaskJob.owner_id == owner_id)
     if task_id is not None:
         stmt = stmt.where(TaskJob.task_id == task_id)
     if run_id is not None:

@@ -73,7 +73,9 @@ async def list_schedules(
 ) -> ScheduleList:
     """Your schedules. `page`/`page_size` (Shannon) answer with `schedules` and `total` too."""
     principal.require_scope("schedules:read")
-    stmt = repo.schedules_query(principal.user_id, status=status_filter, search=search)
+    stmt = repo.schedules_query(
+        principal.user_id, principal.project_id, status=status_filter, search=search
+    )
     if shannon_page is not None or page_size is not None:
         size = page_size or 50
         number = shannon_page or 1

@@ -54,9 +54,9 @@ async def live_schedule_count(session: AsyncSession, owner_id: uuid.UUID) -> int
 
 
 def schedules_query(
-    owner_id: uuid.UUID, *, status: str | None, search: str | None
+    owner_id: uuid.UUID, project_id: uuid.UUID | None, *, status: str | None, search: str | None
 ) -> Select[tuple[Schedule]]:
-    stmt = select(Schedule).where(Schedule.owner_id == owner_id)
+    stmt = select(Schedule).where(Schedule.project_id == project_id, Schedule.owner_id == owner_id)
     if status:
         stmt = stmt.where(Schedule.status == status)
     if search:
@@ -111,15 +111,17 @@ async def earliest_due(session: AsyncSession) -> datetime | None:
     return due
 
 
-async def counts_by_status(session: AsyncSession, owner_id: uuid.UUID | None) -> dict[str, int]:
+async def counts_by_status(
+    session: AsyncSession, owner_id: uuid.UUID | None, project_id: uuid.UUID | None
+) -> dict[str, int]:
     stmt = select(Schedule.status, func.count()).group_by(Schedule.status)
     if owner_id is not None:
-        stmt = stmt.where(Schedule.owner_id == owner_id)
+        stmt = stmt.where(Schedule.project_id == project_id, Schedule.owner_id == owner_id)
     return {status: int(n) for status, n in (await session.execute(stmt)).all()}
 
 
 async def next_due(
-    session: AsyncSession, owner_id: uuid.UUID | None
+    session: AsyncSession, owner_id: uuid.UUID | None, project_id: uuid.UUID | None
 ) -> tuple[uuid.UUID, datetime] | None:
     stmt = (
         select(Schedule.id, Schedule.due_at)
@@ -128,17 +130,22 @@ async def next_due(
         .limit(1)
     )
     if owner_id is not None:
-        stmt = stmt.where(Schedule.owner_id == owner_id)
+        stmt = stmt.where(Schedule.project_id == project_id, Schedule.owner_id == owner_id)
     row = (await session.execute(stmt)).first()
     return (row[0], row[1]) if row is not None and row[1] is not None else None
 
 
-async def due_count(session: AsyncSession, now: datetime, owner_id: uuid.UUID | None) -> int:
+async def due_count(
+    session: AsyncSession,
+    now: datetime,
+    owner_id: uuid.UUID | None,
+    project_id: uuid.UUID | None,
+) -> int:
     stmt = (
         select(func.count())
         .select_from(Schedule)
         .where(Schedule.due_at <= now, Schedule.status == "ACTIVE")
     )
     if owner_id is not None:
-        stmt = stmt.where(Schedule.owner_id == owner_id)
+        stmt = stmt.where(Schedule.project_id == project_id, Schedule.owner_id == owner_id)
     return int(await session.scalar(stmt) or 0)

@@ -299,12 +299,14 @@ async def trigger(
 async def queue_summary(
     session: AsyncSession, principal: Principal, now: datetime
 ) -> ScheduleQueueSummary:
-    """The schedules section of GET /api/v1/queue: the caller's, or everyone's for admins."""
+    """The schedules section of GET /api/v1/queue: the caller's in the request's project, or
+    everyone's for admins."""
     owner = None if principal.is_admin else principal.user_id
-    upcoming = await repo.next_due(session, owner)
+    project = principal.project_id
+    upcoming = await repo.next_due(session, owner, project)
     return ScheduleQueueSummary(
-        by_state=await repo.counts_by_status(session, owner),
-        due_now=await repo.due_count(session, now, owner),
+        by_state=await repo.counts_by_status(session, owner, project),
+        due_now=await repo.due_count(session, now, owner, project),
         next_due_at=upcoming[1] if upcoming else None,
         next_due_schedule_id=upcoming[0] if upcoming else None,
     )

@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from taskgate.errors import ValidationFailed
+from taskgate.governance.selection import with_body_project
 from taskgate.http.auth import CurrentPrincipal, Session, get_principal
 from taskgate.http.direct_route import DirectRoute
 from taskgate.http.pagination import Page, PageParams, page_params, paginate
@@ -39,8 +40,10 @@ async def submit_task(request: Request, body: TaskCreate) -> Response:
     # principal asked for here, the answer rendered once. There is no request transaction: the
     # task is written by the intake's group commit (or, without one, in a transaction that
     # commits before the answer).
-    principal = await get_principal(request)
     state = request.app.state
+    principal = await with_body_project(
+        request.scope, await get_principal(request), body.project_id, state.projects
+    )
     task = await service.accept_task(state.db, state.task_intake, principal, body, state.settings)
     failed = task.status == TaskStatus.FAILED.value
     created = TaskCreated(
@@ -107,7 +110,9 @@ async def list_tasks(
         created_before=created_before,
         search=search,
     )
-    stmt = repo.tasks_query(principal.user_id, filters, repo.dialect_of(session))
+    stmt = repo.tasks_query(
+        principal.user_id, principal.project_id, filters, repo.dialect_of(session)
+    )
     if offset is not None:
         rows, total = await repo.tasks_offset_page(session, stmt, page.limit, offset)
         return TaskList(tasks=[TaskOut.of(t) for t in rows], total_count=total)

@@ -62,8 +62,10 @@ def _label_matches(label: str, dialect: str) -> ColumnElement[bool]:
     return exists(select(literal(1)).select_from(each).where(each.c.value == label))
 
 
-def tasks_query(owner_id: uuid.UUID, filters: TaskFilters, dialect: str) -> Select[tuple[Task]]:
-    stmt = select(Task).where(Task.owner_id == owner_id)
+def tasks_query(
+    owner_id: uuid.UUID, project_id: uuid.UUID | None, filters: TaskFilters, dialect: str
+) -> Select[tuple[Task]]:
+    stmt = select(Task).where(Task.project_id == project_id, Task.owner_id == owner_id)
     if filters.statuses:
         stmt = stmt.where(Task.status.in_(filters.statuses))
     if filters.session_id is not None:

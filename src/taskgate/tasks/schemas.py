@@ -30,6 +30,11 @@ class TaskCreate(BaseModel):
         default=None, min_length=1, max_length=200_000, description="Text or Markdown for a model."
     )
     script: ScriptIn | None = Field(default=None, description="A script run in the sandbox.")
+    project_id: uuid.UUID | None = Field(
+        default=None,
+        description="The project to create the task in, unless X-Tenant-ID names one; "
+        "else the caller's default project.",
+    )
     commands: list[Command] | None = Field(
         default=None,
         min_length=1,

@@ -70,7 +70,7 @@ async def list_events(
     types = [t.strip() for item in type or [] for t in item.split(",") if t.strip()]
     return await page_of(
         session,
-        repo.events_query(principal.user_id, types=types),
+        repo.events_query(principal.user_id, principal.project_id, types=types),
         page,
         {"id": Event.id},
         Event.id,
@@ -140,7 +140,7 @@ async def list_sources(
     principal.require_scope("webhooks:read")
     return await page_of(
         session,
-        repo.sources_query(principal.user_id),
+        repo.sources_query(principal.user_id, principal.project_id),
         page,
         {"created_at": WebhookSource.created_at},
         WebhookSource.id,

@@ -18,8 +18,10 @@ async def event_by_dedupe_key(
     return (await session.scalars(stmt)).first()
 
 
-def events_query(owner_id: uuid.UUID, *, types: list[str]) -> Select[tuple[Event]]:
-    stmt = select(Event).where(Event.owner_id == owner_id)
+def events_query(
+    owner_id: uuid.UUID, project_id: uuid.UUID | None, *, types: list[str]
+) -> Select[tuple[Event]]:
+    stmt = select(Event).where(Event.project_id == project_id, Event.owner_id == owner_id)
     exact = [t for t in types if not t.endswith(".*") and t != "*"]
     prefixes = [t[:-1] for t in types if t.endswith(".*")]
     if "*" in types or not types:
@@ -31,8 +33,12 @@ def events_query(owner_id: uuid.UUID, *, types: list[str]) -> Select[tuple[Event
     return stmt.where(or_(*conditions))
 
 
-def sources_query(owner_id: uuid.UUID) -> Select[tuple[WebhookSource]]:
-    return select(WebhookSource).where(WebhookSource.owner_id == owner_id)
+def sources_query(
+    owner_id: uuid.UUID, project_id: uuid.UUID | None
+) -> Select[tuple[WebhookSource]]:
+    return select(WebhookSource).where(
+        WebhookSource.project_id == project_id, WebhookSource.owner_id == owner_id
+    )
 
 
 async def source_of(

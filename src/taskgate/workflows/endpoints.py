@@ -73,7 +73,11 @@ async def list_workflows(
     return await page_of(
         session,
         repo.workflows_query(
-            principal.user_id, enabled=enabled, search=search, trigger_type=trigger_type
+            principal.user_id,
+            principal.project_id,
+            enabled=enabled,
+            search=search,
+            trigger_type=trigger_type,
         ),
         page,
         {

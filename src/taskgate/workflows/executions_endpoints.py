@@ -67,6 +67,7 @@ async def list_executions(
         session,
         repo.executions_query(
             principal.user_id,
+            principal.project_id,
             workflow_id=workflow,
             statuses=status or [],
             since=_aware(since),

@@ -22,9 +22,18 @@ def _escape_like(text: str) -> str:
 
 
 def workflows_query(
-    owner_id: uuid.UUID, *, enabled: bool | None, search: str | None, trigger_type: str | None
+    owner_id: uuid.UUID,
+    project_id: uuid.UUID | None,
+    *,
+    enabled: bool | None,
+    search: str | None,
+    trigger_type: str | None,
 ) -> Select[tuple[Workflow]]:
-    stmt = select(Workflow).where(Workflow.owner_id == owner_id, Workflow.deleted_at.is_(None))
+    stmt = select(Workflow).where(
+        Workflow.project_id == project_id,
+        Workflow.owner_id == owner_id,
+        Workflow.deleted_at.is_(None),
+    )
     if enabled is not None:
         stmt = stmt.where(Workflow.enabled.is_(enabled))
     if trigger_type is not None:
@@ -115,13 +124,16 @@ async def triggered_workflows(
 
 def executions_query(
     owner_id: uuid.UUID,
+    project_id: uuid.UUID | None,
     *,
     workflow_id: uuid.UUID | None,
     statuses: Sequence[str],
     since: datetime | None,
     until: datetime | None,
 ) -> Select[tuple[WorkflowExecution]]:
-    stmt = select(WorkflowExecution).where(WorkflowExecution.owner_id == owner_id)
+    stmt = select(WorkflowExecution).where(
+        WorkflowExecution.project_id == project_id, WorkflowExecution.owner_id == owner_id
+    )
     if workflow_id is not None:
         stmt = stmt.where(WorkflowExecution.workflow_id == workflow_id)
     if statuses:
