@@ -19,7 +19,7 @@ import structlog
 from starlette.websockets import WebSocket, WebSocketState
 
 from taskgate.db.session import Database
-from taskgate.errors import RateLimited, TaskgateError, Unauthorized
+from taskgate.errors import NotFound, RateLimited, TaskgateError, Unauthorized
 from taskgate.events import subjects
 from taskgate.events.bus import EventBus, StreamSlot
 from taskgate.events.filters import TypeFilter
@@ -31,6 +31,8 @@ from taskgate.identity.principal import Principal
 log = structlog.get_logger()
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_TOO_MANY_STREAMS = 4429
+# The project the connection names (``?project_id=``, X-Tenant-ID) is unknown or not visible.
+CLOSE_NO_PROJECT = 4404
 CLOSE_TOO_SLOW = 1013
 _CLOSE_TIMEOUT_SECONDS = 10.0
 
@@ -43,6 +45,10 @@ async def serve_websocket(websocket: WebSocket) -> None:
         # A custom close code needs an accepted socket; before accept it would be a bare 403.
         await websocket.accept()
         await websocket.close(CLOSE_UNAUTHENTICATED, exc.message)
+        return
+    except NotFound as exc:
+        await websocket.accept()
+        await websocket.close(CLOSE_NO_PROJECT, exc.message)
         return
     try:
         slot = bus.slots.acquire(principal.user_id)
