@@ -124,6 +124,12 @@ def test_the_readme_walk_through(env: dict[str, str], tmp_path: Path) -> None:
         assert me.status_code == 200
         assert me.json()["user"]["username"] == "admin"
         assert me.json()["auth"] == "api_key"
+        projects = api.get("/api/v1/projects", headers={"X-API-Key": created.json()["key"]})
+        (default,) = [p for p in projects.json()["results"] if p["is_default"]]
+        assert (default["slug"], default["id"]) == (
+            "default-admin",
+            me.json()["default_project_id"],
+        )
         assert api.get("/readiness").json()["status"] == "ready"
         assert api.get("/docs").status_code == 200
 

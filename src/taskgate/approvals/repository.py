@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import Select, or_, select, update
+from sqlalchemy import Select, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.models import Approval
@@ -37,11 +37,11 @@ def visible_query(
     execution_id: uuid.UUID | None,
     task_id: uuid.UUID | None,
 ) -> Select[tuple[Approval]]:
-    """Approvals the user owns or is named an approver of."""
+    """Approvals the user owns in the project, or is named an approver of."""
     named = Approval.approvers.like(f"%{_escape_like(approver_key(username))}%", escape="\\")
-    stmt = select(Approval).where(
-        Approval.project_id == project_id, or_(Approval.owner_id == user_id, named)
-    )
+    # An approver named on an approval sees it whichever project the request works in.
+    mine = and_(Approval.project_id == project_id, Approval.owner_id == user_id)
+    stmt = select(Approval).where(or_(mine, named))
     if statuses:
         stmt = stmt.where(Approval.status.in_(statuses))
     if execution_id is not None:
