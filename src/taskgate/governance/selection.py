@@ -20,7 +20,7 @@ from starlette.types import Scope
 from taskgate.db.session import Database, on_commit
 from taskgate.errors import NotFound
 from taskgate.governance import repository as repo
-from taskgate.identity.principal import Principal, _TTLCache
+from taskgate.identity.principal import Principal, TTLCache
 
 _HEADERS = (b"x-tenant-id", b"openai-project")
 
@@ -51,7 +51,7 @@ class ProjectDirectory:
 
     def __init__(self, db: Database, ttl: float) -> None:
         self.db = db
-        self._found: _TTLCache[tuple[uuid.UUID, bool, str], _Selected | None] = _TTLCache(ttl)
+        self._found: TTLCache[tuple[uuid.UUID, bool, str], _Selected | None] = TTLCache(ttl)
 
     def invalidate(self) -> None:
         self._found.invalidate()

@@ -87,7 +87,7 @@ _REFRESH_AHEAD = 0.25
 log = structlog.get_logger()
 
 
-class _TTLCache(Generic[K, V]):
+class TTLCache(Generic[K, V]):
     """Loads each key once however many requests miss it together, and never keeps an answer
     loaded across an invalidation (a load that raced a revoke must not resurrect the key)."""
 
@@ -146,8 +146,8 @@ class Authenticator:
         self.db = db
         self.tokens = tokens
         self.ttl = ttl
-        self._users: _TTLCache[uuid.UUID, UserProfile | None] = _TTLCache(ttl)
-        self._keys: _TTLCache[str, _KeyState | None] = _TTLCache(ttl)
+        self._users: TTLCache[uuid.UUID, UserProfile | None] = TTLCache(ttl)
+        self._keys: TTLCache[str, _KeyState | None] = TTLCache(ttl)
         # The answer per credential digest, so a repeat caller costs one look-up (no JWT
         # decoding, no joining key and user): (fresh until, generation, principal, expiry).
         self._resolved: dict[str, tuple[float, int, Principal, float | None]] = {}
