@@ -204,12 +204,15 @@ async def test_cancelling_the_execution_withdraws_its_approval(
 async def test_a_task_tool_approval_resumes_the_task(settings_factory: SettingsFactory) -> None:
     async with engine_app(settings_factory, with_worker=False) as env:
         client, alice = env.client, env.alice
+        me = await client.get("/api/v1/users/me", headers=alice.headers)
+        project_id = uuid.UUID(me.json()["default_project_id"])
         async with env.db.transaction() as session:
-            chat = ChatSession(owner_id=alice.id, title="t", context={})
+            chat = ChatSession(owner_id=alice.id, project_id=project_id, title="t", context={})
             session.add(chat)
             await session.flush()
             task = Task(
                 owner_id=alice.id,
+                project_id=project_id,
                 session_id=chat.id,
                 kind="query",
                 status="WAITING_APPROVAL",
@@ -223,6 +226,7 @@ async def test_a_task_tool_approval_resumes_the_task(settings_factory: SettingsF
             session.add(
                 Run(
                     owner_id=alice.id,
+                    project_id=project_id,
                     task_id=task.id,
                     name="attempt 1",
                     kind="agent",

@@ -228,8 +228,9 @@ class RateLimitMiddleware:
         if principal is not None and decision.allowed:
             project_id = await self._project_of(scope, principal)
             if project_id is not None:
+                # The headers tell the principal's own budget, unless the project's is spent.
                 shared = await self.limiter.hit(self.limiter.project, f"project:{project_id}")
-                if not shared.allowed or shared.remaining < decision.remaining:
+                if not shared.allowed:
                     decision = shared
         headers = decision.headers()
         if not decision.allowed:
