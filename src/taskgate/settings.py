@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from taskgate.runtime.sandbox.uids import DEFAULT_FIRST_UID, DEFAULT_LEASE_DIR, DEFAULT_UID_COUNT
+
 
 class DatabaseSettings(BaseModel):
     url: str | None = Field(
@@ -63,7 +65,26 @@ class RateLimitSettings(BaseModel):
 
 class SandboxSettings(BaseModel):
     backend: Literal["auto", "bwrap", "process"] = Field(
-        default="auto", description="bwrap when installed (auto), or the namespace-less fallback."
+        default="auto",
+        description="bwrap (auto and bwrap alike: without it, script and command tasks fail "
+        "with SANDBOX_UNAVAILABLE), or process: no namespaces, no isolation, only on purpose.",
+    )
+    uid_first: int = Field(
+        default=DEFAULT_FIRST_UID,
+        ge=1000,
+        description="First host uid of the range sandboxes run as when taskgate runs as root; "
+        "each running sandbox leases one, so each has its own process budget.",
+    )
+    uid_count: int = Field(
+        default=DEFAULT_UID_COUNT,
+        ge=1,
+        le=1_000_000,
+        description="Size of that range: sandboxes that may run at once on this host.",
+    )
+    uid_lease_dir: Path = Field(
+        default=DEFAULT_LEASE_DIR,
+        description="Where every taskgate process on the host leases those uids (flock'ed "
+        "files); one directory per host, private to root.",
     )
     cpu_seconds: int = Field(default=60, ge=1, description="CPU seconds per sandboxed process.")
     memory_bytes: int = Field(default=1024 * 1024 * 1024, ge=16 * 1024 * 1024)

@@ -6,13 +6,24 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from taskgate.models import Event, Task
 
 MAX_COMMANDS = 50
+
+
+def _no_nul(value: str) -> str:
+    # The kernel takes scripts, argv and the environment as C strings: a NUL cannot get there.
+    if "\0" in value:
+        raise ValueError("cannot contain a NUL character (\\u0000)")
+    return value
+
+
 Label = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
-Command = Annotated[str, StringConstraints(min_length=1, max_length=10_000)]
+Command = Annotated[
+    str, StringConstraints(min_length=1, max_length=10_000), AfterValidator(_no_nul)
+]
 Criterion = Annotated[str, StringConstraints(min_length=1, max_length=2_000)]
 
 
@@ -20,7 +31,9 @@ class ScriptIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     language: Literal["bash", "python"] = Field(description="Interpreter for the script.")
-    content: str = Field(min_length=1, max_length=1_000_000, description="The script itself.")
+    content: Annotated[str, AfterValidator(_no_nul)] = Field(
+        min_length=1, max_length=1_000_000, description="The script itself."
+    )
 
 
 class TaskCreate(BaseModel):

@@ -82,6 +82,11 @@ class Launch:
     async def settle(self) -> None:
         """Wait, after the direct child is gone, until nothing else of the run is left."""
 
+    def failure(self) -> str | None:
+        """Why the backend itself failed before the user's program ran (its exit status is
+        then the backend's, not the user's); None when the program ran."""
+        return None
+
 
 @functools.cache
 def confining_tools() -> tuple[str, str] | None:
