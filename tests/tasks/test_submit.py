@@ -96,6 +96,8 @@ async def test_tasks_share_a_session_when_given_one(
         ({"commands": ["ls"], "attachments": ["not-a-uuid"]}, {"attachments.0"}),
         ({"commands": ["ls"], "labels": ["x"] * 21}, {"labels"}),
         ({"commands": ["ls"], "session_id": "abc"}, {"session_id"}),
+        ({"commands": ["echo ok", "echo a\u0000b"]}, {"commands.1"}),
+        ({"script": {"language": "bash", "content": "echo a\u0000b"}}, {"script.content"}),
     ],
 )
 async def test_invalid_bodies_name_the_fields(
