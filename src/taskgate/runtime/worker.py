@@ -27,6 +27,7 @@ from taskgate.runtime.outcomes import (
 )
 from taskgate.runtime.queue import CANCEL_CHANNEL, DEAD_LETTER_KIND, JOBS_CHANNEL
 from taskgate.runtime.reaper import run_reaper
+from taskgate.runtime.sandbox.process import kill_running_sandboxes
 
 log = structlog.get_logger()
 WATCH_SECONDS = 0.5  # how often running jobs' cancel flags and leases are re-read
@@ -102,9 +103,15 @@ class Worker:
             self._task.result()
 
     async def stop(self) -> None:
-        await self.drain()
-        if self._task is not None:
-            await self._task
+        try:
+            await self.drain()
+            if self._task is not None:
+                await self._task
+        except asyncio.CancelledError:
+            # The process stops without waiting any longer: its sandboxes go now, not after it.
+            self.abort()
+            kill_running_sandboxes()
+            raise
 
     async def drain(self) -> None:
         """Stop claiming; running jobs get ``grace_seconds`` to finish, then are released
@@ -184,7 +191,9 @@ class Worker:
         for running in released:
             running.stop(StopReason.DRAIN)
         if handlers := self._running_tasks():
-            await asyncio.wait(handlers, timeout=10)
+            _, stuck = await asyncio.wait(handlers, timeout=10)
+            if stuck and kill_running_sandboxes():
+                await asyncio.wait(stuck, timeout=2)
         if self._settling:
             await asyncio.wait(set(self._settling), timeout=10)
         for task in self._loops:

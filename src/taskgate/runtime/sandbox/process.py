@@ -4,6 +4,7 @@ them is in ``spawn``), and the process backend, which adds nothing else."""
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import os
 import shutil
@@ -74,9 +75,11 @@ async def run_launch(
         started = time.monotonic()
         child = await start(launch, limits, run_as, capture)
         forwarder = asyncio.create_task(capture.forward(on_output)) if on_output else None
+        _running[child.pid] = launch
         try:
             timed_out = await _supervise(launch, child, forwarder, limits)
         finally:
+            _running.pop(child.pid, None)
             child.close()
             if forwarder is not None:
                 forwarder.cancel()
@@ -89,6 +92,24 @@ async def run_launch(
         returncode = child.returncode
         assert returncode is not None  # the process exited: _supervise waited for it
         return exit_result(returncode, duration, capture, request.output_path)
+
+
+_running: dict[int, Launch] = {}
+"""The sandboxes this process runs, by the pid of their first process."""
+
+
+def kill_running_sandboxes() -> int:
+    """SIGKILL every sandbox this process runs, whole trees included; for a process about to
+    exit without waiting for its runs to end. Returns how many there were."""
+    for pid, launch in list(_running.items()):
+        launch.stop(pid)
+        kill_group(pid)
+    return len(_running)
+
+
+# An interpreter that exits with runs still going (its loop abandoned) takes them along; the
+# parent-death signal covers the exits that skip this, but leaves their zombies to the host.
+atexit.register(kill_running_sandboxes)
 
 
 async def _supervise(
