@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export TASKGATE_DATA_DIR ?= .taskgate
 
-.PHONY: run test lint services bench clean
+.PHONY: run test lint services sandbox bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,12 +13,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-run: $(STAMP)
+run: $(STAMP) sandbox
 	$(BIN)/taskgate migrate
 	$(BIN)/taskgate serve
 
 services:
 	bash scripts/ensure-services.sh
+
+sandbox:
+	@bash scripts/ensure-bwrap.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -69,6 +69,15 @@ async def _first_admin(settings: Settings) -> None:
     )
 
 
+def _sandbox_notice(settings: Settings) -> None:
+    """Say at start, not at the first task, that script and command tasks will be refused."""
+    from taskgate.runtime.sandbox import missing_sandbox
+
+    problem = missing_sandbox(settings.sandbox.backend)
+    if problem is not None:
+        console.print(Panel(problem, title="taskgate: no sandbox", border_style="red"))
+
+
 @app.command()
 def version() -> None:
     """Print the version."""
@@ -98,6 +107,8 @@ def serve(
         asyncio.run(_migrate(settings))
     asyncio.run(_first_admin(settings))
     console.print(f"taskgate {__version__} on http://{host}:{port}  (docs: /docs)")
+    if not no_worker:
+        _sandbox_notice(settings)
     if workers > 1:
         # Worker processes build their own app: uvicorn needs an import path to do that.
         os.environ[_SERVE_BACKGROUND] = "0" if no_worker else "1"
@@ -171,6 +182,7 @@ def worker(
     settings = get_settings()
     if settings.is_sqlite:
         asyncio.run(_migrate(settings))
+    _sandbox_notice(settings)
     run(settings, concurrency=concurrency, grace_seconds=grace)
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -106,3 +109,29 @@ async def test_bwrap_failing_again_and_again_is_a_sandbox_error(
         task = await wait_for_status(client, alice, created["task_id"])
     assert (task["status"], task["error_code"], task["attempts"]) == ("FAILED", "SANDBOX_ERROR", 2)
     assert "Resource temporarily unavailable" in task["error"]
+
+
+def test_serve_says_at_start_how_to_install_bubblewrap(sandbox_dir: Path, tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("TASKGATE_")},
+        "PATH": _path_with(tmp_path),
+        "PYTHONPATH": os.environ.get("PYTHONPATH", str(root / "src")),
+        "TASKGATE_DATA_DIR": str(sandbox_dir),
+        "TASKGATE_ADMIN_PASSWORD": "a-long-admin-password",
+        "COLUMNS": "200",
+    }
+    with socket.socket() as taken:  # serve starts, prints its banner, then cannot bind: exits
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        done = subprocess.run(
+            [sys.executable, "-m", "taskgate.cli", "serve", "--port", port],
+            env=env,
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert "apt-get install bubblewrap" in done.stdout, done.stdout + done.stderr
