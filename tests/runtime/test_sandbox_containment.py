@@ -135,11 +135,26 @@ def test_sandbox_runs_under_uvloop(sandbox: Sandbox, base_dir: Path, run_as: Run
 
 
 @needs_root
-async def test_an_unreachable_work_dir_is_refused(sandbox: Sandbox, tmp_path: Path) -> None:
+async def test_the_process_backend_refuses_an_unreachable_work_dir(
+    process: ProcessSandbox, tmp_path: Path
+) -> None:
     hidden = tmp_path / "hidden"
     hidden.mkdir(mode=0o700)
     with pytest.raises(SandboxError, match="not searchable"):
-        await sandbox.run(job(hidden, "true"))
+        await process.run(job(hidden, "true"))
+
+
+@needs_bwrap
+@needs_root
+async def test_bwrap_runs_in_a_work_dir_under_a_private_directory(
+    bwrap: BwrapSandbox, tmp_path: Path, run_as: RunAs
+) -> None:
+    hidden = tmp_path / "home"
+    hidden.mkdir(mode=0o700)  # a home directory, or what mktemp -d makes
+    result = await bwrap.run(job(hidden, "echo written > inside.txt; pwd; ls"))
+    assert (result.exit_code, result.output_excerpt) == (0, "/work\ninside.txt\n")
+    assert (hidden / "work" / "inside.txt").read_text() == "written\n"
+    assert live_processes(uid=run_as.uid) == []
 
 
 @needs_bwrap

@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -135,3 +136,17 @@ def test_serve_says_at_start_how_to_install_bubblewrap(sandbox_dir: Path, tmp_pa
             check=False,
         )
     assert "apt-get install bubblewrap" in done.stdout, done.stdout + done.stderr
+
+
+@needs_bwrap
+async def test_command_tasks_run_from_a_private_data_dir(
+    settings_factory: Callable[..., Settings], alice: User
+) -> None:
+    private = Path(tempfile.mkdtemp(prefix="taskgate-private-"))  # 0700, as mktemp -d makes it
+    try:
+        async with worker_app(settings_factory, private) as (_, client):
+            created = await submit(client, alice, commands=["echo hello > f", "cat f"])
+            task = await wait_for_status(client, alice, created["task_id"])
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+    assert (task["status"], task["result"]) == ("COMPLETED", "$ echo hello > f\n$ cat f\nhello\n")

@@ -32,6 +32,7 @@ from taskgate.runtime.sandbox.process import (
     kill_group,
     memfd,
     prepare_work_dir,
+    reachable_by,
     run_launch,
 )
 from taskgate.runtime.sandbox.spawn import Launch, popen_arguments
@@ -42,6 +43,8 @@ SCRIPT_DIR = "/run/taskgate"
 HOSTNAME = "taskgate"
 SANDBOX_SHM = "/dev/shm"  # noqa: S108 - a private tmpfs inside the sandbox
 PROBE_TIMEOUT_SECONDS = 10.0
+REACHABLE_MOUNT = Path("/run/taskgate/work")
+"""Where a work dir the sandbox's uid cannot reach is bound, in a mount namespace per run."""
 INSTALL_HINT = (
     "bubblewrap (bwrap) is not installed, so script and command tasks cannot run. Install it "
     "(apt-get install bubblewrap; dnf install bubblewrap) and restart, or set "
@@ -94,7 +97,7 @@ class BwrapSandbox:
         self, request: SandboxRequest, on_output: OutputCallback | None = None
     ) -> SandboxResult:
         with run_as_of(self.identity) as run_as:
-            work_dir = prepare_work_dir(request.work_dir, run_as)
+            work_dir = prepare_work_dir(request.work_dir, run_as, reachable=False)
             launch = self.launch(request, work_dir, run_as)
             return await run_launch(launch, request, run_as, on_output)
 
@@ -135,7 +138,8 @@ class BwrapSandbox:
             options += _system_mounts(launch, request.network)
             options += _scratch_mounts(request.limits.memory_bytes if self._sized_tmpfs else None)
             options += _sandbox_files(launch, request, uid, gid, script)
-            options += ["--bind", str(work_dir), WORK_MOUNT, "--chdir", WORK_MOUNT]
+            options += ["--bind", self._bind_source(launch, work_dir, run_as), WORK_MOUNT]
+            options += ["--chdir", WORK_MOUNT]
             options += ["--remount-ro", "/dev", "--remount-ro", "/", "--clearenv"]
             for name, value in sandbox_env(WORK_MOUNT, request.env).items():
                 options += ["--setenv", name, value]
@@ -146,6 +150,20 @@ class BwrapSandbox:
             raise
         launch.argv = [self.bwrap, "--args", str(args), "--", program, script]
         return launch
+
+    def _bind_source(self, launch: Launch, work_dir: Path, run_as: RunAs | None) -> str:
+        """The path bwrap binds on /work. bwrap runs as the sandbox's uid and resolves it as
+        that uid: a work dir under a private directory (a 0700 home, ``mktemp -d``) is first
+        bound, by a bwrap run as the worker in a mount namespace of the run's own, on a
+        directory anyone may traverse."""
+        if reachable_by(work_dir, run_as):
+            return str(work_dir)
+        REACHABLE_MOUNT.mkdir(mode=0o755, parents=True, exist_ok=True)
+        launch.privileged_prefix = [
+            *(self.bwrap, "--dev-bind", "/", "/", "--bind", str(work_dir), str(REACHABLE_MOUNT)),
+            *("--die-with-parent", "--"),
+        ]
+        return str(REACHABLE_MOUNT)
 
     def _namespaces(self, network: bool) -> list[str]:
         options = ["--unshare-all", "--unshare-user", "--die-with-parent", "--new-session"]

@@ -163,9 +163,9 @@ async def _within(future: asyncio.Future[None], seconds: float) -> bool:
     return bool(done)
 
 
-def prepare_work_dir(work_dir: Path, run_as: RunAs | None) -> Path:
-    """Create the work dir and give it to the sandbox uid. Fails early when that uid cannot
-    reach it: bwrap resolves the bind source, and HOME is used, as that uid."""
+def prepare_work_dir(work_dir: Path, run_as: RunAs | None, *, reachable: bool = True) -> Path:
+    """Create the work dir and give it to the sandbox uid. Unless ``reachable`` is False, fails
+    early when that uid cannot reach it: HOME and the cwd are used as that uid."""
     work_dir.mkdir(parents=True, exist_ok=True)
     path = work_dir.resolve()
     if run_as is None:
@@ -173,12 +173,19 @@ def prepare_work_dir(work_dir: Path, run_as: RunAs | None) -> Path:
     if path.stat().st_uid != run_as.uid:
         _give_to(path, run_as)
     path.chmod(0o700)
+    if not reachable:
+        return path
     for parent in path.parents:
         if not _searchable(parent.stat(), run_as):
             raise SandboxError(
                 f"uid {run_as.uid} cannot reach the work dir {path}: {parent} is not searchable"
             )
     return path
+
+
+def reachable_by(path: Path, run_as: RunAs | None) -> bool:
+    """Whether ``run_as`` can traverse every parent of ``path``."""
+    return run_as is None or all(_searchable(parent.stat(), run_as) for parent in path.parents)
 
 
 def _give_to(path: Path, run_as: RunAs) -> None:
