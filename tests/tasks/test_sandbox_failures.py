@@ -9,16 +9,22 @@ import socket
 import subprocess
 import sys
 import tempfile
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
+from fastapi import FastAPI
+from sqlalchemy import update
 
+from taskgate.models import Task
 from taskgate.settings import Settings
 from tests.runtime.sandbox_support import needs_bwrap
 from tests.support.clients import User
 from tests.tasks.conftest import worker_app
 from tests.tasks.flows import events, submit, types_of, wait_for_status
+from tests.tasks.test_control import control
 
 REAL_BWRAP = shutil.which("bwrap")
 
@@ -150,3 +156,30 @@ async def test_command_tasks_run_from_a_private_data_dir(
     finally:
         shutil.rmtree(private, ignore_errors=True)
     assert (task["status"], task["result"]) == ("COMPLETED", "$ echo hello > f\n$ cat f\nhello\n")
+
+
+async def test_input_the_sandbox_cannot_take_fails_the_task_not_the_worker(
+    settings_factory: Callable[..., Settings],
+    sandbox_dir: Path,
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    alice: User,
+) -> None:
+    db = app.state.db
+    if db.dialect == "postgresql":
+        pytest.skip("jsonb cannot hold a NUL: such a task can only be stored on SQLite")
+    # Stored before submissions refused NUL characters: a command the kernel cannot take.
+    created = await submit(client, alice, commands=["true"])
+    task_id = created["task_id"]
+    assert (await control(client, alice, task_id, "pause")).status_code == 202
+    async with db.transaction() as session:
+        await session.execute(
+            update(Task)
+            .where(Task.id == uuid.UUID(task_id))
+            .values(input={"commands": ["echo a\u0000b"]})
+        )
+    assert (await control(client, alice, task_id, "resume")).status_code == 202
+    async with worker_app(settings_factory, sandbox_dir) as (_, worker_client):
+        task = await wait_for_status(worker_client, alice, task_id)
+    assert (task["status"], task["error_code"], task["attempts"]) == ("FAILED", "SANDBOX_ERROR", 1)
+    assert "NUL" in task["error"]
