@@ -151,3 +151,29 @@ with pool.lease() as one, pool.lease() as two:
         other.wait()
     with UidPool(first, 2, tmp_path).lease() as leased:  # free again once its holder is gone
         assert leased.uid in (first, first + 1)
+
+
+def test_what_a_dead_holder_left_under_its_uid_is_killed(tmp_path: Path) -> None:
+    first = 3_000_000 + secrets.randbelow(10**6) * 4
+    holder = f"""
+import subprocess, sys
+from pathlib import Path
+from taskgate.runtime.sandbox import UidPool
+with UidPool({first}, 1, Path({str(tmp_path)!r})).lease() as run_as:
+    # A sandbox that escaped its parent-death signal: started just as the worker was killed.
+    subprocess.Popen(["setpriv", f"--reuid={{run_as.uid}}", f"--regid={{run_as.gid}}",
+                      "--clear-groups", "sleep", "300"], start_new_session=True)
+    print("started", flush=True)
+    sys.stdin.read()
+"""
+    dead = subprocess.Popen(
+        [sys.executable, "-c", holder], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert dead.stdout is not None
+    assert dead.stdout.readline() == b"started\n"
+    dead.kill()
+    dead.wait()
+    assert live_processes(uid=first) != []
+    assert UidPool(first, 1, tmp_path).sweep() == 1
+    assert live_processes(uid=first) == []
+    assert UidPool(first, 1, tmp_path).sweep() == 0

@@ -147,6 +147,7 @@ class UidPool:
 def kill_uid(uid: int) -> None:
     """SIGKILL every process of ``uid`` on the host (sandbox processes and their inits alike:
     killing a PID namespace's init takes the rest of it down)."""
+    killed = 0
     for pid in _pids_of(uid):
         try:
             pidfd = os.pidfd_open(pid)
@@ -155,11 +156,13 @@ def kill_uid(uid: int) -> None:
         try:
             if _real_uid(pid) == uid:  # the pidfd pins this process: the pid was not reused
                 signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                killed += 1
         except OSError:
             pass
         finally:
             os.close(pidfd)
-    _log.warning("sandbox.leftovers_killed", uid=uid)
+    if killed:
+        _log.warning("sandbox.leftovers_killed", uid=uid, processes=killed)
 
 
 def _pids_of(uid: int) -> list[int]:
