@@ -107,8 +107,7 @@ class Worker:
             await self.drain()
             if self._task is not None:
                 await self._task
-        except asyncio.CancelledError:
-            # The process stops without waiting any longer: its sandboxes go now, not after it.
+        except asyncio.CancelledError:  # no more waiting: the sandboxes go now, not after us
             self.abort()
             kill_running_sandboxes()
             raise
