@@ -87,7 +87,7 @@ def migrate() -> None:
     elif done.was_empty:
         console.print(
             f"[green]Created the database schema: applied {len(done.applied)} migrations[/] "
-            f"(up to {done.applied[-1]}; {where})."
+            f"({where})."
         )
     else:
         console.print(

@@ -8,8 +8,9 @@ import httpx
 
 from taskgate.ids import isoformat, utcnow
 from tests.conftest import AppFactory
-from tests.identity.api import bearer, create_key, eventually, first_admin, me_status
+from tests.identity.api import bearer, create_key, first_admin, me_status
 from tests.support.clients import ADMIN_PASSWORD, User, create_user, login
+from tests.support.waiting import eventually
 
 
 def key_header(key: str) -> dict[str, str]:
