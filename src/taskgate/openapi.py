@@ -25,10 +25,12 @@ class ErrorEnvelope(BaseModel):
     error: ErrorBody
 
 
+# The one status table lives in taskgate/errors.py.
+_DESCRIPTIONS = {status: error.summary for status, error in BY_STATUS.items()}
+
+
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": ErrorEnvelope, "description": _summary(code)} for code in codes}
-
-
-def _summary(status: int) -> str:
-    error = BY_STATUS.get(status)
-    return error.summary if error is not None else "Error"
+    return {
+        code: {"model": ErrorEnvelope, "description": _DESCRIPTIONS.get(code, "Error")}
+        for code in codes
+    }
