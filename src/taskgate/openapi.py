@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from taskgate.errors import BY_STATUS
+
 
 class ErrorDetail(BaseModel):
     field: str
@@ -23,19 +25,8 @@ class ErrorEnvelope(BaseModel):
     error: ErrorBody
 
 
-_DESCRIPTIONS = {
-    400: "Validation error",
-    401: "Not authenticated",
-    403: "Not allowed",
-    404: "Not found",
-    409: "Conflict with the current state",
-    412: "Stale If-Match version",
-    413: "Body too large",
-    415: "Unsupported media type",
-    422: "Idempotency key reused with another body",
-    429: "Rate limited",
-    503: "Service unavailable",
-}
+# The one status table lives in taskgate/errors.py.
+_DESCRIPTIONS = {status: error.summary for status, error in BY_STATUS.items()}
 
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:

@@ -47,6 +47,8 @@ class AuthSettings(BaseModel):
 
 
 class HTTPSettings(BaseModel):
+    host: str = Field(default="127.0.0.1", description="Interface `taskgate serve` binds.")
+    port: int = Field(default=8080, ge=1, le=65535, description="Port `taskgate serve` listens on.")
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="Request body cap.")
     cors_origins: list[str] = Field(default_factory=list, description="Allowed CORS origins.")
     idempotency_ttl_seconds: int = Field(default=24 * 3600, description="Idempotency key life.")

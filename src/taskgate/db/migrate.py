@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from alembic import command
@@ -20,16 +21,29 @@ def alembic_config() -> Config:
     return config
 
 
-async def upgrade(engine: AsyncEngine) -> None:
+@dataclass(frozen=True)
+class Upgrade:
+    """What :func:`upgrade` did: the revisions it applied, oldest first."""
+
+    applied: list[str]
+    was_empty: bool  # no revision was applied before: the schema was created
+
+
+async def upgrade(engine: AsyncEngine) -> Upgrade:
     """Bring the schema to the newest revision of every branch."""
 
-    def _upgrade(connection: Connection) -> None:
+    def _upgrade(connection: Connection) -> Upgrade:
         config = alembic_config()
         config.attributes["connection"] = connection
+        before = MigrationContext.configure(connection).get_current_heads()
         command.upgrade(config, "heads")
+        script = ScriptDirectory.from_config(config)
+        newer = script.iterate_revisions("heads", before or "base")
+        applied = [revision.revision for revision in newer if revision is not None]
+        return Upgrade(applied[::-1], was_empty=not before)
 
     async with engine.begin() as connection:
-        await connection.run_sync(_upgrade)
+        return await connection.run_sync(_upgrade)
 
 
 async def pending_revisions(engine: AsyncEngine) -> set[str]:

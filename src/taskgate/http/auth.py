@@ -12,7 +12,7 @@ from starlette.types import Scope
 
 from taskgate.db.session import Database, run_after_commit
 from taskgate.errors import Unauthorized
-from taskgate.identity.principal import Authenticator, Principal
+from taskgate.identity.principal import INVALID_API_KEY, Authenticator, Principal
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -41,7 +41,14 @@ async def principal_from_scope(scope: Scope, authenticator: Authenticator) -> Pr
         cached: Principal | None = state["principal"]
         return cached
     credential = credential_from_scope(scope)
-    principal = await authenticator.resolve(credential) if credential else None
+    try:
+        principal = await authenticator.resolve(credential) if credential else None
+    except Unauthorized as exc:
+        # A credential that is no API key is read as an access token; whoever sent it as
+        # X-API-Key should still hear that the API key is wrong.
+        if any(name == b"x-api-key" for name, _ in scope["headers"]):
+            raise Unauthorized(INVALID_API_KEY) from exc
+        raise
     state["principal"] = principal
     return principal
 

@@ -11,25 +11,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from taskgate.errors import FieldProblem, TaskgateError, error_body
+from taskgate.errors import BY_STATUS, FieldProblem, TaskgateError, error_body
 from taskgate.http.context import current_trace_id
 
 log = structlog.get_logger()
-
-_STATUS_CODES = {
-    400: "VALIDATION_ERROR",
-    401: "UNAUTHORIZED",
-    403: "FORBIDDEN",
-    404: "NOT_FOUND",
-    405: "METHOD_NOT_ALLOWED",
-    409: "CONFLICT",
-    412: "PRECONDITION_FAILED",
-    413: "PAYLOAD_TOO_LARGE",
-    415: "UNSUPPORTED_MEDIA_TYPE",
-    422: "VALIDATION_ERROR",
-    429: "RATE_LIMITED",
-    503: "SERVICE_UNAVAILABLE",
-}
 
 
 def error_response(
@@ -76,7 +61,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code = _STATUS_CODES.get(exc.status_code, "INTERNAL_ERROR")
+    code = BY_STATUS.get(exc.status_code, TaskgateError).code
     message = {404: "Not found.", 405: "Method not allowed."}.get(exc.status_code, str(exc.detail))
     return error_response(exc.status_code, code, message, headers=dict(exc.headers or {}))
 

@@ -74,6 +74,7 @@ class _KeyState:
 
 K = TypeVar("K")
 V = TypeVar("V")
+INVALID_API_KEY = "Invalid or expired API key."
 _MAX_ENTRIES = 10_000
 # A credential still in use this far (a share of the ttl) from its expiry is re-read ahead.
 _REFRESH_AHEAD = 0.25
@@ -247,10 +248,10 @@ class Authenticator:
     ) -> tuple[Principal, float | None]:
         state = await self._keys.get(digest, lambda: self._load_key(key), reload=reload)
         if state is None or (state.expires_at is not None and state.expires_at <= time.time()):
-            raise Unauthorized("Invalid or expired API key.")
+            raise Unauthorized(INVALID_API_KEY)
         user = await self.profile(state.user_id, reload=reload)
         if user is None or not user.is_active:
-            raise Unauthorized("Invalid or expired API key.")
+            raise Unauthorized(INVALID_API_KEY)
         self.key_last_used[state.key_id] = time.time()
         principal = Principal(
             state.user_id, user.username, user.is_admin, state.scopes, state.key_id

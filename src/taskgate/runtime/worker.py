@@ -67,6 +67,7 @@ class Worker:
         self._draining = False
         self._aborted = False
         self.ready = asyncio.Event()  # set once the node is registered and claiming
+        self.idle = asyncio.Event()  # set while it waits with no claimable work known
         self._stopped = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._started = False
@@ -259,7 +260,10 @@ class Worker:
             self._signal.clear()
             free = self.concurrency - len(self._handlers)
             if free <= 0 or not self._more:
+                if not self._more:
+                    self.idle.set()
                 await self._sleep(poll)
+                self.idle.clear()
                 continue
             # Handlers finishing in this same tick free their slots too: claim once for all.
             await asyncio.sleep(0)

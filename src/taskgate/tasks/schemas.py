@@ -68,7 +68,8 @@ class TaskCreate(BaseModel):
 
 
 class TaskCreated(BaseModel):
-    task_id: uuid.UUID
+    id: uuid.UUID
+    task_id: uuid.UUID  # the same id under Shannon's name
     status: str
     message: str
     session_id: uuid.UUID | None
@@ -83,7 +84,8 @@ class Usage(BaseModel):
 
 
 class TaskOut(BaseModel):
-    task_id: uuid.UUID
+    id: uuid.UUID
+    task_id: uuid.UUID  # the same id under Shannon's name
     kind: Literal["query", "script", "commands"]
     status: str
     query: str | None
@@ -113,6 +115,7 @@ class TaskOut(BaseModel):
     @classmethod
     def of(cls, task: Task) -> TaskOut:
         return cls(
+            id=task.id,
             task_id=task.id,
             kind=task.kind,
             status=task.status,
