@@ -4,6 +4,7 @@ small tmpfs to fill, and the taskgate processes it kills and restarts."""
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -17,8 +18,8 @@ from pathlib import Path
 
 import httpx
 
-from bench.harness import ROOT, free_port
 from bench._task_server import taskgate_env
+from bench.harness import ROOT, free_port
 
 
 def _pg_bin(name: str) -> str:
@@ -59,11 +60,9 @@ class PrivatePostgres:
             _give_to_postgres(path)
         self.log.touch()
         _give_to_postgres(self.log)
+        initdb = [_pg_bin("initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust"]
         subprocess.run(
-            _as_postgres(
-                [_pg_bin("initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust"]
-                + ["-E", "UTF8", "--no-sync", "--no-instructions"]
-            ),
+            _as_postgres([*initdb, "-E", "UTF8", "--no-sync", "--no-instructions"]),
             check=True,
             capture_output=True,
         )
@@ -76,9 +75,9 @@ class PrivatePostgres:
             f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1 -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
         )
+        pg_ctl = [_pg_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options]
         subprocess.run(
-            _as_postgres([_pg_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.log)])
-            + ["-o", options, "-w", "-t", "60", "start"],
+            _as_postgres([*pg_ctl, "-w", "-t", "60", "start"]),
             check=True,
             capture_output=True,
         )
@@ -92,8 +91,7 @@ class PrivatePostgres:
 
     def psql(self, sql: str, database: str = "postgres") -> str:
         done = subprocess.run(
-            [_pg_bin("psql"), "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", self.dsn(database)]
-            + ["-c", sql],
+            [_pg_bin("psql"), "-XqtA", "-v", "ON_ERROR_STOP=1", self.dsn(database), "-c", sql],
             check=True,
             capture_output=True,
             text=True,
@@ -252,10 +250,8 @@ class Fleet:
         member = self.members[name]
         if member.process is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(member.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         member.process.wait()
         member.process = None
 

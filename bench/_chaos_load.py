@@ -6,6 +6,7 @@ accepted submission ended exactly once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 import uuid
@@ -63,7 +64,12 @@ class LoadStats:
 
 class Load:
     def __init__(
-        self, bases: list[str], api_key: str, workflow_id: str, tasks_per_second: float, runs_per_second: float
+        self,
+        bases: list[str],
+        api_key: str,
+        workflow_id: str,
+        tasks_per_second: float,
+        runs_per_second: float,
     ) -> None:
         self.bases = bases
         self.headers = {"X-API-Key": api_key}
@@ -90,10 +96,8 @@ class Load:
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)
             next_at += 1 / rate
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), max(0.0, next_at - time.monotonic()))
-            except TimeoutError:
-                pass
         if self._pending:
             await asyncio.wait(self._pending)
         await self._client.aclose()
@@ -187,9 +191,7 @@ async def _fetch_state(dsn: str) -> dict[str, list[asyncpg.Record]]:
                 "GROUP BY execution_id",
                 list(EXECUTION_OUTCOMES),
             ),
-            "twice_done": await connection.fetch(
-                "SELECT id FROM queue_jobs WHERE completions > 1"
-            ),
+            "twice_done": await connection.fetch("SELECT id FROM queue_jobs WHERE completions > 1"),
         }
     finally:
         await connection.close()

@@ -216,7 +216,7 @@ async def fill_disk(stage: Stage, load: Load, notes: list[str], disk: SmallDisk)
     await asyncio.to_thread(disk.free)
     freed = time.monotonic()
     accepted = await _first_accepted_after(load.stats, freed)
-    refusals = ", ".join(f"{n}×{k}" for k, n in sorted(during.items()) if k != "201" and n)
+    refusals = ", ".join(f"{n} x{k}" for k, n in sorted(during.items()) if k != "201" and n)
     notes.append(f"while full: {refusals or 'no refusals'}")
     notes.append(f"first accepted {accepted:.1f} s after space returned")
     await asyncio.sleep(15)
@@ -265,10 +265,16 @@ async def _run(stage: Stage, chaos: Chaos) -> Outcome:
 
 
 def _stage(
-    name: str, root: Path, postgres: PrivatePostgres, redis: PrivateRedis | None, tablespace: str = ""
+    name: str,
+    root: Path,
+    postgres: PrivatePostgres,
+    redis: PrivateRedis | None,
+    tablespace: str = "",
 ) -> Stage:
     database = f"chaos_{name}"
-    postgres.psql(f"CREATE DATABASE {database}" + (f" TABLESPACE {tablespace}" if tablespace else ""))
+    postgres.psql(
+        f"CREATE DATABASE {database}" + (f" TABLESPACE {tablespace}" if tablespace else "")
+    )
     data_dir = root / name / "data"
     logs = root / name / "logs"
     logs.mkdir(parents=True)
@@ -325,11 +331,13 @@ def table(outcomes: list[Outcome]) -> str:
         for o in outcomes
     ]
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in [head, *rows]]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in [head, *rows]
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     for o in outcomes:
         v, s = o.verdict, o.stats
-        statuses = ", ".join(f"{k}×{n}" for k, n in sorted(s.statuses.items()))
+        statuses = ", ".join(f"{k} x{n}" for k, n in sorted(s.statuses.items()))
         lines.append(f"\n{o.name}: {'; '.join(o.notes)}")
         lines.append(f"  answers: {statuses}; slowest answer {s.slowest_answer:.1f} s")
         extra = [

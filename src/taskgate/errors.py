@@ -86,6 +86,28 @@ class ServiceUnavailable(TaskgateError):
     code, status, default_message = "SERVICE_UNAVAILABLE", 503, "Service unavailable."
 
 
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database cannot be reached or refuses connections for now (restarting, failing
+    over, out of connections): nothing was done, and the same request may be sent again."""
+
+    default_message = "The database is unavailable; nothing was saved. Retry shortly."
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 2) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+
+
+class InsufficientStorage(TaskgateError):
+    """The disk under the database or the data directory is full: the write was rolled back."""
+
+    code, status = "INSUFFICIENT_STORAGE", 507
+    default_message = (
+        "The server is out of storage space; nothing was saved. Retry once space is freed."
+    )
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 30) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+
+
 def error_body(
     code: str, message: str, trace_id: str | None, details: Sequence[FieldProblem] = ()
 ) -> dict[str, object]:
