@@ -149,20 +149,14 @@ class SmallDisk:
 
     def fill(self) -> None:
         """Take every free byte: a write that needs one more block now fails with ENOSPC."""
-        with self.ballast.open("ab") as out:
-            chunk = b"\0" * 65536
-            try:
-                while True:
-                    out.write(chunk)
-                    out.flush()
-            except OSError:
-                pass
-            try:
-                while True:
-                    out.write(b"\0" * 512)
-                    out.flush()
-            except OSError:
-                pass
+        fd = os.open(self.ballast, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        try:
+            for size in (1 << 20, 1 << 16, 1 << 12, 1 << 9):
+                with contextlib.suppress(OSError):
+                    while True:
+                        os.write(fd, bytes(size))
+        finally:
+            os.close(fd)
 
     def free(self) -> None:
         self.ballast.unlink(missing_ok=True)

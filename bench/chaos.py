@@ -20,6 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,8 +34,8 @@ from bench._task_server import api_key
 EXPLICIT_ONLY = True  # python -m bench runs it only when named
 KILLS = int(os.environ.get("BENCH_CHAOS_KILLS", "100"))
 KILL_INTERVAL = float(os.environ.get("BENCH_CHAOS_KILL_INTERVAL", "2.0"))
-TASKS_PER_SECOND = float(os.environ.get("BENCH_CHAOS_TASKS_PER_SECOND", "3"))
-RUNS_PER_SECOND = float(os.environ.get("BENCH_CHAOS_RUNS_PER_SECOND", "1"))
+TASKS_PER_SECOND = float(os.environ.get("BENCH_CHAOS_TASKS_PER_SECOND", "2"))
+RUNS_PER_SECOND = float(os.environ.get("BENCH_CHAOS_RUNS_PER_SECOND", "0.5"))
 OUTAGE_SECONDS = float(os.environ.get("BENCH_CHAOS_OUTAGE_SECONDS", "10"))
 SETTLE_SECONDS = 240.0
 SCENARIOS = ("kill", "postgres", "redis", "disk")
@@ -360,7 +361,8 @@ def main(names: list[str] | None = None) -> None:
     if "disk" in chosen and os.geteuid() != 0:
         print("disk: skipped (mounting a small tmpfs needs root)", flush=True)
         chosen.remove("disk")
-    outcomes = []
+    outcomes: list[Outcome] = []
+    broken: list[str] = []
     root = Path(tempfile.mkdtemp(prefix="taskgate-chaos-"))
     root.chmod(0o755)  # the postgres account reaches its cluster below
     postgres = PrivatePostgres(root)
@@ -371,9 +373,12 @@ def main(names: list[str] | None = None) -> None:
         for name in chosen:
             print(f"-- {name} ...", flush=True)
             started = time.monotonic()
-            outcome = run_scenario(name, root, postgres, redis)
+            try:
+                outcomes.append(run_scenario(name, root, postgres, redis))
+            except Exception:
+                traceback.print_exc()
+                broken.append(name)
             print(f"   done in {time.monotonic() - started:.0f} s", flush=True)
-            outcomes.append(outcome)
     finally:
         redis.stop()
         postgres.stop()
@@ -382,7 +387,9 @@ def main(names: list[str] | None = None) -> None:
         else:
             shutil.rmtree(root, ignore_errors=True)
     print(table(outcomes), flush=True)
-    if not all(o.clean for o in outcomes):
+    if broken:
+        print(f"scenarios that could not run to the end: {', '.join(broken)}", flush=True)
+    if broken or not all(o.clean for o in outcomes):
         raise SystemExit(1)
 
 
