@@ -77,7 +77,8 @@ def validation_problems(errors: Sequence[Any]) -> list[FieldProblem]:
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:
-    """The exception, what a driver error wraps, and what it was raised from."""
+    """The exception, what a driver error wraps, and what it was raised from (not what it
+    was raised while handling: a bug in an error path stays a bug)."""
     seen: set[int] = set()
     pending: list[BaseException | None] = [exc]
     while pending:
@@ -90,7 +91,6 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
         pending += [
             orig if isinstance(orig, BaseException) else None,
             current.__cause__,
-            current.__context__,
         ]
 
 
