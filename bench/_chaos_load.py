@@ -166,6 +166,8 @@ class Verdict:
     duplicated: int  # a second task for one key, a second outcome, a job completed twice
     stuck: int  # rows nobody accepted (a submission cut off) that never became final
     not_taken: int  # given up by the client: never accepted
+    unanswered: int  # given up by the client, yet stored (and run once): the answer was lost
+    slowest: float  # seconds from submission to final state, the slowest task
     refused: list[str]
     failed: int  # accepted and final, but FAILED (reported, not an error by itself)
 
@@ -190,6 +192,10 @@ async def _fetch_state(dsn: str) -> dict[str, list[asyncpg.Record]]:
                 "WHERE type = ANY($1::text[]) AND task_id IS NULL AND execution_id IS NOT NULL "
                 "GROUP BY execution_id",
                 list(EXECUTION_OUTCOMES),
+            ),
+            "slowest": await connection.fetch(
+                "SELECT coalesce(max(extract(epoch FROM completed_at - created_at)), 0) AS s "
+                "FROM tasks"
             ),
             "twice_done": await connection.fetch("SELECT id FROM queue_jobs WHERE completions > 1"),
         }
@@ -240,6 +246,7 @@ def judge(submissions: list[Submission], state: dict[str, list[asyncpg.Record]])
     duplicated += sum(n - 1 for kind in outcomes for n in outcomes[kind].values() if n > 1)
     duplicated += len(state["twice_done"])
     accepted_ids = {s.accepted_id for s in accepted}
+    given_up = [s for s in submissions if not s.accepted_id and not s.refused]
     stuck = sum(
         1
         for kind in rows
@@ -252,7 +259,9 @@ def judge(submissions: list[Submission], state: dict[str, list[asyncpg.Record]])
         lost=lost,
         duplicated=duplicated,
         stuck=stuck,
-        not_taken=sum(1 for s in submissions if not s.accepted_id and not s.refused),
+        not_taken=len(given_up),
+        unanswered=sum(1 for s in given_up if per_key[s.kind][s.key]),
+        slowest=float(state["slowest"][0]["s"]),
         refused=[s.refused for s in submissions if s.refused][:5],
         failed=failed,
     )
