@@ -83,7 +83,12 @@ class RateLimited(TaskgateError):
 
 
 class ServiceUnavailable(TaskgateError):
+    """Temporarily unable to serve; every 503 says when to try again."""
+
     code, status, default_message = "SERVICE_UNAVAILABLE", 503, "Service unavailable."
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 2) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
 
 
 class DatabaseUnavailable(ServiceUnavailable):
@@ -91,9 +96,6 @@ class DatabaseUnavailable(ServiceUnavailable):
     over, out of connections): nothing was done, and the same request may be sent again."""
 
     default_message = "The database is unavailable; nothing was saved. Retry shortly."
-
-    def __init__(self, message: str | None = None, *, retry_after: int = 2) -> None:
-        super().__init__(message, headers={"Retry-After": str(retry_after)})
 
 
 class InsufficientStorage(TaskgateError):
