@@ -93,9 +93,12 @@ class ServiceUnavailable(TaskgateError):
 
 class DatabaseUnavailable(ServiceUnavailable):
     """The database cannot be reached or refuses connections for now (restarting, failing
-    over, out of connections): nothing was done, and the same request may be sent again."""
+    over, out of connections). A write cut off at its commit may have been saved: a retry with
+    the same Idempotency-Key is safe either way."""
 
-    default_message = "The database is unavailable; nothing was saved. Retry shortly."
+    default_message = (
+        "The database is unavailable; retry shortly (a write with the same Idempotency-Key)."
+    )
 
 
 class InsufficientStorage(TaskgateError):
