@@ -21,6 +21,8 @@ PROMISED = {
     429: "RATE_LIMITED",
     500: "INTERNAL_ERROR",
     503: "SERVICE_UNAVAILABLE",
+    # Beyond API.md's list: a full disk under the database or the data directory.
+    507: "INSUFFICIENT_STORAGE",
 }
 
 

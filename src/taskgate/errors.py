@@ -95,8 +95,36 @@ class RateLimited(TaskgateError):
 
 
 class ServiceUnavailable(TaskgateError):
+    """Temporarily unable to serve; every 503 says when to try again."""
+
     code, status, default_message = "SERVICE_UNAVAILABLE", 503, "Service unavailable."
     summary = "Service unavailable"
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 2) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database cannot be reached or refuses connections for now (restarting, failing
+    over, out of connections). A write cut off at its commit may have been saved: a retry with
+    the same Idempotency-Key is safe either way."""
+
+    default_message = (
+        "The database is unavailable; retry shortly (a write with the same Idempotency-Key)."
+    )
+
+
+class InsufficientStorage(TaskgateError):
+    """The disk under the database or the data directory is full: the write was rolled back."""
+
+    code, status = "INSUFFICIENT_STORAGE", 507
+    summary = "Insufficient storage"
+    default_message = (
+        "The server is out of storage space; nothing was saved. Retry once space is freed."
+    )
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 30) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
 
 
 # The one table from an HTTP status to its error: the handler names a bare status (a 404 or 405
@@ -117,6 +145,7 @@ BY_STATUS: dict[int, type[TaskgateError]] = {
         RateLimited,
         TaskgateError,
         ServiceUnavailable,
+        InsufficientStorage,
     )
 }
 

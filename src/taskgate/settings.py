@@ -22,6 +22,17 @@ class DatabaseSettings(BaseModel):
         default=10, ge=1, description="Connections kept per process (PostgreSQL)."
     )
     max_overflow: int = Field(default=10, ge=0, description="Extra connections under burst load.")
+    connect_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="Give up opening a connection after this long (PostgreSQL); the request "
+        "then answers 503 with Retry-After instead of hanging on a database out of reach.",
+    )
+    pool_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Longest wait for a free pooled connection before answering 503.",
+    )
     sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0, description="SQLite busy timeout.")
     echo: bool = Field(default=False, description="Log every SQL statement.")
 

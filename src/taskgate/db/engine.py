@@ -29,6 +29,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_size=settings.database.pool_size,
         max_overflow=settings.database.max_overflow,
         pool_recycle=1800,
+        pool_timeout=settings.database.pool_timeout_seconds,
+        connect_args={"timeout": settings.database.connect_timeout_seconds},
         echo=settings.database.echo,
     )
 
