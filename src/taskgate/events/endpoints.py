@@ -11,6 +11,7 @@ from taskgate.errors import ValidationFailed
 from taskgate.events import subjects
 from taskgate.events.bus import EventBus
 from taskgate.events.filters import StreamSpec, TypeFilter
+from taskgate.events.records import MAX_EVENT_ID
 from taskgate.events.sse import EventStreamResponse
 from taskgate.events.streams import EventStream
 from taskgate.events.websocket import serve_websocket
@@ -31,7 +32,9 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     **errors(400, 401, 403, 404, 429),
 }
 LastEventHeader = Annotated[str | None, Header(alias="Last-Event-ID")]
-LastEventQuery = Annotated[int | None, Query(ge=0, description="Resume after this event id.")]
+LastEventQuery = Annotated[
+    int | None, Query(ge=0, le=MAX_EVENT_ID, description="Resume after this event id.")
+]
 TypesQuery = Annotated[
     str | None, Query(description="Comma-separated event types; `task.*` matches a prefix.")
 ]
@@ -42,8 +45,10 @@ def _resume(header: str | None, query: int | None) -> int | None:
     if header is None or not header.strip():
         return query
     value = header.strip()
-    if not value.isdigit():
-        raise ValidationFailed.field("Last-Event-ID", "a non-negative integer event id")
+    if not (value.isascii() and value.isdigit()) or int(value) > MAX_EVENT_ID:
+        raise ValidationFailed.field(
+            "Last-Event-ID", f"a non-negative integer event id, at most {MAX_EVENT_ID}"
+        )
     return int(value)
 
 

@@ -23,7 +23,7 @@ from taskgate.errors import RateLimited, TaskgateError, Unauthorized
 from taskgate.events import subjects
 from taskgate.events.bus import EventBus, StreamSlot
 from taskgate.events.filters import TypeFilter
-from taskgate.events.records import EventRecord
+from taskgate.events.records import MAX_EVENT_ID, EventRecord
 from taskgate.events.streams import EventStream
 from taskgate.http.auth import get_principal
 from taskgate.identity.principal import Principal
@@ -156,8 +156,10 @@ class ChannelSession:
             self._error("channel: a channel such as tasks:<id> or events is required.")
             return
         last = message.get("last_event_id")
-        if last is not None and (not isinstance(last, int) or isinstance(last, bool) or last < 0):
-            self._error("last_event_id: a non-negative integer.", channel)
+        if last is not None and (
+            not isinstance(last, int) or isinstance(last, bool) or not 0 <= last <= MAX_EVENT_ID
+        ):
+            self._error(f"last_event_id: a non-negative integer, at most {MAX_EVENT_ID}.", channel)
             return
         if channel not in self.channels and len(self.channels) >= self.max_channels:
             self._error(f"At most {self.max_channels} channels per connection.", channel)
