@@ -12,6 +12,7 @@ from starlette.types import Scope
 
 from taskgate.db.session import Database, run_after_commit
 from taskgate.errors import Unauthorized
+from taskgate.identity import stream_tickets
 from taskgate.identity.principal import Authenticator, Principal
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -54,6 +55,23 @@ async def get_principal(conn: HTTPConnection) -> Principal:
             principal = await authenticator.resolve(token)
             conn.scope.setdefault("state", {})["principal"] = principal
             return principal
+    return await _from_headers(conn, authenticator)
+
+
+async def get_stream_principal(conn: HTTPConnection) -> Principal:
+    """A stream's caller: as any endpoint's, or by a single-use ``?ticket=`` (for browsers,
+    which cannot set headers on EventSource or WebSocket)."""
+    if credential_from_scope(conn.scope) is None:
+        ticket = conn.query_params.get("ticket")
+        if ticket:
+            authenticator: Authenticator = conn.app.state.authenticator
+            principal = await stream_tickets.redeem(conn.app.state.db, authenticator, ticket)
+            conn.scope.setdefault("state", {})["principal"] = principal
+            return principal
+    return await get_principal(conn)
+
+
+async def _from_headers(conn: HTTPConnection, authenticator: Authenticator) -> Principal:
     resolved = await principal_from_scope(conn.scope, authenticator)
     if resolved is None:
         raise Unauthorized()
@@ -82,7 +100,16 @@ def require_scope(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+StreamPrincipal = Annotated[Principal, Depends(get_stream_principal)]
 Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
 Db = Annotated[Database, Depends(get_db)]
 
-__all__ = ["CurrentPrincipal", "Db", "Session", "get_principal", "run_after_commit"]
+__all__ = [
+    "CurrentPrincipal",
+    "Db",
+    "Session",
+    "StreamPrincipal",
+    "get_principal",
+    "get_stream_principal",
+    "run_after_commit",
+]
