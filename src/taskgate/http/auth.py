@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
@@ -99,8 +99,21 @@ def require_scope(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
     return dependency
 
 
+async def _stream_caller(
+    request: Request,
+    ticket: Annotated[
+        str | None,
+        Query(
+            description="A single-use ticket from POST /api/v1/stream/tickets, for clients "
+            "that cannot send an Authorization header."
+        ),
+    ] = None,
+) -> Principal:
+    return await get_stream_principal(request)
+
+
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
-StreamPrincipal = Annotated[Principal, Depends(get_stream_principal)]
+StreamPrincipal = Annotated[Principal, Depends(_stream_caller)]
 Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
 Db = Annotated[Database, Depends(get_db)]
 
