@@ -209,6 +209,12 @@ class StreamSettings(BaseModel):
         description="Frames queued for a WebSocket client; past it the client is closed (1013).",
     )
     ws_max_channels: int = Field(default=100, ge=1, description="Channels per WebSocket.")
+    ticket_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="How long a stream ticket (POST /api/v1/stream/tickets) stays usable.",
+    )
     subscriber_queue: int = Field(
         default=1000,
         ge=1,

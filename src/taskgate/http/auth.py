@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
 from taskgate.db.session import Database, run_after_commit
 from taskgate.errors import Unauthorized
+from taskgate.identity import stream_tickets
 from taskgate.identity.principal import INVALID_API_KEY, Authenticator, Principal
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -61,6 +62,23 @@ async def get_principal(conn: HTTPConnection) -> Principal:
             principal = await authenticator.resolve(token)
             conn.scope.setdefault("state", {})["principal"] = principal
             return principal
+    return await _from_headers(conn, authenticator)
+
+
+async def get_stream_principal(conn: HTTPConnection) -> Principal:
+    """A stream's caller: as any endpoint's, or by a single-use ``?ticket=`` (for browsers,
+    which cannot set headers on EventSource or WebSocket)."""
+    if credential_from_scope(conn.scope) is None:
+        ticket = conn.query_params.get("ticket")
+        if ticket:
+            authenticator: Authenticator = conn.app.state.authenticator
+            principal = await stream_tickets.redeem(conn.app.state.db, authenticator, ticket)
+            conn.scope.setdefault("state", {})["principal"] = principal
+            return principal
+    return await get_principal(conn)
+
+
+async def _from_headers(conn: HTTPConnection, authenticator: Authenticator) -> Principal:
     resolved = await principal_from_scope(conn.scope, authenticator)
     if resolved is None:
         raise Unauthorized()
@@ -88,8 +106,30 @@ def require_scope(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
     return dependency
 
 
+async def _stream_caller(
+    request: Request,
+    ticket: Annotated[
+        str | None,
+        Query(
+            description="A single-use ticket from POST /api/v1/stream/tickets, for clients "
+            "that cannot send an Authorization header."
+        ),
+    ] = None,
+) -> Principal:
+    return await get_stream_principal(request)
+
+
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+StreamPrincipal = Annotated[Principal, Depends(_stream_caller)]
 Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
 Db = Annotated[Database, Depends(get_db)]
 
-__all__ = ["CurrentPrincipal", "Db", "Session", "get_principal", "run_after_commit"]
+__all__ = [
+    "CurrentPrincipal",
+    "Db",
+    "Session",
+    "StreamPrincipal",
+    "get_principal",
+    "get_stream_principal",
+    "run_after_commit",
+]

@@ -131,14 +131,19 @@ class ExecutionStep(IdMixin, TimestampMixin, Base):
 
 
 class WebhookSource(IdMixin, TimestampMixin, Base):
-    """Where inbound webhooks come from: ``POST /api/v1/webhooks/{slug}``, signed with a secret."""
+    """Where inbound webhooks come from: ``POST /api/v1/webhooks/{id}``, signed with a secret."""
 
     __tablename__ = "webhook_sources"
-    __table_args__ = (Index("ix_webhook_sources_owner_id_created_at", "owner_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_webhook_sources_owner_id_created_at", "owner_id", "created_at"),
+        # A slug names a source among its owner's (its project's, once sources have one);
+        # the inbound URL names the source by id, so slugs need not be unique across users.
+        UniqueConstraint("owner_id", "slug"),
+    )
 
     owner_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("users.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(200))
-    slug: Mapped[str] = mapped_column(String(100), unique=True)
+    slug: Mapped[str] = mapped_column(String(100))
     description: Mapped[str] = mapped_column(Text, default="")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     # "auto" accepts either scheme; "hmac_sha256" or "standard" insist on one.
@@ -150,7 +155,8 @@ class WebhookSource(IdMixin, TimestampMixin, Base):
 
 
 class WebhookReceipt(IdMixin, Base):
-    """A Standard Webhooks ``webhook-id`` already accepted: a replay of it is not a new event."""
+    """A delivery already accepted, by its Standard Webhooks ``webhook-id`` (a replay of it is
+    not a new event) or by its ``sha256=`` signature (a replay of it is refused)."""
 
     __tablename__ = "webhook_receipts"
     __table_args__ = (
