@@ -11,6 +11,7 @@ from taskgate.errors import ValidationFailed
 from taskgate.events import subjects
 from taskgate.events.bus import EventBus
 from taskgate.events.filters import StreamSpec, TypeFilter
+from taskgate.events.schemas import EventOut
 from taskgate.events.sse import EventStreamResponse
 from taskgate.events.streams import EventStream
 from taskgate.events.websocket import serve_websocket
@@ -26,8 +27,38 @@ _SSE_DOC = (
     "subject ends. Resume with the `Last-Event-ID` header or `last_event_id`: every event "
     "after it is sent once, in id order."
 )
+# One frame as an SSE parser hands it over (``itemSchema``, as OpenAPI 3.2 and FastAPI's own
+# event streams document it); the `: ping` comments are not frames.
+_FRAME: dict[str, Any] = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "The event id."},
+        "event": {"type": "string", "description": "The event type, or `done`."},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {
+                "anyOf": [
+                    EventOut.model_json_schema(),
+                    {
+                        "title": "Done",
+                        "type": "object",
+                        "required": ["reason"],
+                        "properties": {"reason": {"type": "string"}},
+                    },
+                ]
+            },
+        },
+        "retry": {"type": "integer", "minimum": 0},
+    },
+}
+_STREAM = {"type": "array", "items": _FRAME}
 _RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"text/event-stream": {}}, "description": "An event stream."},
+    200: {
+        "content": {"text/event-stream": {"schema": _STREAM, "itemSchema": _FRAME}},
+        "description": "An event stream.",
+    },
     **errors(400, 401, 403, 404, 429),
 }
 LastEventHeader = Annotated[str | None, Header(alias="Last-Event-ID")]
