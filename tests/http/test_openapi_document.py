@@ -3,6 +3,7 @@ test_openapi_conformance.py; these name each rule)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -64,13 +65,13 @@ async def test_an_event_stream_documents_its_frames(spec: dict[str, Any]) -> Non
 async def test_paging_parameters_declare_the_limits_the_server_enforces(
     spec: dict[str, Any],
 ) -> None:
-    parameters = {p["name"]: p["schema"] for p in spec["paths"]["/api/v1/users"]["get"]["parameters"]}
+    users = spec["paths"]["/api/v1/users"]["get"]
+    parameters = {p["name"]: p["schema"] for p in users["parameters"]}
     assert parameters["limit"]["minimum"] == 1
     assert parameters["limit"]["maximum"] == 100
     assert "username" in parameters["ordering"]["enum"]
     assert parameters["ordering"]["default"] in parameters["ordering"]["enum"]
-    cursor = parameters["cursor"]["anyOf"][0]
-    assert cursor["pattern"] == "^[A-Za-z0-9_-]+$"
+    assert parameters["cursor"]["pattern"] == "^[A-Za-z0-9_-]*$"
 
 
 async def test_a_task_body_declares_exactly_one_of_its_inputs(spec: dict[str, Any]) -> None:
@@ -85,9 +86,9 @@ async def test_a_task_body_declares_exactly_one_of_its_inputs(spec: dict[str, An
 @pytest.mark.parametrize(
     ("method", "path", "allowed"),
     [
-        ("OPTIONS", "/api/v1/tasks", "GET, HEAD, POST"),
-        ("PUT", "/api/v1/api-keys", "GET, HEAD, POST"),
-        ("OPTIONS", "/api/v1/tasks/00000000-0000-0000-0000-000000000000", "GET, HEAD"),
+        ("OPTIONS", "/api/v1/tasks", "GET, POST"),
+        ("PUT", "/api/v1/api-keys", "GET, POST"),
+        ("OPTIONS", f"/api/v1/workflows/{uuid.UUID(int=1)}", "DELETE, GET, PATCH, PUT"),
         # A literal path is not read as a value of /approvals/{approval_id}.
         ("DELETE", "/api/v1/approvals/decision", "POST"),
     ],

@@ -23,7 +23,7 @@ from taskgate.errors import ValidationFailed
 T = TypeVar("T")
 MAX_LIMIT = 100
 # A cursor is URL-safe base64 without padding (``_encode``).
-CURSOR_PATTERN = "^[A-Za-z0-9_-]+$"
+CURSOR_PATTERN = "^[A-Za-z0-9_-]*$"
 Item = TypeVar("Item")
 
 
