@@ -76,7 +76,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(400, "VALIDATION_ERROR", message, problems)
 
 
-def allowed_methods(routes: Sequence[BaseRoute], scope: Scope) -> list[str]:
+def _allowed_methods(routes: Sequence[BaseRoute], scope: Scope) -> list[str]:
     """The methods a path answers, over every route of it: the router's 405 names only the
     first route that matched the path. A literal path (``/approvals/decision``) is not also
     a value of a parameter (``/approvals/{approval_id}``): the routes with the fewest path
@@ -102,7 +102,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     message = {404: "Not found.", 405: "Method not allowed."}.get(exc.status_code, str(exc.detail))
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
-        allowed = allowed_methods(request.app.router.routes, request.scope)
+        allowed = _allowed_methods(request.app.router.routes, request.scope)
         if allowed:
             headers["Allow"] = ", ".join(allowed)
     return error_response(exc.status_code, code, message, headers=headers)
