@@ -31,6 +31,7 @@ from taskgate.identity.credentials import AccessTokens
 from taskgate.identity.principal import Authenticator
 from taskgate.keys import master_secret
 from taskgate.logs import configure_logging
+from taskgate.openapi import install_openapi
 from taskgate.ops.endpoints import router as ops_router
 from taskgate.ops.housekeeping import Housekeeping
 from taskgate.ops.lifecycle import Components
@@ -114,6 +115,7 @@ def create_app(
     app.state.cursor_key = hmac.new(secret.encode(), b"cursor", hashlib.sha256).digest()
     app.state.capabilities = _capabilities(settings)
     install_error_handlers(app)
+    install_openapi(app)
     for router in routers():
         # The routes are taken as they are (their paths and tags are set on the router)
         # rather than through include_router, whose per-request matching costs ~3 us more

@@ -12,7 +12,7 @@ from taskgate.events import subjects
 from taskgate.events.bus import EventBus
 from taskgate.events.filters import StreamSpec, TypeFilter
 from taskgate.events.records import MAX_EVENT_ID
-from taskgate.events.schemas import StreamTicketOut
+from taskgate.events.schemas import EventOut, StreamTicketOut
 from taskgate.events.sse import EventStreamResponse
 from taskgate.events.streams import EventStream
 from taskgate.events.websocket import serve_websocket
@@ -30,8 +30,38 @@ _SSE_DOC = (
     "after it is sent once, in id order. Authenticate with a header, or with "
     "`?ticket=` from `POST /api/v1/stream/tickets` where headers cannot be set."
 )
+# One frame as an SSE parser hands it over (``itemSchema``, as OpenAPI 3.2 and FastAPI's own
+# event streams document it); the `: ping` comments are not frames.
+_FRAME: dict[str, Any] = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "The event id."},
+        "event": {"type": "string", "description": "The event type, or `done`."},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {
+                "anyOf": [
+                    EventOut.model_json_schema(),
+                    {
+                        "title": "Done",
+                        "type": "object",
+                        "required": ["reason"],
+                        "properties": {"reason": {"type": "string"}},
+                    },
+                ]
+            },
+        },
+        "retry": {"type": "integer", "minimum": 0},
+    },
+}
+_STREAM = {"type": "array", "items": _FRAME}
 _RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"text/event-stream": {}}, "description": "An event stream."},
+    200: {
+        "content": {"text/event-stream": {"schema": _STREAM, "itemSchema": _FRAME}},
+        "description": "An event stream.",
+    },
     **errors(400, 401, 403, 404, 429),
 }
 LastEventHeader = Annotated[str | None, Header(alias="Last-Event-ID")]

@@ -14,6 +14,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match, Route
+from starlette.types import Scope
 
 from taskgate.errors import (
     BY_STATUS,
@@ -129,11 +131,36 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(400, "VALIDATION_ERROR", message, problems)
 
 
+def _allowed_methods(routes: Sequence[BaseRoute], scope: Scope) -> list[str]:
+    """The methods a path answers, over every route of it: the router's 405 names only the
+    first route that matched the path. A literal path (``/approvals/decision``) is not also
+    a value of a parameter (``/approvals/{approval_id}``): the routes with the fewest path
+    parameters win."""
+    matching = [
+        route
+        for route in routes
+        if isinstance(route, Route) and route.methods and route.matches(scope)[0] != Match.NONE
+    ]
+    fewest = min((len(route.param_convertors) for route in matching), default=0)
+    methods = {
+        method
+        for route in matching
+        if len(route.param_convertors) == fewest
+        for method in route.methods or ()
+    }
+    return sorted(methods)
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = BY_STATUS.get(exc.status_code, TaskgateError).code
     message = {404: "Not found.", 405: "Method not allowed."}.get(exc.status_code, str(exc.detail))
-    return error_response(exc.status_code, code, message, headers=dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        allowed = _allowed_methods(request.app.router.routes, request.scope)
+        if allowed:
+            headers["Allow"] = ", ".join(allowed)
+    return error_response(exc.status_code, code, message, headers=headers)
 
 
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:

@@ -39,6 +39,17 @@ class ScriptIn(BaseModel):
 class TaskCreate(BaseModel):
     """Exactly one of ``query``, ``script`` or ``commands`` says what to do."""
 
+    # The service checks it (with a message naming the fields); the document declares it.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["query"], "properties": {"query": {"type": "string"}}},
+                {"required": ["script"], "properties": {"script": {"type": "object"}}},
+                {"required": ["commands"], "properties": {"commands": {"type": "array"}}},
+            ]
+        }
+    )
+
     query: str | None = Field(
         default=None, min_length=1, max_length=200_000, description="Text or Markdown for a model."
     )
