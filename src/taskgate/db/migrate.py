@@ -11,6 +11,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from taskgate.db.engine import sqlite_write_transaction
+
 _INI = Path(__file__).with_name("alembic.ini")
 
 
@@ -28,8 +30,12 @@ async def upgrade(engine: AsyncEngine) -> None:
         config.attributes["connection"] = connection
         command.upgrade(config, "heads")
 
-    async with engine.begin() as connection:
-        await connection.run_sync(_upgrade)
+    writing = sqlite_write_transaction.set(True)  # BEGIN IMMEDIATE: it reads, then writes
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(_upgrade)
+    finally:
+        sqlite_write_transaction.reset(writing)
 
 
 async def pending_revisions(engine: AsyncEngine) -> set[str]:
