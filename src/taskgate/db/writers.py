@@ -51,6 +51,11 @@ class WriteGate:
     def holder(self) -> Hold | None:
         return self._holder
 
+    @property
+    def waiting(self) -> int:
+        """Writers queued behind the holder."""
+        return len(self._waiters)
+
     async def acquire(self) -> Hold:
         task = asyncio.current_task()
         holder = self._holder
