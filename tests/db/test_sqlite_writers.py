@@ -8,12 +8,13 @@ import contextlib
 import sqlite3
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import structlog
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, PendingRollbackError
 
 from taskgate.db.engine import create_engine
 from taskgate.db.session import Database
@@ -189,4 +190,35 @@ async def test_every_pooled_connection_carries_the_busy_timeout(
 
         assert await asyncio.gather(*(reader() for _ in range(readers))) == [4321] * readers
     finally:
+        await db.dispose()
+
+
+async def test_a_connection_dropped_mid_statement_takes_its_lock_with_it(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    settings = settings_factory(database={"sqlite_busy_timeout_ms": 200})
+    if not settings.is_sqlite:
+        pytest.skip("SQLite's write lock")
+    db = Database(create_engine(settings))
+    left_open: list[Any] = []
+    try:
+        with pytest.raises(PendingRollbackError):
+            async with db.transaction() as session:
+                session.add(AuditRecord(action="dropped", outcome="success", detail={}))
+                await session.flush()
+                connection = await session.connection()
+                raw = await connection.get_raw_connection()
+                # What a cancellation can leave: a statement with rows still to read, whose
+                # cursor outlives the unit of work (held by the traceback), and the
+                # connection invalidated under it.
+                cursor = await raw.driver_connection.execute("SELECT 1 UNION ALL SELECT 2")
+                await cursor.fetchone()
+                left_open.append(cursor)
+                await connection.invalidate()
+        async with db.transaction() as session:
+            session.add(AuditRecord(action="next", outcome="success", detail={}))
+        assert await _audited(db, "next") == 1
+        assert await _audited(db, "dropped") == 0
+    finally:
+        left_open.clear()
         await db.dispose()

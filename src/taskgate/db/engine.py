@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from contextvars import ContextVar
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -10,6 +11,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
+from sqlalchemy.util.concurrency import in_greenlet
 
 from taskgate.db.writers import WriteGate
 from taskgate.settings import Settings
@@ -65,6 +67,16 @@ def _sqlite_engine(settings: Settings) -> AsyncEngine:
         cursor.execute(f"PRAGMA busy_timeout={int(busy)}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+
+    @event.listens_for(engine.sync_engine, "invalidate")
+    def _on_invalidate(dbapi_connection: Any, _record: Any, _error: BaseException | None) -> None:
+        # A connection is dropped (its unit of work was cut short, or the watchdog took it).
+        # Python's sqlite3 keeps a closed connection's transaction, and the write lock with
+        # it, for as long as one of its cursors lives, such as the cursor of a statement a
+        # cancellation interrupted: roll back before it closes, so the lock goes with it.
+        if in_greenlet():
+            with contextlib.suppress(Exception):
+                dbapi_connection.rollback()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
