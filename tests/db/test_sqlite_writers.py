@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import structlog
-from sqlalchemy import event, func, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, PendingRollbackError
 
@@ -157,8 +157,8 @@ async def test_writers_of_one_process_wait_their_turn_without_the_busy_timeout(
         waiting = asyncio.create_task(second())
         gate = db.write_gate
         assert gate is not None
-        while not gate.waiting:  # queued on the event loop, not in SQLite
-            await asyncio.sleep(0)
+        await asyncio.sleep(0)  # one step of the second writer: it queues
+        assert gate.waiting == 1  # on the event loop, not in SQLite's busy handler
         let_go.set()
         await asyncio.gather(holder, waiting)
         assert await _audited(db, "first") == await _audited(db, "second") == 1
@@ -193,6 +193,22 @@ async def test_every_pooled_connection_carries_the_busy_timeout(
         await db.dispose()
 
 
+async def _drop_mid_statement(db: Database, left_open: list[Any]) -> None:
+    async with db.transaction() as session:
+        session.add(AuditRecord(action="dropped", outcome="success", detail={}))
+        await session.flush()
+        connection = await session.connection()
+        raw = await connection.get_raw_connection()
+        # What a cancellation can leave: a statement with rows still to read, whose cursor
+        # outlives the unit of work (held by a traceback), and the connection invalidated.
+        driver = raw.driver_connection
+        assert driver is not None
+        cursor = await driver.execute("SELECT 1 UNION ALL SELECT 2")
+        await cursor.fetchone()
+        left_open.append(cursor)
+        await connection.invalidate()
+
+
 async def test_a_connection_dropped_mid_statement_takes_its_lock_with_it(
     settings_factory: Callable[..., Settings],
 ) -> None:
@@ -203,18 +219,7 @@ async def test_a_connection_dropped_mid_statement_takes_its_lock_with_it(
     left_open: list[Any] = []
     try:
         with pytest.raises(PendingRollbackError):
-            async with db.transaction() as session:
-                session.add(AuditRecord(action="dropped", outcome="success", detail={}))
-                await session.flush()
-                connection = await session.connection()
-                raw = await connection.get_raw_connection()
-                # What a cancellation can leave: a statement with rows still to read, whose
-                # cursor outlives the unit of work (held by the traceback), and the
-                # connection invalidated under it.
-                cursor = await raw.driver_connection.execute("SELECT 1 UNION ALL SELECT 2")
-                await cursor.fetchone()
-                left_open.append(cursor)
-                await connection.invalidate()
+            await _drop_mid_statement(db, left_open)
         async with db.transaction() as session:
             session.add(AuditRecord(action="next", outcome="success", detail={}))
         assert await _audited(db, "next") == 1
