@@ -34,6 +34,12 @@ class DatabaseSettings(BaseModel):
         description="Longest wait for a free pooled connection before answering 503.",
     )
     sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0, description="SQLite busy timeout.")
+    sqlite_write_hold_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="SQLite: a unit of work holding the write lock longer than this is logged "
+        "with its stack and rolled back, so one stuck writer cannot stop every write (0: never).",
+    )
     echo: bool = Field(default=False, description="Log every SQL statement.")
 
 

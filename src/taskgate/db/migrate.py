@@ -12,6 +12,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from taskgate.db.engine import sqlite_write_transaction
+
 _INI = Path(__file__).with_name("alembic.ini")
 
 
@@ -42,8 +44,12 @@ async def upgrade(engine: AsyncEngine) -> Upgrade:
         applied = [revision.revision for revision in newer if revision is not None]
         return Upgrade(applied[::-1], was_empty=not before)
 
-    async with engine.begin() as connection:
-        return await connection.run_sync(_upgrade)
+    writing = sqlite_write_transaction.set(True)  # BEGIN IMMEDIATE: it reads, then writes
+    try:
+        async with engine.begin() as connection:
+            return await connection.run_sync(_upgrade)
+    finally:
+        sqlite_write_transaction.reset(writing)
 
 
 async def pending_revisions(engine: AsyncEngine) -> set[str]:
