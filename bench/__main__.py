@@ -33,6 +33,8 @@ def run(names: list[str]) -> int:
         main = benchmark(name)
         if main is None:
             continue  # a helper module, not a benchmark
+        if not names and getattr(sys.modules[f"bench.{name}"], "EXPLICIT_ONLY", False):
+            continue  # long or disruptive: runs only when named
         print(f"== bench.{name}", flush=True)
         main()
     return 0

@@ -4,10 +4,7 @@ set -u
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo -n "$@"; fi; }
 
-if ! command -v bwrap >/dev/null 2>&1; then
-  echo "installing bubblewrap"
-  as_root apt-get update -qq && as_root apt-get install -y -qq bubblewrap >/dev/null
-fi
+bash "$(dirname "$0")/ensure-bwrap.sh"
 
 if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   echo "starting PostgreSQL"

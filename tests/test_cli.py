@@ -50,12 +50,19 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(env: dict[str, str], log: Path) -> Iterator[tuple[str, Path]]:
-    """``taskgate serve`` on a free port, until /health answers; stopped like Ctrl-C."""
+def serving(
+    env: dict[str, str], log: Path, *, port_from_env: bool = False
+) -> Iterator[tuple[str, Path]]:
+    """``taskgate serve`` on a free port, until /health answers; stopped like Ctrl-C.
+
+    The port is given with ``--port``, or with ``TASKGATE_HTTP__PORT`` (``port_from_env``)."""
     port = free_port()
+    options = [] if port_from_env else ["--port", str(port)]
+    if port_from_env:
+        env = {**env, "TASKGATE_HTTP__HOST": "127.0.0.1", "TASKGATE_HTTP__PORT": str(port)}
     with log.open("w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "taskgate.cli", "serve", "--port", str(port)],
+            [sys.executable, "-m", "taskgate.cli", "serve", *options],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -88,7 +95,9 @@ def test_version(env: dict[str, str]) -> None:
 
 
 def test_migrate_then_users_and_keys(env: dict[str, str]) -> None:
-    assert "Database is current" in taskgate(env, "migrate").stdout
+    first = taskgate(env, "migrate").stdout
+    assert "Database is current" not in first
+    assert re.search(r"Created the database schema: applied \d+ migrations", first), first
     assert "Database is current" in taskgate(env, "migrate").stdout  # idempotent
     created = taskgate(env, "users", "create", "root", "--admin", "--password", "root-password")
     assert "Created user root" in created.stdout
@@ -138,6 +147,7 @@ def test_generated_admin_credentials_are_printed_once(env: dict[str, str], tmp_p
     with serving(env, tmp_path / "first.log") as (base, log):
         output = log.read_text()
         assert "first administrator created" in output
+        assert "taskgate users set-password admin" in output
         match = re.search(r"password: (\S+)", output)
         assert match, output
         login = httpx.post(
@@ -149,3 +159,26 @@ def test_generated_admin_credentials_are_printed_once(env: dict[str, str], tmp_p
         output = log.read_text()
         assert "first administrator" not in output
         assert match.group(1) not in output
+
+
+def test_set_password_changes_what_logs_in(env: dict[str, str], tmp_path: Path) -> None:
+    taskgate(env, "migrate")
+    taskgate(env, "users", "create", "ops", "--password", "first-password")
+    changed = taskgate(env, "users", "set-password", "ops", "--password", "second-password")
+    assert "Password of ops changed" in changed.stdout
+    unknown = taskgate(env, "users", "set-password", "nobody", "--password", "x" * 12, check=False)
+    assert unknown.returncode == 1
+    assert "nobody" in unknown.stdout
+    with serving(env, tmp_path / "serve.log") as (base, _), httpx.Client(base_url=base) as api:
+        old = api.post("/api/v1/auth/login", json={"username": "ops", "password": "first-password"})
+        assert old.status_code == 401
+        new = api.post(
+            "/api/v1/auth/login", json={"username": "ops", "password": "second-password"}
+        )
+        assert new.status_code == 200, new.text
+
+
+def test_serve_takes_host_and_port_from_settings(env: dict[str, str], tmp_path: Path) -> None:
+    with serving(env, tmp_path / "serve.log", port_from_env=True) as (base, log):
+        assert httpx.get(f"{base}/health").json()["status"] == "ok"
+        assert f"on {base}" in log.read_text()

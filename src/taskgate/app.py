@@ -19,6 +19,7 @@ from taskgate.db.session import Database
 from taskgate.events.bus import EventBus
 from taskgate.governance.selection import ProjectDirectory
 from taskgate.http.direct_route import DirectRoute
+from taskgate.http.docs import OPENAPI_PATH, docs_routes
 from taskgate.http.errors import install_error_handlers
 from taskgate.http.idempotency import IdempotencyMiddleware
 from taskgate.http.middleware import (
@@ -31,6 +32,7 @@ from taskgate.identity.credentials import AccessTokens
 from taskgate.identity.principal import Authenticator
 from taskgate.keys import master_secret
 from taskgate.logs import configure_logging
+from taskgate.openapi import install_openapi
 from taskgate.ops.endpoints import router as ops_router
 from taskgate.ops.housekeeping import Housekeeping
 from taskgate.ops.lifecycle import Components
@@ -92,6 +94,10 @@ def create_app(
         description="Self-hosted orchestrator: tasks, sandboxed scripts, AI agents, workflows, "
         "schedules and live events behind one API.",
         lifespan=lifespan,
+        openapi_url=OPENAPI_PATH,
+        # Our own /docs and /redoc (taskgate/http/docs.py) serve their assets offline.
+        docs_url=None,
+        redoc_url=None,
         # Tracing and metrics are ours (X-Trace-ID, /metrics); FastAPI's OpenTelemetry hooks
         # would only add per-request provider look-ups.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
@@ -112,15 +118,18 @@ def create_app(
     app.state.cursor_key = hmac.new(secret.encode(), b"cursor", hashlib.sha256).digest()
     app.state.capabilities = _capabilities(settings)
     install_error_handlers(app)
+    install_openapi(app)
     for router in routers():
         # The routes are taken as they are (their paths and tags are set on the router)
         # rather than through include_router, whose per-request matching costs ~3 us more
         # per route tried before the right one: a third of a cached request with 100 routes.
         app.router.routes.extend(router.routes)
-    # The documentation routes FastAPI registers first and the operations routes (probes and
-    # scrapes, a few a minute) go last: every API request would otherwise try them before its
-    # own, at about a microsecond each.
-    last_paths = {app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url}
+    documentation = docs_routes(app.title)
+    app.router.routes.extend(documentation)
+    # The documentation routes and the operations routes (probes and scrapes, a few a minute)
+    # go last: every API request would otherwise try them before its own, at about a
+    # microsecond each.
+    last_paths = {app.openapi_url} | {getattr(r, "path", None) for r in documentation}
     last_paths |= {getattr(r, "path", None) for r in ops_router.routes}
     last = [r for r in app.router.routes if getattr(r, "path", None) in last_paths]
     # The hottest endpoints (DirectRoutes, each with a literal path) are tried first.

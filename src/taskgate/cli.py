@@ -16,10 +16,10 @@ from rich.panel import Panel
 from taskgate import __version__
 from taskgate.cli_tasks import tasks_app
 from taskgate.db.engine import create_engine
-from taskgate.db.migrate import upgrade
+from taskgate.db.migrate import Upgrade, upgrade
 from taskgate.db.session import Database
 from taskgate.errors import TaskgateError
-from taskgate.identity.schemas import ApiKeyCreate, UserCreate
+from taskgate.identity.schemas import ApiKeyCreate, PasswordReset, UserCreate
 from taskgate.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -37,10 +37,10 @@ app.add_typer(tasks_app, name="tasks")
 console = Console()
 
 
-async def _migrate(settings: Settings) -> None:
+async def _migrate(settings: Settings) -> Upgrade:
     engine = create_engine(settings)
     try:
-        await upgrade(engine)
+        return await upgrade(engine)
     finally:
         await engine.dispose()
 
@@ -63,10 +63,20 @@ async def _first_admin(settings: Settings) -> None:
     console.print(
         Panel(
             f"username: [bold]{admin.username}[/]\npassword: [bold]{shown}[/]\n\n"
-            "Shown once. Change it with the users API or `taskgate users create`.",
+            f"Shown once. Change it with `taskgate users set-password {admin.username}`\n"
+            "or POST /api/v1/users/{id}/reset-password.",
             title="taskgate: first administrator created",
         )
     )
+
+
+def _sandbox_notice(settings: Settings) -> None:
+    """Say at start, not at the first task, that script and command tasks will be refused."""
+    from taskgate.runtime.sandbox import missing_sandbox
+
+    problem = missing_sandbox(settings.sandbox.backend)
+    if problem is not None:
+        console.print(Panel(problem, title="taskgate: no sandbox", border_style="red"))
 
 
 @app.command()
@@ -79,14 +89,30 @@ def version() -> None:
 def migrate() -> None:
     """Apply database migrations."""
     settings = get_settings()
-    asyncio.run(_migrate(settings))
-    console.print(f"[green]Database is current[/] ({settings.database_url.split('@')[-1]}).")
+    done = asyncio.run(_migrate(settings))
+    where = settings.database_url.split("@")[-1]
+    if not done.applied:
+        console.print(f"[green]Database is current[/] ({where}).")
+    elif done.was_empty:
+        console.print(
+            f"[green]Created the database schema: applied {len(done.applied)} migrations[/] "
+            f"({where})."
+        )
+    else:
+        console.print(
+            f"[green]Applied {len(done.applied)} migrations[/] "
+            f"({', '.join(done.applied)}; {where})."
+        )
 
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    host: Annotated[
+        str | None, typer.Option(help="Interface to bind (default: TASKGATE_HTTP__HOST).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port to listen on (default: TASKGATE_HTTP__PORT).")
+    ] = None,
     no_worker: Annotated[
         bool, typer.Option("--no-worker", help="API only; no embedded worker or scheduler.")
     ] = False,
@@ -94,10 +120,14 @@ def serve(
 ) -> None:
     """Run the API gateway (with an embedded worker and scheduler unless --no-worker)."""
     settings = get_settings()
+    host = host or settings.http.host
+    port = port or settings.http.port
     if settings.is_sqlite:
         asyncio.run(_migrate(settings))
     asyncio.run(_first_admin(settings))
     console.print(f"taskgate {__version__} on http://{host}:{port}  (docs: /docs)")
+    if not no_worker:
+        _sandbox_notice(settings)
     if workers > 1:
         # Worker processes build their own app: uvicorn needs an import path to do that.
         os.environ[_SERVE_BACKGROUND] = "0" if no_worker else "1"
@@ -171,6 +201,7 @@ def worker(
     settings = get_settings()
     if settings.is_sqlite:
         asyncio.run(_migrate(settings))
+    _sandbox_notice(settings)
     run(settings, concurrency=concurrency, grace_seconds=grace)
 
 
@@ -204,6 +235,31 @@ def users_create(
         console.print(f"[red]Cannot create user {username!r}:[/] {message}")
         raise typer.Exit(1) from exc
     console.print(f"Created user [bold]{username}[/] ({user_id}).")
+
+
+@users_app.command("set-password")
+def users_set_password(
+    username: str,
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
+) -> None:
+    """Set an account's password (and sign out its sessions), e.g. the first administrator's."""
+    from taskgate.identity.user_service import set_password
+
+    async def run() -> None:
+        db = Database(create_engine(get_settings()))
+        try:
+            async with db.transaction() as session:
+                await set_password(session, username, PasswordReset(password=password).password)
+        finally:
+            await db.dispose()
+
+    try:
+        asyncio.run(run())
+    except (TaskgateError, ValidationError) as exc:
+        message = exc.message if isinstance(exc, TaskgateError) else _problems(exc)
+        console.print(f"[red]Cannot set the password of {username!r}:[/] {message}")
+        raise typer.Exit(1) from exc
+    console.print(f"Password of [bold]{username}[/] changed; its sessions are signed out.")
 
 
 def _problems(exc: ValidationError) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 
 import structlog
@@ -22,7 +23,38 @@ def add_trace_id(logger: WrappedLogger, method_name: str, event_dict: EventDict)
     return event_dict
 
 
+# Credentials a client may put in a URL (the WebSocket's ?token=, a stream ?ticket=): servers
+# log request lines with their query string, so their values are masked in every log line.
+_SECRET_QUERY = re.compile(r"([?&](?:token|ticket|api_key|access_token)=)[^&\s\"']*", re.I)
+REDACTED = "REDACTED"
+
+
+def redact_url(text: str) -> str:
+    return _SECRET_QUERY.sub(rf"\g<1>{REDACTED}", text)
+
+
+class RedactQuerySecrets(logging.Filter):
+    """Masks credential query values in stdlib log records (uvicorn's access and WebSocket
+    lines put the full path with its query string into ``args``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                redact_url(arg) if isinstance(arg, str) else arg for arg in record.args
+            )
+        if isinstance(record.msg, str):
+            record.msg = redact_url(record.msg)
+        return True
+
+
+_REDACTOR = RedactQuerySecrets()
+
+
 def configure_logging(settings: Settings) -> None:
+    for name in ("uvicorn.access", "uvicorn.error", "gunicorn.access"):
+        logger = logging.getLogger(name)
+        if _REDACTOR not in logger.filters:
+            logger.addFilter(_REDACTOR)
     level = logging.getLevelName(settings.log_level.upper())
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()

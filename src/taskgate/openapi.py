@@ -1,10 +1,13 @@
-"""OpenAPI helpers: the error responses an endpoint documents."""
+"""OpenAPI helpers: the error responses an endpoint documents, and the document as served."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from fastapi import FastAPI
 from pydantic import BaseModel
+
+from taskgate.errors import BY_STATUS
 
 
 class ErrorDetail(BaseModel):
@@ -23,19 +26,13 @@ class ErrorEnvelope(BaseModel):
     error: ErrorBody
 
 
-_DESCRIPTIONS = {
-    400: "Validation error",
-    401: "Not authenticated",
-    403: "Not allowed",
-    404: "Not found",
-    409: "Conflict with the current state",
-    412: "Stale If-Match version",
-    413: "Body too large",
-    415: "Unsupported media type",
-    422: "Idempotency key reused with another body",
-    429: "Rate limited",
-    503: "Service unavailable",
-}
+# The one status table lives in taskgate/errors.py.
+_DESCRIPTIONS = {status: error.summary for status, error in BY_STATUS.items()}
+_SCHEMAS = "#/components/schemas/"
+_ENVELOPE_REF = {"$ref": _SCHEMAS + "ErrorEnvelope"}
+# FastAPI documents a 422 of its own (HTTPValidationError) on every operation with parameters
+# or a body; our handler answers those validation errors 400 with the envelope.
+_FASTAPI_VALIDATION = {"$ref": _SCHEMAS + "HTTPValidationError"}
 
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -43,3 +40,53 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         code: {"model": ErrorEnvelope, "description": _DESCRIPTIONS.get(code, "Error")}
         for code in codes
     }
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Serve FastAPI's document corrected to what the server answers: a request that fails
+    validation is a 400 with the error envelope (not FastAPI's 422), and every error is JSON,
+    also on operations whose success is another media type (event streams)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            # FastAPI's builder keeps the document it returns in app.openapi_schema.
+            app.openapi_schema = as_served(build())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def as_served(document: dict[str, Any]) -> dict[str, Any]:
+    """``document`` (FastAPI's) with its validation and error responses made true."""
+    schemas: dict[str, Any] = document.setdefault("components", {}).setdefault("schemas", {})
+    for path_item in document.get("paths", {}).values():
+        for operation in path_item.values():
+            _correct_errors(operation.get("responses", {}))
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    if "ErrorEnvelope" not in schemas:
+        envelope = ErrorEnvelope.model_json_schema(ref_template=_SCHEMAS + "{model}")
+        schemas.update(envelope.pop("$defs", {}))
+        schemas["ErrorEnvelope"] = envelope
+    return document
+
+
+def _correct_errors(responses: dict[str, Any]) -> None:
+    automatic = responses.get("422", {}).get("content", {}).get("application/json", {})
+    if automatic.get("schema") == _FASTAPI_VALIDATION:
+        del responses["422"]
+        responses.setdefault(
+            "400",
+            {"description": _DESCRIPTIONS[400], "content": _json(_ENVELOPE_REF)},
+        )
+    for status, response in responses.items():
+        if status[0] not in "45":
+            continue
+        content = response.get("content", {})
+        schema = next((media.get("schema") for media in content.values() if media), None)
+        response["content"] = _json(schema or _ENVELOPE_REF)
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}

@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from taskgate.runtime.sandbox.uids import DEFAULT_FIRST_UID, DEFAULT_LEASE_DIR, DEFAULT_UID_COUNT
+
 
 class DatabaseSettings(BaseModel):
     url: str | None = Field(
@@ -20,7 +22,24 @@ class DatabaseSettings(BaseModel):
         default=10, ge=1, description="Connections kept per process (PostgreSQL)."
     )
     max_overflow: int = Field(default=10, ge=0, description="Extra connections under burst load.")
+    connect_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="Give up opening a connection after this long (PostgreSQL); the request "
+        "then answers 503 with Retry-After instead of hanging on a database out of reach.",
+    )
+    pool_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Longest wait for a free pooled connection before answering 503.",
+    )
     sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0, description="SQLite busy timeout.")
+    sqlite_write_hold_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="SQLite: a unit of work holding the write lock longer than this is logged "
+        "with its stack and rolled back, so one stuck writer cannot stop every write (0: never).",
+    )
     echo: bool = Field(default=False, description="Log every SQL statement.")
 
 
@@ -45,6 +64,8 @@ class AuthSettings(BaseModel):
 
 
 class HTTPSettings(BaseModel):
+    host: str = Field(default="127.0.0.1", description="Interface `taskgate serve` binds.")
+    port: int = Field(default=8080, ge=1, le=65535, description="Port `taskgate serve` listens on.")
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="Request body cap.")
     cors_origins: list[str] = Field(default_factory=list, description="Allowed CORS origins.")
     idempotency_ttl_seconds: int = Field(default=24 * 3600, description="Idempotency key life.")
@@ -72,7 +93,26 @@ class GovernanceSettings(BaseModel):
 
 class SandboxSettings(BaseModel):
     backend: Literal["auto", "bwrap", "process"] = Field(
-        default="auto", description="bwrap when installed (auto), or the namespace-less fallback."
+        default="auto",
+        description="bwrap (auto and bwrap alike: without it, script and command tasks fail "
+        "with SANDBOX_UNAVAILABLE), or process: no namespaces, no isolation, only on purpose.",
+    )
+    uid_first: int = Field(
+        default=DEFAULT_FIRST_UID,
+        ge=1000,
+        description="First host uid of the range sandboxes run as when taskgate runs as root; "
+        "each running sandbox leases one, so each has its own process budget.",
+    )
+    uid_count: int = Field(
+        default=DEFAULT_UID_COUNT,
+        ge=1,
+        le=1_000_000,
+        description="Size of that range: sandboxes that may run at once on this host.",
+    )
+    uid_lease_dir: Path = Field(
+        default=DEFAULT_LEASE_DIR,
+        description="Where every taskgate process on the host leases those uids (flock'ed "
+        "files); one directory per host, private to root.",
     )
     cpu_seconds: int = Field(default=60, ge=1, description="CPU seconds per sandboxed process.")
     memory_bytes: int = Field(default=1024 * 1024 * 1024, ge=16 * 1024 * 1024)
@@ -184,6 +224,12 @@ class StreamSettings(BaseModel):
         description="Frames queued for a WebSocket client; past it the client is closed (1013).",
     )
     ws_max_channels: int = Field(default=100, ge=1, description="Channels per WebSocket.")
+    ticket_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="How long a stream ticket (POST /api/v1/stream/tickets) stays usable.",
+    )
     subscriber_queue: int = Field(
         default=1000,
         ge=1,

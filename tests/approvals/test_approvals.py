@@ -12,11 +12,11 @@ from taskgate.approvals.service import request_task_approval
 from taskgate.models import ChatSession, Event, Run, Task
 from taskgate.settings import Settings
 from tests.support.clients import create_user
+from tests.support.waiting import eventually
 from tests.workflows.support import (
     Env,
     create_workflow,
     engine_app,
-    eventually,
     run,
     steps_by_key,
     wait_execution,
@@ -255,7 +255,7 @@ async def test_a_task_tool_approval_resumes_the_task(settings_factory: SettingsF
             task_view = await client.get(f"/api/v1/tasks/{task_id}", headers=alice.headers)
             return bool(task_view.json()["status"] == "QUEUED")
 
-        await eventually(resumed)
+        await eventually(resumed, timeout=20)
         async with env.db.transaction(write=False) as session:
             run_row = await session.scalar(select(Run).where(Run.task_id == task_id))
         assert run_row is not None

@@ -68,5 +68,6 @@ async def test_not_ready_without_a_database(app_factory: AppFactory) -> None:
         response = await client.get("/readiness")
         assert response.status_code == 503
         assert "unreachable" in response.json()["error"]["message"]
+        assert int(response.headers["retry-after"]) >= 1
         assert response.json()["error"]["trace_id"] == response.headers["x-trace-id"]
         assert (await client.get("/health")).status_code == 200

@@ -6,11 +6,12 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from taskgate.outbound.signing import SignatureError, verify_standard
+from tests.support.waiting import eventually
 
 DEADLINE_SECONDS = 15.0
 
@@ -56,22 +57,6 @@ class Receiver:
         if failing:
             return self.fail_status, b'{"error": "try again later"}'
         return 200, b'{"ok": true}'
-
-
-async def eventually(
-    condition: Callable[[], bool | Awaitable[bool]], *, timeout: float = DEADLINE_SECONDS
-) -> None:
-    """Poll `condition` until it holds; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.02)
 
 
 _REASONS = {200: "OK", 201: "Created", 400: "Bad Request", 500: "Internal Server Error"}

@@ -20,8 +20,9 @@ from taskgate.identity.user_service import ensure_first_admin
 from taskgate.models import Delivery, DispatchCursor, Event
 from taskgate.runtime.worker import Worker
 from tests.conftest import AppFactory
-from tests.destinations.receiver import eventually
+from tests.destinations.receiver import DEADLINE_SECONDS
 from tests.support.clients import ADMIN_PASSWORD, User, login
+from tests.support.waiting import eventually
 
 FAST_DELIVERY = {
     "base_backoff_seconds": 0.05,
@@ -57,7 +58,7 @@ class Delivering:
         return cursor is not None and cursor >= event_id and pending == 0
 
     async def wait_dispatched(self, event_id: int) -> None:
-        await eventually(lambda: self.dispatched(event_id))
+        await eventually(lambda: self.dispatched(event_id), timeout=DEADLINE_SECONDS)
 
     async def deliveries(self, destination_id: str) -> list[dict[str, Any]]:
         """The destination's delivery log, oldest first."""

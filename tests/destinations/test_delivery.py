@@ -12,10 +12,11 @@ import pytest
 from taskgate.destinations.delivery import backoff_seconds
 from taskgate.settings import DeliverySettings
 from tests.conftest import AppFactory
-from tests.destinations.receiver import eventually, receiver
+from tests.destinations.receiver import DEADLINE_SECONDS, receiver
 from tests.destinations.support import Delivering, delivering_app
 from tests.destinations.test_destinations_api import SECRET, create_destination, webhook_body
 from tests.destinations.test_subscriptions_api import subscribe
+from tests.support.waiting import eventually
 
 
 async def hook_for(
@@ -105,7 +106,7 @@ async def test_consecutive_failures_disable_the_destination(app_factory: AppFact
             response = await env.client.get(path, headers=env.admin.headers)
             return response.json()["is_active"] is False
 
-        await eventually(disabled)
+        await eventually(disabled, timeout=DEADLINE_SECONDS)
         state = (await env.client.get(path, headers=env.admin.headers)).json()
         [announcement] = await env.events_of_type("destination.disabled")
         await env.wait_dispatched(announcement.id)

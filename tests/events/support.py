@@ -6,9 +6,8 @@ import asyncio
 import importlib.util
 import json
 import socket
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +23,7 @@ from taskgate.events.outbox import record_event
 from taskgate.identity.user_service import ensure_first_admin
 from taskgate.settings import Settings
 from tests.support.clients import ADMIN_PASSWORD, User, create_user, login
+from tests.support.waiting import eventually
 
 
 @dataclass
@@ -63,7 +63,7 @@ async def live_server(settings: Settings) -> AsyncIterator[LiveServer]:
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        await wait_for(lambda: server.started or task.done(), what="the server to start")
+        await eventually(lambda: server.started or task.done(), what="the server to start")
         if task.done():
             task.result()
         url = f"http://127.0.0.1:{port}"
@@ -79,22 +79,6 @@ async def live_server(settings: Settings) -> AsyncIterator[LiveServer]:
             server.force_exit = True
             task.cancel()
         sock.close()
-
-
-async def wait_for(
-    condition: Callable[[], bool | Awaitable[bool]], *, what: str, timeout: float = 10.0
-) -> None:
-    """Poll ``condition`` until it holds; fail with ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def emit(
@@ -210,5 +194,4 @@ __all__ = [
     "emit",
     "live_server",
     "sse",
-    "wait_for",
 ]

@@ -26,9 +26,10 @@ from taskgate.events.transports import PostgresTransport
 from taskgate.settings import Settings
 from tests.conftest import TEST_SECRET
 from tests.events.conftest import ServerFactory
-from tests.events.support import SseReader, emit, sse, wait_for
+from tests.events.support import SseReader, emit, sse
 from tests.support.clients import ADMIN_PASSWORD, User, create_user, login
 from tests.support.databases import in_ci
+from tests.support.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = os.environ.get("TASKGATE_TEST_REDIS", "redis://127.0.0.1:6379/0")
@@ -87,7 +88,7 @@ async def api_process(env: dict[str, str]) -> AsyncIterator[str]:
             return False
 
     try:
-        await wait_for(ready, what="the API process to listen", timeout=60)
+        await eventually(ready, what="the API process to listen", timeout=60)
         yield url
     finally:
         if process.returncode is None:
@@ -193,7 +194,7 @@ async def test_postgres_listener_reconnects_and_catches_up(
             # catch-up read after reconnecting finds it anyway.
             second = await emit(other, alice.id, "during")
             assert (await stream.event(timeout=15)).id == second
-            await wait_for(
+            await eventually(
                 lambda: transport.connected.is_set() and transport.backend_pid != killed,
                 what="the listener to reconnect",
             )

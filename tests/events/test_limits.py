@@ -12,7 +12,8 @@ import httpx
 from taskgate.events.bus import EventBus
 from taskgate.events.outbox import record_event
 from tests.events.conftest import ServerFactory
-from tests.events.support import emit, sse, wait_for
+from tests.events.support import emit, sse
+from tests.support.waiting import eventually
 
 
 async def test_cap_per_user_then_disconnect_frees_the_slot(
@@ -35,7 +36,7 @@ async def test_cap_per_user_then_disconnect_frees_the_slot(
             ) as response:
                 return response.status_code == 200
 
-        await wait_for(can_open, what="the closed streams to free their slots", timeout=5)
+        await eventually(can_open, what="the closed streams to free their slots", timeout=5)
 
 
 async def test_disconnect_while_idle_is_noticed(server_factory: ServerFactory) -> None:
@@ -48,9 +49,9 @@ async def test_disconnect_while_idle_is_noticed(server_factory: ServerFactory) -
             own_client.stream("GET", "/api/v1/stream/sse", headers=alice.headers) as response,
         ):
             assert response.status_code == 200
-            await wait_for(lambda: bus.slots.active(alice.id) == 1, what="the stream")
+            await eventually(lambda: bus.slots.active(alice.id) == 1, what="the stream")
         # No event and no ping will be written to it: only the socket closing tells.
-        await wait_for(
+        await eventually(
             lambda: bus.slots.active(alice.id) == 0 and bus.fanout.subscriber_count == 0,
             what="the server to notice the disconnect",
             timeout=1.5,
@@ -114,7 +115,7 @@ async def test_a_client_that_stops_reading_catches_up_in_order(
         writer.write(request.encode())
         assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
         bus: EventBus = server.app.state.bus
-        await wait_for(lambda: bus.fanout.subscriber_count == 1, what="the stream")
+        await eventually(lambda: bus.fanout.subscriber_count == 1, what="the stream")
         # About 8 MiB this client does not read yet: past every buffer on the way.
         ids: list[int] = []
         for _ in range(8):

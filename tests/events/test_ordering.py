@@ -13,7 +13,8 @@ from taskgate.db.session import Database
 from taskgate.events.bus import EventBus
 from taskgate.events.outbox import record_event
 from tests.events.conftest import ServerFactory
-from tests.events.support import LiveServer, emit, sse, wait_for
+from tests.events.support import LiveServer, emit, sse
+from tests.support.waiting import eventually
 
 
 @pytest.fixture
@@ -37,7 +38,7 @@ async def test_later_id_committed_first_waits_for_the_earlier(pg_server: LiveSer
                 early = await record_event(slow, "early", owner_id=alice.id)
                 late = await emit(server.db, alice.id, "late")
                 assert early.id < late
-                await wait_for(lambda: bus.fanout.open_gaps > 0, what="the reader to see the gap")
+                await eventually(lambda: bus.fanout.open_gaps > 0, what="the reader to see the gap")
                 await slow.commit()
             # Nothing announced the slow commit; the reader's re-check finds it.
             frames = await stream.events(2)
@@ -60,7 +61,7 @@ async def test_rolled_back_id_does_not_hold_later_events(pg_server: LiveServer) 
                 gone = await record_event(doomed, "never", owner_id=alice.id)
                 kept = await emit(server.db, alice.id, "kept")
                 assert gone.id < kept
-                await wait_for(lambda: bus.fanout.open_gaps > 0, what="the reader to see the gap")
+                await eventually(lambda: bus.fanout.open_gaps > 0, what="the reader to see the gap")
                 started = time.monotonic()
                 await doomed.rollback()
             frame = await stream.event()

@@ -16,8 +16,9 @@ from websockets.exceptions import ConnectionClosed
 
 from taskgate.events.bus import EventBus
 from tests.events.conftest import ServerFactory
-from tests.events.support import LiveServer, create_task, emit, wait_for
+from tests.events.support import LiveServer, create_task, emit
 from tests.support.clients import User
+from tests.support.waiting import eventually
 
 
 @asynccontextmanager
@@ -161,7 +162,7 @@ async def test_a_client_that_stops_reading_is_closed_1013(server_factory: Server
                 async with server.db.transaction() as session:
                     for _ in range(16):
                         await _record_big(session, alice.id)
-            await wait_for(
+            await eventually(
                 lambda: bus.slots.active(alice.id) == 0,
                 what="the server to give up on the slow client",
                 timeout=30,

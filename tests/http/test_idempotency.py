@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -10,10 +11,13 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy import func, select, update
 
+from taskgate.app import create_app
 from taskgate.errors import ServiceUnavailable
 from taskgate.ids import utcnow
 from taskgate.models import ApiKey, IdempotencyRecord
+from taskgate.settings import Settings
 from tests.support.clients import User, create_user
+from tests.tasks.live_server import serve_in_thread
 
 
 async def _keys(app: FastAPI, user: User) -> int:
@@ -135,6 +139,28 @@ async def test_twenty_concurrent_retries_have_one_effect(
     replays = [r for r in responses if r.headers.get("idempotent-replayed") == "true"]
     assert all(r.json() == originals[0].json() for r in replays)
     assert await _keys(app, admin) == 1
+
+
+async def test_concurrent_retries_through_a_real_server_never_fail(
+    app: FastAPI, admin: User, settings_factory: Callable[..., Settings]
+) -> None:
+    # A server of its own, with its own event loop: the requests arrive as they would from
+    # clients, and every write of the storm competes for the database at once.
+    with serve_in_thread(create_app(settings_factory())) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            for storm in range(5):
+                headers = _with_key(admin, f"storm-{storm}")
+                responses = await asyncio.gather(
+                    *(
+                        client.post("/api/v1/api-keys", json={"name": "s"}, headers=headers)
+                        for _ in range(20)
+                    )
+                )
+                statuses = [r.status_code for r in responses]
+                assert set(statuses) <= {201, 409}, [r.text for r in responses]
+                fresh = [r for r in responses if "idempotent-replayed" not in r.headers]
+                assert len([r for r in fresh if r.status_code == 201]) == 1
+    assert await _keys(app, admin) == 5
 
 
 async def test_a_failed_first_attempt_is_not_replayed(

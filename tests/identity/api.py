@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -61,14 +58,3 @@ async def audit_records(
         page = (await client.get(page["next"], headers=admin.headers)).json()
         records.extend(page["results"])
     return records
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], *, timeout: float = 10.0, interval: float = 0.05
-) -> None:
-    """Poll ``check`` until it holds; fail once ``timeout`` has passed."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(interval)

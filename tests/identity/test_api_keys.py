@@ -8,8 +8,9 @@ import httpx
 
 from taskgate.ids import isoformat, utcnow
 from tests.conftest import AppFactory
-from tests.identity.api import bearer, create_key, eventually, first_admin, me_status
+from tests.identity.api import bearer, create_key, first_admin, me_status
 from tests.support.clients import ADMIN_PASSWORD, User, create_user, login
+from tests.support.waiting import eventually
 
 
 def key_header(key: str) -> dict[str, str]:
@@ -45,6 +46,17 @@ async def test_a_key_authenticates_by_header_or_bearer(
         assert me["scopes"] == ["runs:*", "tasks:read"]
         assert me["user"]["username"] == "admin"
         assert me["roles"] == ["admin", "user"]
+
+
+async def test_a_wrong_api_key_is_called_an_invalid_api_key(client: httpx.AsyncClient) -> None:
+    for wrong in ("not-a-key", "tg_0123456789ab_" + "x" * 43, "eyJhbGciOiJIUzI1NiJ9.e30.x"):
+        response = await client.get("/api/v1/users/me", headers=key_header(wrong))
+        assert response.status_code == 401, wrong
+        assert response.headers["www-authenticate"] == "Bearer"
+        assert response.json()["error"]["message"] == "Invalid or expired API key.", wrong
+    token = await client.get("/api/v1/users/me", headers=bearer("not-a-token"))
+    assert token.status_code == 401
+    assert token.json()["error"]["message"] == "Invalid access token."
 
 
 async def test_keys_are_listed_page_by_page(client: httpx.AsyncClient, admin: User) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import httpx
 
 from tests.conftest import AppFactory
-from tests.identity.api import bearer, eventually, first_admin, login_pair, me_status
+from tests.identity.api import bearer, first_admin, login_pair, me_status
 from tests.support.clients import ADMIN_PASSWORD, User, login
+from tests.support.waiting import eventually
 
 
 async def _make_user(

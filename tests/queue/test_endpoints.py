@@ -18,8 +18,9 @@ from taskgate.runtime.handlers import NOOP
 from taskgate.runtime.queue import JobStatus, enqueue, jobs
 from taskgate.runtime.worker import Worker
 from tests.conftest import AppFactory
-from tests.runtime.queue_support import eventually, job_status
+from tests.runtime.queue_support import job_status
 from tests.support.clients import ADMIN_PASSWORD, User, create_user, login
+from tests.support.waiting import eventually
 
 KIND = "test.job"
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
@@ -18,18 +17,6 @@ from taskgate.runtime.context import Runtime
 from taskgate.runtime.handlers import JobKind
 from taskgate.runtime.queue import jobs
 from taskgate.runtime.worker import Worker
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], *, timeout: float = 10.0, interval: float = 0.02
-) -> float:
-    """Poll ``check`` until it is true; returns the seconds it took. Fails at the deadline."""
-    started = time.monotonic()
-    while not await check():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(interval)
-    return time.monotonic() - started
 
 
 @asynccontextmanager

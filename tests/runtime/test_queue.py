@@ -29,12 +29,12 @@ from taskgate.runtime.queue import (
 )
 from taskgate.settings import Settings
 from tests.runtime.queue_support import (
-    eventually,
     expire_lease,
     job_row,
     job_status,
     running_worker,
 )
+from tests.support.waiting import eventually
 
 KIND = "test.job"
 
@@ -212,17 +212,13 @@ async def test_reaper_buries_after_max_attempts_and_calls_on_dead(
         raise AssertionError("a dead job must not run")
 
     async with running_worker(runtime, {KIND: JobKind(never, on_dead=on_dead)}):
-        await eventually(lambda: _true(bool(told)))
+        await eventually(lambda: told)
     assert told == [(job_id, KIND, {"order": 7}, "lease expired after 1 attempts")]
     async with db.transaction(write=False) as session:
         letters = (
             await session.execute(select(jobs.c.status).where(jobs.c.kind == DEAD_LETTER_KIND))
         ).scalars()
         assert list(letters) == ["done"]
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def test_cancel_of_a_queued_job_is_immediate(db: Database) -> None:

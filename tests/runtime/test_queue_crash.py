@@ -20,7 +20,7 @@ from taskgate.models import Node
 from taskgate.runtime.queue import NewJob, enqueue_many, jobs
 from taskgate.settings import Settings
 from tests.conftest import TEST_SECRET
-from tests.runtime.queue_support import eventually
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 JOBS = 300

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from structlog.testing import capture_logs
 
 from taskgate.runtime.sandbox import (
     BwrapSandbox,
@@ -21,6 +20,7 @@ from taskgate.runtime.sandbox import (
     Sandbox,
     SandboxError,
     SandboxLimits,
+    UidPool,
     select_sandbox,
 )
 from tests.runtime.sandbox_support import (
@@ -112,9 +112,17 @@ async def test_fork_bomb_is_contained(sandbox: Sandbox, base_dir: Path, run_as: 
 
 @needs_root
 @pytest.mark.parametrize("backend", [pytest.param(BwrapSandbox, marks=needs_bwrap), ProcessSandbox])
-async def test_root_runs_sandboxes_as_nobody(backend: type[Sandbox], base_dir: Path) -> None:
-    result = await backend().run(job(base_dir, "id -u; id -g"))
-    assert result.output_excerpt == "65534\n65534\n"
+async def test_root_runs_each_sandbox_as_a_uid_of_its_own(
+    backend: type[Sandbox], base_dir: Path, tmp_path: Path
+) -> None:
+    pool = UidPool(3_000_000 + secrets.randbelow(10**6) * 4, 4, tmp_path / "leases")
+    sandbox = backend(run_as=pool)  # type: ignore[call-arg]
+    script = "id -u; id -g; sleep 0.5"
+    results = await asyncio.gather(*(sandbox.run(job(base_dir / str(i), script)) for i in range(4)))
+    uids = {result.output_excerpt.split()[0] for result in results}
+    assert len(uids) == 4
+    assert {int(uid) for uid in uids} <= set(range(pool.first, pool.first + pool.count))
+    assert all(r.output_excerpt.split()[0] == r.output_excerpt.split()[1] for r in results)
 
 
 @needs_root
@@ -127,11 +135,26 @@ def test_sandbox_runs_under_uvloop(sandbox: Sandbox, base_dir: Path, run_as: Run
 
 
 @needs_root
-async def test_an_unreachable_work_dir_is_refused(sandbox: Sandbox, tmp_path: Path) -> None:
+async def test_the_process_backend_refuses_an_unreachable_work_dir(
+    process: ProcessSandbox, tmp_path: Path
+) -> None:
     hidden = tmp_path / "hidden"
     hidden.mkdir(mode=0o700)
     with pytest.raises(SandboxError, match="not searchable"):
-        await sandbox.run(job(hidden, "true"))
+        await process.run(job(hidden, "true"))
+
+
+@needs_bwrap
+@needs_root
+async def test_bwrap_runs_in_a_work_dir_under_a_private_directory(
+    bwrap: BwrapSandbox, tmp_path: Path, run_as: RunAs
+) -> None:
+    hidden = tmp_path / "home"
+    hidden.mkdir(mode=0o700)  # a home directory, or what mktemp -d makes
+    result = await bwrap.run(job(hidden, "echo written > inside.txt; pwd; ls"))
+    assert (result.exit_code, result.output_excerpt) == (0, "/work\ninside.txt\n")
+    assert (hidden / "work" / "inside.txt").read_text() == "written\n"
+    assert live_processes(uid=run_as.uid) == []
 
 
 @needs_bwrap
@@ -213,18 +236,6 @@ except OSError as exc:
 def test_select_sandbox_prefers_a_working_bwrap() -> None:
     sandbox = select_sandbox()
     assert (sandbox.name, sandbox.isolated) == ("bwrap", True)
-
-
-def test_select_sandbox_falls_back_with_a_warning(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.setenv("PATH", str(tmp_path))  # no bwrap to be found
-    with capture_logs() as logs:
-        sandbox = select_sandbox("auto")
-    assert (sandbox.name, sandbox.isolated) == ("process", False)
-    assert [log["event"] for log in logs if log["log_level"] == "warning"] == ["sandbox.unisolated"]
-    with pytest.raises(SandboxError, match="bwrap"):
-        select_sandbox("bwrap")
 
 
 def test_probe_explains_a_broken_bwrap() -> None:

@@ -24,13 +24,13 @@ from taskgate.runtime.handlers import JobKind
 from taskgate.runtime.queue import enqueue, jobs, request_cancel
 from taskgate.settings import Settings
 from tests.runtime.queue_support import (
-    eventually,
     expire_lease,
     job_row,
     job_status,
     new_runtime,
     running_worker,
 )
+from tests.support.waiting import eventually
 
 KIND = "test.job"
 Reasons = list[tuple[uuid.UUID, str]]
@@ -98,10 +98,12 @@ async def test_enqueue_wakes_an_idle_worker_at_once(
         pass
 
     runtime = make_runtime(settings_factory, db, poll_seconds=30)
-    async with running_worker(runtime, {KIND: JobKind(handler)}):
-        await asyncio.sleep(0.2)  # let the worker find the queue empty and go idle
+    async with running_worker(runtime, {KIND: JobKind(handler)}) as worker:
+        await asyncio.wait_for(worker.idle.wait(), timeout=5)  # the queue was empty
+        asked = time.monotonic()
         job_id = await add(db)
-        assert await eventually(status_is(db, job_id, "done"), timeout=2) < 1
+        await eventually(status_is(db, job_id, "done"), timeout=2)
+        assert time.monotonic() - asked < 1
 
 
 @pytest.mark.postgres
@@ -117,10 +119,12 @@ async def test_notify_wakes_a_worker_in_another_process(
     runtime = make_runtime(settings_factory, db, poll_seconds=30)
     other_process = Database(create_engine(runtime.settings))  # no in-process signal reaches us
     try:
-        async with running_worker(runtime, {KIND: JobKind(handler)}):
-            await asyncio.sleep(0.3)
+        async with running_worker(runtime, {KIND: JobKind(handler)}) as worker:
+            await asyncio.wait_for(worker.idle.wait(), timeout=5)  # the queue was empty
+            asked = time.monotonic()
             job_id = await add(other_process)
-            assert await eventually(status_is(db, job_id, "done"), timeout=3) < 1
+            await eventually(status_is(db, job_id, "done"), timeout=3)
+            assert time.monotonic() - asked < 1
     finally:
         await other_process.dispose()
 
@@ -157,7 +161,7 @@ async def test_permanent_failure_fails_at_once_and_tells_the_owner(
     async with running_worker(runtime, kinds):
         job_id = await add(db, max_attempts=5)
         await eventually(status_is(db, job_id, "failed"))
-        await eventually(lambda: _true(bool(dead)))
+        await eventually(lambda: dead)
     row = await job_row(db, job_id)
     assert (row.attempts, row.last_error) == (1, "PermanentFailure: bad input")
     assert dead == [(job_id, "PermanentFailure: bad input")]
@@ -178,7 +182,7 @@ async def test_errors_are_retried_with_backoff_until_dead(
     async with running_worker(runtime, kinds):
         job_id = await add(db, max_attempts=2)
         await eventually(status_is(db, job_id, "dead"))
-        await eventually(lambda: _true(bool(dead)))
+        await eventually(lambda: dead)
     assert len(starts) == 2
     assert starts[1] - starts[0] >= 0.5  # backoff after attempt 1: 0.5-1 s
     row = await job_row(db, job_id)
@@ -234,7 +238,7 @@ async def test_cancel_stops_a_running_handler_within_a_second(
             asked = time.monotonic()
             async with canceller.transaction() as session:
                 await request_cancel(session, job_id)
-            await eventually(lambda: _true(bool(stopped_at)), timeout=2)
+            await eventually(lambda: stopped_at, timeout=2)
             assert stopped_at[0] - asked < 1.0
             await eventually(status_is(db, job_id, "cancelled"))
     finally:
@@ -374,7 +378,3 @@ async def test_node_registers_heartbeats_and_stops(
         assert node.capabilities == {"sandbox": "process"}
     async with db.transaction(write=False) as session:
         assert (await session.scalars(select(Node.status))).one() == "stopped"
-
-
-async def _true(value: bool) -> bool:
-    return value

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
 import httpx
 
 from tests.support.clients import User
+from tests.support.waiting import eventually
 
 FINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}
 
@@ -36,14 +35,19 @@ async def wait_for_status(
 ) -> dict[str, Any]:
     """Poll the task until it is in one of ``statuses`` (default: any final one)."""
     wanted = {statuses} if isinstance(statuses, str) else set(statuses or FINAL)
-    deadline = time.monotonic() + timeout
-    while True:
-        task = await get_task(client, user, task_id)
-        if task["status"] in wanted:
-            return task
-        if time.monotonic() > deadline:
-            raise AssertionError(f"task {task_id} is {task['status']}, not {wanted}: {task}")
-        await asyncio.sleep(0.02)
+    last: list[dict[str, Any]] = []
+
+    async def reached() -> dict[str, Any] | None:
+        last[:] = [await get_task(client, user, task_id)]
+        return last[0] if last[0]["status"] in wanted else None
+
+    try:
+        task: dict[str, Any] = await eventually(reached, timeout=timeout, what=f"{wanted}")
+    except AssertionError as exc:
+        raise AssertionError(
+            f"task {task_id} is {last[0]['status']}, not {wanted}: {last[0]}"
+        ) from exc
+    return task
 
 
 async def events(

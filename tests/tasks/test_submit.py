@@ -52,6 +52,19 @@ async def test_commands_task_is_queued_with_location_and_session(
     assert types_of(await events(client, alice, body["task_id"])) == ["task.created"]
 
 
+async def test_a_task_carries_id_beside_shannons_task_id(
+    client: httpx.AsyncClient, alice: User
+) -> None:
+    created = await submit(client, alice, commands=["true"])
+    assert created["id"] == created["task_id"]
+    task = await get_task(client, alice, created["id"])
+    assert task["id"] == task["task_id"] == created["id"]
+    listed = await client.get("/api/v1/tasks", headers=alice.headers)
+    assert [t["id"] for t in listed.json()["results"]] == [created["id"]]
+    shannon = await client.get("/api/v1/tasks", params={"offset": 0}, headers=alice.headers)
+    assert [t["id"] for t in shannon.json()["tasks"]] == [created["id"]]
+
+
 async def test_script_task_keeps_language_and_content(
     client: httpx.AsyncClient, alice: User
 ) -> None:
@@ -96,6 +109,8 @@ async def test_tasks_share_a_session_when_given_one(
         ({"commands": ["ls"], "attachments": ["not-a-uuid"]}, {"attachments.0"}),
         ({"commands": ["ls"], "labels": ["x"] * 21}, {"labels"}),
         ({"commands": ["ls"], "session_id": "abc"}, {"session_id"}),
+        ({"commands": ["echo ok", "echo a\u0000b"]}, {"commands.1"}),
+        ({"script": {"language": "bash", "content": "echo a\u0000b"}}, {"script.content"}),
     ],
 )
 async def test_invalid_bodies_name_the_fields(

@@ -6,7 +6,8 @@ import asyncio
 from collections.abc import Callable
 
 from taskgate.settings import Settings
-from tests.workflows.support import create_workflow, engine_app, eventually, wait_execution
+from tests.support.waiting import eventually
+from tests.workflows.support import create_workflow, engine_app, wait_execution
 
 SettingsFactory = Callable[..., Settings]
 
@@ -95,7 +96,7 @@ async def test_dedupe_is_exact_under_concurrency(settings_factory: SettingsFacto
             )
             return len(listed.json()["results"]) == 1
 
-        await eventually(one_success)
+        await eventually(one_success, timeout=20)
         listed = await client.get(
             f"/api/v1/executions?workflow={workflow_id}", headers=alice.headers
         )

@@ -62,12 +62,12 @@ async def test_signed_webhook_runs_the_order_workflow(settings_factory: Settings
     async with engine_app(settings_factory) as env:
         client, alice = env.client, env.alice
         source = await make_source(client, alice, slug="stripe")
-        assert source["url"] == "/api/v1/webhooks/stripe"
+        assert source["url"] == f"/api/v1/webhooks/{source['id']}"
         assert source["secret"].startswith("whsec_")
         await create_workflow(client, alice, ORDER_PROCESSOR)
 
         response = await client.post(
-            "/api/v1/webhooks/stripe",
+            source["url"],
             content=ORDER_BODY,
             headers={
                 "content-type": "application/json",
@@ -95,7 +95,7 @@ async def test_signed_webhook_runs_the_order_workflow(settings_factory: Settings
         # X-Signature is accepted too, and a bare body becomes the payload itself.
         bare = json.dumps({"order_id": "ORD-9"}).encode()
         response = await client.post(
-            "/api/v1/webhooks/stripe",
+            source["url"],
             content=bare,
             headers={
                 "X-Signature": sha256_signature(source["secret"], bare),
@@ -119,9 +119,7 @@ async def test_bad_or_missing_signatures_are_401(settings_factory: SettingsFacto
             {"X-Webhook-Signature": tampered},
             {"X-Webhook-Signature": "sha256=zz"},
         ):
-            response = await client.post(
-                "/api/v1/webhooks/shop", content=ORDER_BODY, headers=headers
-            )
+            response = await client.post(source["url"], content=ORDER_BODY, headers=headers)
             assert response.status_code == 401, headers
             assert response.json()["error"]["code"] == "UNAUTHORIZED"
         unknown = await client.post("/api/v1/webhooks/nope", content=ORDER_BODY)
@@ -131,7 +129,7 @@ async def test_bad_or_missing_signatures_are_401(settings_factory: SettingsFacto
 
         big = b'{"x": "' + b"a" * (1024 * 1024 + 10) + b'"}'
         response = await client.post(
-            "/api/v1/webhooks/shop",
+            source["url"],
             content=big,
             headers={"X-Webhook-Signature": sha256_signature(source["secret"], big)},
         )
@@ -143,7 +141,7 @@ async def test_bad_or_missing_signatures_are_401(settings_factory: SettingsFacto
             headers=alice.headers,
         )
         signed = {"X-Webhook-Signature": sha256_signature(source["secret"], ORDER_BODY)}
-        disabled = await client.post("/api/v1/webhooks/shop", content=ORDER_BODY, headers=signed)
+        disabled = await client.post(source["url"], content=ORDER_BODY, headers=signed)
         assert disabled.status_code == 404
 
 
@@ -153,19 +151,19 @@ async def test_standard_webhooks_with_replay_protection(settings_factory: Settin
         source = await make_source(client, alice, slug="svix", signature_scheme="standard")
         workflow_id = await create_workflow(client, alice, ORDER_PROCESSOR)
         headers = standard_headers(source["secret"], "msg_1", ORDER_BODY, time.time())
-        first = await client.post("/api/v1/webhooks/svix", content=ORDER_BODY, headers=headers)
+        first = await client.post(source["url"], content=ORDER_BODY, headers=headers)
         assert first.status_code == 202, first.text
 
-        replay = await client.post("/api/v1/webhooks/svix", content=ORDER_BODY, headers=headers)
+        replay = await client.post(source["url"], content=ORDER_BODY, headers=headers)
         assert replay.status_code == 200
         assert replay.json()["event_id"] == first.json()["event_id"]
         assert replay.json()["execution_ids"] == []
 
         old = standard_headers(source["secret"], "msg_2", ORDER_BODY, time.time() - 600)
-        stale = await client.post("/api/v1/webhooks/svix", content=ORDER_BODY, headers=old)
+        stale = await client.post(source["url"], content=ORDER_BODY, headers=old)
         assert stale.status_code == 401
         signed_plain = {"X-Webhook-Signature": sha256_signature(source["secret"], ORDER_BODY)}
-        plain = await client.post("/api/v1/webhooks/svix", content=ORDER_BODY, headers=signed_plain)
+        plain = await client.post(source["url"], content=ORDER_BODY, headers=signed_plain)
         assert plain.status_code == 401  # this source insists on Standard Webhooks
 
         await wait_execution(client, alice, first.json()["execution_ids"][0])
@@ -199,7 +197,7 @@ async def test_webhook_sources_keep_their_secret_write_only(
         assert chosen.encode() not in row.secret_ciphertext
 
         taken = await client.post(
-            "/api/v1/webhook-sources", json={"name": "x", "slug": "github"}, headers=admin.headers
+            "/api/v1/webhook-sources", json={"name": "x", "slug": "github"}, headers=alice.headers
         )
         assert taken.status_code == 409
         assert (await client.get(url, headers=admin.headers)).status_code == 404
@@ -209,13 +207,13 @@ async def test_webhook_sources_keep_their_secret_write_only(
         assert response.status_code == 200
         body = b'{"type": "push"}'
         old = await client.post(
-            "/api/v1/webhooks/github",
+            source["url"],
             content=body,
             headers={"X-Hub-Signature-256": sha256_signature(chosen, body)},
         )
         assert old.status_code == 401
         new = await client.post(
-            "/api/v1/webhooks/github",
+            source["url"],
             content=body,
             headers={"X-Hub-Signature-256": sha256_signature(rotated, body)},
         )
@@ -225,7 +223,7 @@ async def test_webhook_sources_keep_their_secret_write_only(
 
         assert (await client.delete(url, headers=alice.headers)).status_code == 204
         gone = await client.post(
-            "/api/v1/webhooks/github",
+            source["url"],
             content=body,
             headers={"X-Hub-Signature-256": sha256_signature(rotated, body)},
         )

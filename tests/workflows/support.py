@@ -3,12 +3,10 @@ HTTP server that counts what it receives, and polling with deadlines."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import tempfile
 import threading
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -25,6 +23,7 @@ from taskgate.identity.user_service import ensure_first_admin
 from taskgate.runtime.worker import Worker
 from taskgate.settings import Settings
 from tests.support.clients import ADMIN_PASSWORD, User, create_user, login, running_app
+from tests.support.waiting import eventually
 
 FINISHED = ("SUCCESS", "FAILED", "CANCELLED")
 
@@ -73,22 +72,6 @@ async def engine_app(
             else:
                 alice = await create_user(client, admin, "alice")
             yield Env(app, client, admin, alice)
-
-
-async def eventually(
-    check: Callable[[], Any], *, timeout: float = 20.0, interval: float = 0.05
-) -> Any:
-    """Poll ``check`` (sync or async) until it returns something truthy; return that."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(interval)
 
 
 async def wait_execution(

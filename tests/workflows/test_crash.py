@@ -19,11 +19,11 @@ from sqlalchemy import select
 from taskgate.models import Event
 from taskgate.settings import Settings
 from tests.conftest import TEST_SECRET
+from tests.support.waiting import eventually
 from tests.workflows.support import (
     LoopbackServer,
     create_workflow,
     engine_app,
-    eventually,
     run,
     steps_by_key,
     wait_execution,

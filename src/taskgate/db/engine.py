@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
 from contextvars import ContextVar
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
+from sqlalchemy.util.concurrency import in_greenlet
 
+from taskgate.db.writers import WriteGate
 from taskgate.settings import Settings
 
 # SQLite write transactions start with BEGIN IMMEDIATE so two writers never deadlock on a
-# lock upgrade; read-only units of work use a plain deferred BEGIN and run alongside them.
-sqlite_write_transaction: ContextVar[bool] = ContextVar("sqlite_write_transaction", default=True)
+# lock upgrade; they are the units of work opened for writing, which queue on the engine's
+# write gate first. Everything else (read units of work, a readiness probe on a bare
+# connection) uses a plain deferred BEGIN and runs alongside them.
+sqlite_write_transaction: ContextVar[bool] = ContextVar("sqlite_write_transaction", default=False)
+_write_gates: WeakKeyDictionary[Engine, WriteGate] = WeakKeyDictionary()
+
+
+def write_gate(engine: AsyncEngine) -> WriteGate | None:
+    """The gate the engine's writers queue on: SQLite engines only."""
+    return _write_gates.get(engine.sync_engine)
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -29,6 +41,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_size=settings.database.pool_size,
         max_overflow=settings.database.max_overflow,
         pool_recycle=1800,
+        pool_timeout=settings.database.pool_timeout_seconds,
+        connect_args={"timeout": settings.database.connect_timeout_seconds},
         echo=settings.database.echo,
     )
 
@@ -44,6 +58,7 @@ def _sqlite_engine(settings: Settings) -> AsyncEngine:
         **({"poolclass": NullPool} if memory else {"pool_size": 8, "max_overflow": 8}),
     )
     busy = settings.database.sqlite_busy_timeout_ms
+    _write_gates[engine.sync_engine] = WriteGate(settings.database.sqlite_write_hold_seconds)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -54,6 +69,16 @@ def _sqlite_engine(settings: Settings) -> AsyncEngine:
         cursor.execute(f"PRAGMA busy_timeout={int(busy)}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+
+    @event.listens_for(engine.sync_engine, "invalidate")
+    def _on_invalidate(dbapi_connection: Any, _record: Any, _error: BaseException | None) -> None:
+        # A connection is dropped (its unit of work was cut short, or the watchdog took it).
+        # Python's sqlite3 keeps a closed connection's transaction, and the write lock with
+        # it, for as long as one of its cursors lives, such as the cursor of a statement a
+        # cancellation interrupted: roll back before it closes, so the lock goes with it.
+        if in_greenlet():
+            with contextlib.suppress(Exception):
+                dbapi_connection.rollback()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:

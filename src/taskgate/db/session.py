@@ -11,9 +11,10 @@ from typing import Any
 
 import structlog
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
-from taskgate.db.engine import sqlite_write_transaction
+from taskgate.db.engine import sqlite_write_transaction, write_gate
+from taskgate.db.writers import Hold
 
 AfterCommit = Callable[[], Awaitable[None]]
 CommitListener = Callable[[list[Any]], Awaitable[None]]
@@ -70,16 +71,15 @@ async def run_after_commit(session: AsyncSession) -> None:
     await _run_hooks(session.info.pop("after_commit", []), "after_commit")
 
 
-async def _begin_immediate(session: AsyncSession) -> None:
-    """Start a SQLite write transaction now. Under a burst of writers SQLite can refuse
-    BEGIN IMMEDIATE at once instead of waiting out its busy timeout; nothing has run yet,
-    so trying again shortly is safe, and the caller's work never sees the refusal."""
+async def _begin_immediate(session: AsyncSession) -> AsyncConnection:
+    """Start a SQLite write transaction now. A writer of another process can make SQLite
+    refuse BEGIN IMMEDIATE at once instead of waiting out its busy timeout; nothing has run
+    yet, so trying again shortly is safe, and the caller's work never sees the refusal."""
     delay = 0.005
     for attempt in range(_BEGIN_ATTEMPTS):
         started = time.monotonic()
         try:
-            await session.connection()
-            return
+            return await session.connection()
         except OperationalError as error:
             waited = time.monotonic() - started
             # A refusal after waiting is the busy timeout doing its job: the lock is held.
@@ -89,6 +89,7 @@ async def _begin_immediate(session: AsyncSession) -> None:
         await session.rollback()
         await asyncio.sleep(delay)
         delay *= 2
+    raise AssertionError("unreachable")
 
 
 class Database:
@@ -96,6 +97,7 @@ class Database:
         self.engine = engine
         self.sessionmaker = async_sessionmaker(engine, expire_on_commit=False, autoflush=True)
         self.listeners: defaultdict[str, list[CommitListener]] = defaultdict(list)
+        self.write_gate = write_gate(engine)
         self._background: set[asyncio.Task[None]] = set()
         self._autocommit_sessions = async_sessionmaker(
             engine.execution_options(isolation_level="AUTOCOMMIT"),
@@ -133,26 +135,40 @@ class Database:
         previous = sqlite_write_transaction.get()
         sqlite_write_transaction.set(write)
         autocommit = single_statement and self.dialect == "postgresql"
+        gate = self.write_gate if write else None
+        hold: Hold | None = None
         try:
+            if gate is not None:
+                # Before a connection is taken: queued writers hold none, so readers never
+                # run short of connections behind them.
+                hold = await gate.acquire()
             sessions = self._autocommit_sessions if autocommit else self.sessionmaker
             async with sessions() as session:
-                if write and self.dialect == "sqlite":
-                    await _begin_immediate(session)
+                if hold is not None:
+                    hold.connection = await _begin_immediate(session)
                 try:
                     yield session
                     await session.commit()
                 except BaseException:
                     await session.rollback()
+                    if gate is not None and hold is not None:
+                        gate.release(hold)  # the hooks below may write: let them
+                        hold = None
                     session.info.pop("after_commit", None)
                     session.info.pop("background", None)
                     session.info.pop("signals", None)
                     await _run_hooks(session.info.pop("after_rollback", []), "after_rollback")
                     raise
+                if gate is not None and hold is not None:
+                    gate.release(hold)
+                    hold = None
                 session.info.pop("after_rollback", None)
                 self._start_background(session.info.pop("background", []))
                 await run_after_commit(session)
                 await self._deliver_signals(session)
         finally:
+            if gate is not None and hold is not None:
+                gate.release(hold)
             sqlite_write_transaction.set(previous)
 
     def _start_background(self, hooks: list[AfterCommit]) -> None:

@@ -5,17 +5,20 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, WebSocket
+from fastapi import APIRouter, Header, Query, Request, WebSocket, status
 
 from taskgate.errors import ValidationFailed
 from taskgate.events import subjects
 from taskgate.events.bus import EventBus
 from taskgate.events.filters import StreamSpec, TypeFilter
+from taskgate.events.records import MAX_EVENT_ID
+from taskgate.events.schemas import EventOut, StreamTicketOut
 from taskgate.events.sse import EventStreamResponse
 from taskgate.events.streams import EventStream
 from taskgate.events.websocket import serve_websocket
-from taskgate.http.auth import CurrentPrincipal, Db
-from taskgate.identity.principal import Principal
+from taskgate.http.auth import CurrentPrincipal, Db, Session, StreamPrincipal
+from taskgate.identity import stream_tickets
+from taskgate.identity.principal import Authenticator, Principal
 from taskgate.openapi import errors
 
 router = APIRouter(prefix="/api/v1", tags=["streams"])
@@ -24,14 +27,47 @@ _SSE_DOC = (
     "Server-Sent Events. Frames `id: <event id>`, `event: <type>`, `data: <EventOut JSON>`; "
     'a `: ping` comment while idle; a final `event: done` with `{"reason": <type>}` when the '
     "subject ends. Resume with the `Last-Event-ID` header or `last_event_id`: every event "
-    "after it is sent once, in id order."
+    "after it is sent once, in id order. Authenticate with a header, or with "
+    "`?ticket=` from `POST /api/v1/stream/tickets` where headers cannot be set."
 )
+# One frame as an SSE parser hands it over (``itemSchema``, as OpenAPI 3.2 and FastAPI's own
+# event streams document it); the `: ping` comments are not frames.
+_FRAME: dict[str, Any] = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "The event id."},
+        "event": {"type": "string", "description": "The event type, or `done`."},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {
+                "anyOf": [
+                    EventOut.model_json_schema(),
+                    {
+                        "title": "Done",
+                        "type": "object",
+                        "required": ["reason"],
+                        "properties": {"reason": {"type": "string"}},
+                    },
+                ]
+            },
+        },
+        "retry": {"type": "integer", "minimum": 0},
+    },
+}
+_STREAM = {"type": "array", "items": _FRAME}
 _RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"text/event-stream": {}}, "description": "An event stream."},
+    200: {
+        "content": {"text/event-stream": {"schema": _STREAM, "itemSchema": _FRAME}},
+        "description": "An event stream.",
+    },
     **errors(400, 401, 403, 404, 429),
 }
 LastEventHeader = Annotated[str | None, Header(alias="Last-Event-ID")]
-LastEventQuery = Annotated[int | None, Query(ge=0, description="Resume after this event id.")]
+LastEventQuery = Annotated[
+    int | None, Query(ge=0, le=MAX_EVENT_ID, description="Resume after this event id.")
+]
 TypesQuery = Annotated[
     str | None, Query(description="Comma-separated event types; `task.*` matches a prefix.")
 ]
@@ -42,8 +78,10 @@ def _resume(header: str | None, query: int | None) -> int | None:
     if header is None or not header.strip():
         return query
     value = header.strip()
-    if not value.isdigit():
-        raise ValidationFailed.field("Last-Event-ID", "a non-negative integer event id")
+    if not (value.isascii() and value.isdigit()) or int(value) > MAX_EVENT_ID:
+        raise ValidationFailed.field(
+            "Last-Event-ID", f"a non-negative integer event id, at most {MAX_EVENT_ID}"
+        )
     return int(value)
 
 
@@ -65,7 +103,7 @@ def _respond(
 )
 async def stream_sse(
     request: Request,
-    principal: CurrentPrincipal,
+    principal: StreamPrincipal,
     db: Db,
     last_event_header: LastEventHeader = None,
     task_id: uuid.UUID | None = None,
@@ -99,7 +137,7 @@ async def stream_sse(
 )
 async def stream_task(
     request: Request,
-    principal: CurrentPrincipal,
+    principal: StreamPrincipal,
     db: Db,
     task_id: uuid.UUID,
     last_event_header: LastEventHeader = None,
@@ -120,7 +158,7 @@ async def stream_task(
 )
 async def stream_run(
     request: Request,
-    principal: CurrentPrincipal,
+    principal: StreamPrincipal,
     db: Db,
     run_id: uuid.UUID,
     last_event_header: LastEventHeader = None,
@@ -141,7 +179,7 @@ async def stream_run(
 )
 async def stream_execution(
     request: Request,
-    principal: CurrentPrincipal,
+    principal: StreamPrincipal,
     db: Db,
     execution_id: uuid.UUID,
     last_event_header: LastEventHeader = None,
@@ -151,6 +189,19 @@ async def stream_execution(
     after = _resume(last_event_header, last_event_id)
     spec = await subjects.execution_stream(db, principal, execution_id, TypeFilter.parse(types))
     return _respond(request, principal, spec, after)
+
+
+@router.post("/stream/tickets", status_code=status.HTTP_201_CREATED, responses=errors(401, 429))
+async def create_stream_ticket(
+    request: Request, session: Session, principal: CurrentPrincipal
+) -> StreamTicketOut:
+    """A single-use ticket for one stream connection (`?ticket=` on the SSE endpoints and
+    the WebSocket), valid for a few seconds, with the caller's identity and scopes: so a
+    browser need not put an API key or token in a URL."""
+    authenticator: Authenticator = request.app.state.authenticator
+    seconds = request.app.state.bus.settings.streams.ticket_seconds
+    issued = await stream_tickets.issue(session, authenticator, principal, seconds)
+    return StreamTicketOut(ticket=issued.ticket, expires_at=issued.expires_at)
 
 
 @router.websocket("/stream/ws")

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from taskgate.errors import ValidationFailed
 from taskgate.events.records import SUBJECTS, EventRecord
+from taskgate.events.visibility import event_family
 
 # Where the fan-out files a spec, per owner: under a subject it names (column, id), or under
 # None when it takes any of the owner's events (a feed). An event is matched only against
@@ -87,6 +88,8 @@ class StreamSpec:
     # A subject's stream replays its history when the client names no last event; an open
     # feed (all my events, all my tasks) starts at now instead.
     replay: bool = False
+    # The scope families of the events the principal may read (``visibility``); None: all.
+    readable: frozenset[str] | None = None
     # The request's project: a stream carries only that project's events.
     project_id: uuid.UUID | None = None
 
@@ -99,6 +102,8 @@ class StreamSpec:
 
     def matches(self, event: EventRecord) -> bool:
         if self._elsewhere(event):
+            return False
+        if self.readable is not None and event_family(event) not in self.readable:
             return False
         for column, value in self.equals:
             if getattr(event, column) != value:

@@ -12,6 +12,9 @@ from taskgate.ids import isoformat
 # The subject columns an event may carry; the API shows all but workflow_id (a filter only).
 SUBJECTS = ("task_id", "run_id", "job_id", "execution_id", "workflow_id", "session_id")
 _SHOWN = ("task_id", "run_id", "job_id", "execution_id", "session_id")
+# Event ids are BIGINTs: a client's "last seen id" past this names no event and would not
+# fit in a query parameter.
+MAX_EVENT_ID = 2**63 - 1
 
 
 class EventRecord:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, func, or_, select, text, true
+from sqlalchemy import ColumnElement, Row, and_, case, func, or_, select, text, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.events.filters import StreamSpec
 from taskgate.events.records import EventRecord
+from taskgate.events.visibility import EVERY_EVENT, SUBJECT_FAMILIES
 from taskgate.models import Event
 
 _COLUMNS = (
@@ -62,9 +63,21 @@ async def ids_after(session: AsyncSession, after: int, limit: int) -> list[int]:
     return list((await session.scalars(stmt)).all())
 
 
+# SQL for ``visibility.event_family``.
+_FAMILY = case(
+    *(
+        (or_(*(getattr(Event, column).is_not(None) for column in columns)), family)
+        for columns, family in SUBJECT_FAMILIES
+    ),
+    else_=EVERY_EVENT,
+)
+
+
 def spec_clause(spec: StreamSpec) -> ColumnElement[bool]:
     """SQL for ``spec.wants``: its owner, its subject and types, or an event that ends it."""
     conditions: list[ColumnElement[bool]] = []
+    if spec.readable is not None:
+        conditions.append(_FAMILY.in_(sorted(spec.readable)))
     for column, value in spec.equals:
         conditions.append(getattr(Event, column) == value)
     for column in spec.present:

@@ -23,3 +23,8 @@ class EventOut(BaseModel):
     execution_id: uuid.UUID | None = None
     session_id: uuid.UUID | None = None
     payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class StreamTicketOut(BaseModel):
+    ticket: str = Field(description="Pass as `?ticket=` to one stream connection; used once.")
+    expires_at: datetime = Field(description="Unused after this, it is refused.")

@@ -19,6 +19,7 @@ from taskgate.events.filters import (
     StreamSpec,
     TypeFilter,
 )
+from taskgate.events.visibility import readable_families
 from taskgate.identity.principal import Principal
 
 _TASKS = ("taskgate.tasks.service", "get_task", "Task not found.")
@@ -61,6 +62,17 @@ async def _lookup(
         return await finder(session, principal, subject_id)
 
 
+def _spec(principal: Principal, **fields: Any) -> StreamSpec:
+    """Every stream shows only the events its principal may read (``visibility``), in the
+    project its request works in."""
+    return StreamSpec(
+        principal.user_id,
+        readable=readable_families(principal),
+        project_id=principal.project_id,
+        **fields,
+    )
+
+
 def _task_end(task_id: uuid.UUID) -> EndCondition:
     return EndCondition("task_id", task_id, TASK_TERMINAL)
 
@@ -69,9 +81,8 @@ async def task_stream(
     db: Database, principal: Principal, task_id: uuid.UUID, types: TypeFilter | None
 ) -> StreamSpec:
     await _lookup(db, principal, _TASKS, task_id, required=True)
-    return StreamSpec(
-        principal.user_id,
-        project_id=principal.project_id,
+    return _spec(
+        principal,
         equals=(("task_id", task_id),),
         types=types,
         ends=(_task_end(task_id),),
@@ -93,13 +104,8 @@ def _run_spec(
     ends = [EndCondition("run_id", run_id, RUN_TERMINAL)]
     if task_id is not None:
         ends.append(_task_end(task_id))
-    return StreamSpec(
-        principal.user_id,
-        project_id=principal.project_id,
-        equals=(("run_id", run_id),),
-        types=types,
-        ends=tuple(ends),
-        replay=True,
+    return _spec(
+        principal, equals=(("run_id", run_id),), types=types, ends=tuple(ends), replay=True
     )
 
 
@@ -113,9 +119,8 @@ async def execution_stream(
 def _execution_spec(
     principal: Principal, execution_id: uuid.UUID, types: TypeFilter | None
 ) -> StreamSpec:
-    return StreamSpec(
-        principal.user_id,
-        project_id=principal.project_id,
+    return _spec(
+        principal,
         equals=(("execution_id", execution_id),),
         types=types,
         ends=(EndCondition("execution_id", execution_id, EXECUTION_TERMINAL),),
@@ -127,13 +132,7 @@ async def session_stream(
     db: Database, principal: Principal, session_id: uuid.UUID, types: TypeFilter | None
 ) -> StreamSpec:
     await _lookup(db, principal, _SESSIONS, session_id, required=False)
-    return StreamSpec(
-        principal.user_id,
-        project_id=principal.project_id,
-        equals=(("session_id", session_id),),
-        types=types,
-        replay=True,
-    )
+    return _spec(principal, equals=(("session_id", session_id),), types=types, replay=True)
 
 
 async def filtered_stream(
@@ -173,14 +172,7 @@ async def filtered_stream(
     }
     equals = tuple((column, value) for column, value in named.items() if value is not None)
     subject = any(v is not None for v in (task_id, run_id, execution_id, session_id))
-    return StreamSpec(
-        principal.user_id,
-        project_id=principal.project_id,
-        equals=equals,
-        types=types,
-        ends=ends,
-        replay=subject,
-    )
+    return _spec(principal, equals=equals, types=types, ends=ends, replay=subject)
 
 
 async def _is_task(db: Database, principal: Principal, subject_id: uuid.UUID) -> bool:
@@ -202,12 +194,7 @@ async def channel_stream(
     if not colon:
         if kind not in _FEEDS:
             raise ValidationFailed.field("channel", f"unknown channel {channel[:80]!r}")
-        return StreamSpec(
-            principal.user_id,
-            project_id=principal.project_id,
-            present=_FEEDS[kind],
-            types=types,
-        )
+        return _spec(principal, present=_FEEDS[kind], types=types)
     try:
         subject_id = uuid.UUID(raw)
     except ValueError:

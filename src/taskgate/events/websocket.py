@@ -4,9 +4,10 @@ Client messages: ``{"action": "subscribe", "channel": "tasks:<id>", "last_event_
 "types"?: "task.*"}``, ``{"action": "unsubscribe", "channel": ...}``, ``{"action": "ping"}``.
 Server frames: ``{"channel", "event", "id", "payload"}`` (payload is the EventOut), acks
 ``{"type": "subscribed" | "unsubscribed", "channel"}``, ``{"type": "pong"}``, errors
-``{"type": "error", "message", "channel"?}``. Close codes: 4401 unauthenticated, 4429 too
-many open streams, 1013 the client reads too slowly (reconnect and resume with
-``last_event_id``)."""
+``{"type": "error", "message", "channel"?}``. Auth: a header, ``?ticket=`` (single use, from
+``POST /api/v1/stream/tickets``), or ``?token=`` (kept for compatibility). Close codes: 4401
+unauthenticated, 4429 too many open streams, 1013 the client reads too slowly (reconnect and
+resume with ``last_event_id``)."""
 
 from __future__ import annotations
 
@@ -23,9 +24,9 @@ from taskgate.errors import NotFound, RateLimited, TaskgateError, Unauthorized
 from taskgate.events import subjects
 from taskgate.events.bus import EventBus, StreamSlot
 from taskgate.events.filters import TypeFilter
-from taskgate.events.records import EventRecord
+from taskgate.events.records import MAX_EVENT_ID, EventRecord
 from taskgate.events.streams import EventStream
-from taskgate.http.auth import get_principal
+from taskgate.http.auth import get_stream_principal
 from taskgate.identity.principal import Principal
 
 log = structlog.get_logger()
@@ -40,7 +41,7 @@ _CLOSE_TIMEOUT_SECONDS = 10.0
 async def serve_websocket(websocket: WebSocket) -> None:
     bus: EventBus = websocket.app.state.bus
     try:
-        principal = await get_principal(websocket)
+        principal = await get_stream_principal(websocket)
     except Unauthorized as exc:
         # A custom close code needs an accepted socket; before accept it would be a bare 403.
         await websocket.accept()
@@ -162,8 +163,10 @@ class ChannelSession:
             self._error("channel: a channel such as tasks:<id> or events is required.")
             return
         last = message.get("last_event_id")
-        if last is not None and (not isinstance(last, int) or isinstance(last, bool) or last < 0):
-            self._error("last_event_id: a non-negative integer.", channel)
+        if last is not None and (
+            not isinstance(last, int) or isinstance(last, bool) or not 0 <= last <= MAX_EVENT_ID
+        ):
+            self._error(f"last_event_id: a non-negative integer, at most {MAX_EVENT_ID}.", channel)
             return
         if channel not in self.channels and len(self.channels) >= self.max_channels:
             self._error(f"At most {self.max_channels} channels per connection.", channel)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
@@ -13,7 +13,8 @@ from starlette.types import Scope
 from taskgate.db.session import Database, run_after_commit
 from taskgate.errors import Unauthorized
 from taskgate.governance.selection import request_principal
-from taskgate.identity.principal import Authenticator, Principal
+from taskgate.identity import stream_tickets
+from taskgate.identity.principal import INVALID_API_KEY, Authenticator, Principal
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -42,7 +43,14 @@ async def principal_from_scope(scope: Scope, authenticator: Authenticator) -> Pr
         cached: Principal | None = state["principal"]
         return cached
     credential = credential_from_scope(scope)
-    principal = await authenticator.resolve(credential) if credential else None
+    try:
+        principal = await authenticator.resolve(credential) if credential else None
+    except Unauthorized as exc:
+        # A credential that is no API key is read as an access token; whoever sent it as
+        # X-API-Key should still hear that the API key is wrong.
+        if any(name == b"x-api-key" for name, _ in scope["headers"]):
+            raise Unauthorized(INVALID_API_KEY) from exc
+        raise
     state["principal"] = principal
     return principal
 
@@ -64,8 +72,26 @@ async def get_principal(conn: HTTPConnection) -> Principal:
         resolved = await principal_from_scope(conn.scope, authenticator)
     if resolved is None:
         raise Unauthorized()
-    selected = await request_principal(conn.scope, resolved, conn.app.state.projects)
-    state["request_principal"] = selected
+    return await _in_project(conn, resolved)
+
+
+async def get_stream_principal(conn: HTTPConnection) -> Principal:
+    """A stream's caller: as any endpoint's, or by a single-use ``?ticket=`` (for browsers,
+    which cannot set headers on EventSource or WebSocket)."""
+    if credential_from_scope(conn.scope) is None:
+        ticket = conn.query_params.get("ticket")
+        if ticket:
+            authenticator: Authenticator = conn.app.state.authenticator
+            principal = await stream_tickets.redeem(conn.app.state.db, authenticator, ticket)
+            conn.scope.setdefault("state", {})["principal"] = principal
+            return await _in_project(conn, principal)
+    return await get_principal(conn)
+
+
+async def _in_project(conn: HTTPConnection, principal: Principal) -> Principal:
+    """``principal`` in the project its request names, resolved once per request."""
+    selected = await request_principal(conn.scope, principal, conn.app.state.projects)
+    conn.scope["state"]["request_principal"] = selected
     return selected
 
 
@@ -90,8 +116,30 @@ def require_scope(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
     return dependency
 
 
+async def _stream_caller(
+    request: Request,
+    ticket: Annotated[
+        str | None,
+        Query(
+            description="A single-use ticket from POST /api/v1/stream/tickets, for clients "
+            "that cannot send an Authorization header."
+        ),
+    ] = None,
+) -> Principal:
+    return await get_stream_principal(request)
+
+
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+StreamPrincipal = Annotated[Principal, Depends(_stream_caller)]
 Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
 Db = Annotated[Database, Depends(get_db)]
 
-__all__ = ["CurrentPrincipal", "Db", "Session", "get_principal", "run_after_commit"]
+__all__ = [
+    "CurrentPrincipal",
+    "Db",
+    "Session",
+    "StreamPrincipal",
+    "get_principal",
+    "get_stream_principal",
+    "run_after_commit",
+]

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskgate.errors import error_body
 from taskgate.http.context import client_ip_var, trace_id_var
+from taskgate.http.errors import failure_error
 
 log = structlog.get_logger("taskgate.access")
 
@@ -190,13 +191,14 @@ class TraceMiddleware:
 
         try:
             await self.app(scope, receive, send_with_trace)
-        except Exception:
-            log.exception("unhandled_error", path=scope.get("path"))
+        except Exception as exc:
             if scope["type"] != "http" or started_response:
+                log.exception("unhandled_error", path=scope.get("path"))
                 raise
-            status = 500
-            message = "Internal error; quote the trace id."
-            await send_error(send, 500, "INTERNAL_ERROR", message, extra)
+            error = failure_error(exc, scope.get("path"))
+            status = error.status
+            headers = [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
+            await send_error(send, status, error.code, error.message, [*headers, *extra])
         finally:
             if scope["type"] == "http":
                 self._observe(scope, status, time.perf_counter() - started)

@@ -21,6 +21,9 @@ from sqlalchemy.orm import InstrumentedAttribute
 from taskgate.errors import ValidationFailed
 
 T = TypeVar("T")
+MAX_LIMIT = 100
+# A cursor is URL-safe base64 without padding (``_encode``).
+CURSOR_PATTERN = "^[A-Za-z0-9_-]*$"
 Item = TypeVar("Item")
 
 
@@ -49,13 +52,24 @@ def page_params(
     # async: FastAPI runs a plain ``def`` dependency in a worker thread, a costly hop here.
     async def dependency(
         request: Request,
-        limit: int = Query(25, description="Page size, 1-100."),
-        cursor: str | None = Query(None, description="Opaque cursor from `next`."),
+        limit: int = Query(
+            25,
+            description=f"Page size, 1-{MAX_LIMIT}.",
+            json_schema_extra={"minimum": 1, "maximum": MAX_LIMIT},
+        ),
+        cursor: str | None = Query(
+            None,
+            description="Opaque cursor from `next`.",
+            json_schema_extra={"pattern": CURSOR_PATTERN},
+        ),
         count: bool = Query(False, description="Include the total count (costs a query)."),
-        ordering: str = Query(default, description=f"One of: {allowed}."),
+        ordering: str = Query(
+            default, description=f"One of: {allowed}.", json_schema_extra={"enum": list(orderings)}
+        ),
     ) -> PageParams:
-        if not 1 <= limit <= 100:
-            raise ValidationFailed.field("limit", "must be between 1 and 100")
+        # Checked here rather than by Query(ge=, le=, pattern=) for messages a person reads.
+        if not 1 <= limit <= MAX_LIMIT:
+            raise ValidationFailed.field("limit", f"must be between 1 and {MAX_LIMIT}")
         if ordering not in orderings:
             raise ValidationFailed.field("ordering", f"must be one of: {allowed}")
         return PageParams(

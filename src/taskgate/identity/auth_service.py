@@ -158,15 +158,17 @@ class AuthService:
 
 
 async def revoke_sessions(
-    session: AsyncSession, user_id: uuid.UUID, authenticator: Authenticator
+    session: AsyncSession, user_id: uuid.UUID, authenticator: Authenticator | None
 ) -> None:
-    """Invalidate every access and refresh token of the user."""
+    """Invalidate every access and refresh token of the user (``authenticator``: the
+    process's principal cache to clear; None where there is none, as in the command line)."""
     user = await session.get(User, user_id)
     if user is None:
         return
     user.auth_version += 1
     await repo.revoke_user_tokens(session, user_id, utcnow())
-    authenticator.forget_user(session, user_id)
+    if authenticator is not None:
+        authenticator.forget_user(session, user_id)
 
 
 def _principal(user: User) -> Principal:

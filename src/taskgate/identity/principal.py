@@ -81,6 +81,7 @@ class _KeyState:
 
 K = TypeVar("K")
 V = TypeVar("V")
+INVALID_API_KEY = "Invalid or expired API key."
 _MAX_ENTRIES = 10_000
 # A credential still in use this far (a share of the ttl) from its expiry is re-read ahead.
 _REFRESH_AHEAD = 0.25
@@ -257,7 +258,7 @@ class Authenticator:
         user = await self.profile(claims.user_id, reload=reload)
         if user is None or not user.is_active or user.auth_version != claims.auth_version:
             raise Unauthorized("This session is no longer valid.")
-        return _principal(user), claims.expires_at
+        return principal_of(user), claims.expires_at
 
     async def profile(self, user_id: uuid.UUID, *, reload: bool = False) -> UserProfile | None:
         return await self._users.get(user_id, lambda: self._load_user(user_id), reload=reload)
@@ -267,12 +268,12 @@ class Authenticator:
     ) -> tuple[Principal, float | None]:
         state = await self._keys.get(digest, lambda: self._load_key(key), reload=reload)
         if state is None or (state.expires_at is not None and state.expires_at <= time.time()):
-            raise Unauthorized("Invalid or expired API key.")
+            raise Unauthorized(INVALID_API_KEY)
         user = await self.profile(state.user_id, reload=reload)
         if user is None or not user.is_active:
-            raise Unauthorized("Invalid or expired API key.")
+            raise Unauthorized(INVALID_API_KEY)
         self.key_last_used[state.key_id] = time.time()
-        principal = _principal(user, state.scopes, state.key_id)
+        principal = principal_of(user, state.scopes, state.key_id)
         return principal, state.expires_at
 
     async def _load_key(self, key: str) -> _KeyState | None:
@@ -311,7 +312,7 @@ class Authenticator:
         )
 
 
-def _principal(
+def principal_of(
     user: UserProfile,
     scopes: frozenset[str] = frozenset({"*"}),
     api_key_id: uuid.UUID | None = None,

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, func, or_, select, update
+from sqlalchemy import Select, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from taskgate.models import ApiKey, RefreshToken, User
+from taskgate.models import ApiKey, RefreshToken, StreamTicket, User
 
 
 async def user_by_login(session: AsyncSession, identifier: str) -> User | None:
@@ -115,3 +116,44 @@ async def api_key_for(
 async def touch_api_keys(session: AsyncSession, used: dict[uuid.UUID, datetime]) -> None:
     for key_id, at in used.items():
         await session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=at))
+
+
+@dataclass(frozen=True)
+class TakenTicket:
+    user_id: uuid.UUID
+    api_key_id: uuid.UUID | None
+    scopes: list[str]
+    auth_version: int | None
+    expires_at: datetime
+
+
+async def take_stream_ticket(session: AsyncSession, token_hash: str) -> TakenTicket | None:
+    """Delete the ticket and return what it carried: of two processes redeeming it at once,
+    one gets it."""
+    stmt = (
+        delete(StreamTicket)
+        .where(StreamTicket.token_hash == token_hash)
+        .returning(
+            StreamTicket.user_id,
+            StreamTicket.api_key_id,
+            StreamTicket.scopes,
+            StreamTicket.auth_version,
+            StreamTicket.expires_at,
+        )
+    )
+    row = (await session.execute(stmt)).first()
+    if row is None:
+        return None
+    return TakenTicket(row[0], row[1], list(row[2] or []), row[3], row[4])
+
+
+async def api_key_usable(session: AsyncSession, key_id: uuid.UUID, now: datetime) -> bool:
+    key = await session.get(ApiKey, key_id)
+    if key is None or key.revoked_at is not None:
+        return False
+    return key.expires_at is None or key.expires_at > now
+
+
+async def forget_stream_tickets(session: AsyncSession, now: datetime) -> int:
+    result = await session.execute(delete(StreamTicket).where(StreamTicket.expires_at <= now))
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -169,8 +169,24 @@ async def reset_password(
     authenticator: Authenticator,
 ) -> None:
     user = await get_user(session, actor, user_id, write=True)
+    await _replace_password(session, user, password, authenticator)
+    await audit(session, "user.reset_password", actor, resource_type="user", resource_id=user.id)
+
+
+async def set_password(session: AsyncSession, username: str, password: str) -> User:
+    """The host's operator (``taskgate users set-password``) sets an account's password."""
+    user = await repo.user_by_login(session, username)
+    if user is None:
+        raise NotFound(f"No user {username!r}.")
+    await _replace_password(session, user, password, None)
+    await audit(session, "user.reset_password", None, resource_type="user", resource_id=user.id)
+    return user
+
+
+async def _replace_password(
+    session: AsyncSession, user: User, password: str, authenticator: Authenticator | None
+) -> None:
     user.password_hash = hash_password(password)
     user.failed_logins = 0
     user.locked_until = None
     await revoke_sessions(session, user.id, authenticator)
-    await audit(session, "user.reset_password", actor, resource_type="user", resource_id=user.id)

@@ -12,7 +12,7 @@ from taskgate.models.destinations import (
 from taskgate.models.event import Event
 from taskgate.models.governance import Project, ProjectMember
 from taskgate.models.idempotency import IdempotencyRecord
-from taskgate.models.identity import ApiKey, RefreshToken, User
+from taskgate.models.identity import ApiKey, RefreshToken, StreamTicket, User
 from taskgate.models.queue import Node, QueueJob
 from taskgate.models.schedules import Schedule, ScheduleRun
 from taskgate.models.tasks import ChatSession, Run, RunLog, Task, TaskJob
@@ -48,6 +48,7 @@ __all__ = [
     "RunLog",
     "Schedule",
     "ScheduleRun",
+    "StreamTicket",
     "Subscription",
     "Task",
     "TaskJob",

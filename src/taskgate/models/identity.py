@@ -55,3 +55,24 @@ class RefreshToken(IdMixin, Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class StreamTicket(IdMixin, Base):
+    """A short-lived, single-use credential for one stream connection, so a browser need not
+    put an API key or token in a URL. Only its hash is stored; it carries the principal
+    (user, key and scopes) it was issued to."""
+
+    __tablename__ = "stream_tickets"
+
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    api_key_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("api_keys.id", ondelete="CASCADE")
+    )
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # The user's auth_version when issued from a session token: revoking sessions voids it.
+    auth_version: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -134,15 +134,20 @@ class ExecutionStep(IdMixin, TimestampMixin, Base):
 
 
 class WebhookSource(IdMixin, TimestampMixin, Base):
-    """Where inbound webhooks come from: ``POST /api/v1/webhooks/{slug}``, signed with a secret."""
+    """Where inbound webhooks come from: ``POST /api/v1/webhooks/{id}``, signed with a secret."""
 
     __tablename__ = "webhook_sources"
-    __table_args__ = (project_index("webhook_sources", "created_at"),)
+    __table_args__ = (
+        project_index("webhook_sources", "created_at"),
+        # A slug names a source among its owner's (its project's, once sources are scoped by
+        # project); the inbound URL names the source by id.
+        UniqueConstraint("owner_id", "slug"),
+    )
 
     owner_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("users.id", ondelete="CASCADE"))
     project_id: Mapped[uuid.UUID] = project_ref()
     name: Mapped[str] = mapped_column(String(200))
-    slug: Mapped[str] = mapped_column(String(100), unique=True)
+    slug: Mapped[str] = mapped_column(String(100))
     description: Mapped[str] = mapped_column(Text, default="")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     # "auto" accepts either scheme; "hmac_sha256" or "standard" insist on one.
@@ -154,7 +159,8 @@ class WebhookSource(IdMixin, TimestampMixin, Base):
 
 
 class WebhookReceipt(IdMixin, Base):
-    """A Standard Webhooks ``webhook-id`` already accepted: a replay of it is not a new event."""
+    """A delivery already accepted, by its Standard Webhooks ``webhook-id`` (a replay of it is
+    not a new event) or by its ``sha256=`` signature (a replay of it is refused)."""
 
     __tablename__ = "webhook_receipts"
     __table_args__ = (

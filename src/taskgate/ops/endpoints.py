@@ -11,6 +11,7 @@ from taskgate import __version__
 from taskgate.db.session import Database
 from taskgate.errors import ServiceUnavailable
 from taskgate.http.auth import CurrentPrincipal
+from taskgate.openapi import errors
 from taskgate.ops.lifecycle import not_ready_reason
 
 router = APIRouter(tags=["operations"])
@@ -21,7 +22,7 @@ async def health() -> dict[str, str]:
     return {"status": "ok", "version": __version__}
 
 
-@router.get("/readiness", summary="Readiness", responses={503: {"description": "Not ready"}})
+@router.get("/readiness", summary="Readiness", responses=errors(503))
 async def readiness(request: Request) -> dict[str, Any]:
     db: Database = request.app.state.db
     reason = await not_ready_reason(db)
@@ -39,7 +40,7 @@ async def metrics(request: Request) -> Response:
     )
 
 
-@router.get("/api/v1/capabilities", summary="Enabled services and features")
+@router.get("/api/v1/capabilities", summary="Enabled services and features", responses=errors(401))
 async def capabilities(request: Request, principal: CurrentPrincipal) -> dict[str, Any]:
     report: dict[str, Any] = dict(request.app.state.capabilities)
     report["version"] = __version__

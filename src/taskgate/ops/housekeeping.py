@@ -1,21 +1,25 @@
 """Periodic chores of every API process: persist API-key last-used times gathered in memory,
-and drop idempotency records past their lifetime."""
+and drop idempotency records, stream tickets and webhook receipts past their lifetime."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import Awaitable
+from datetime import timedelta
 
 import structlog
 from fastapi import FastAPI
 from sqlalchemy import delete
 
 from taskgate.db.session import Database
+from taskgate.identity import repository as identity_repo
 from taskgate.identity.api_key_service import flush_last_used
 from taskgate.identity.principal import Authenticator
 from taskgate.ids import utcnow
 from taskgate.models import IdempotencyRecord
+from taskgate.triggers import repository as triggers_repo
+from taskgate.triggers.inbound import REPLAY_WINDOW_SECONDS
 
 log = structlog.get_logger()
 
@@ -56,6 +60,16 @@ class Housekeeping:
             )
         return int(getattr(result, "rowcount", 0) or 0)
 
+    async def purge_credentials(self) -> int:
+        """Expired stream tickets, and webhook receipts past the replay window (a source
+        that keeps receiving drops its own; this catches the ones that stopped)."""
+        now = utcnow()
+        receipts_before = now - timedelta(seconds=2 * REPLAY_WINDOW_SECONDS)
+        async with self.db.transaction() as session:
+            count = await identity_repo.forget_stream_tickets(session, now)
+            count += await triggers_repo.forget_old_receipts(session, receipts_before)
+        return count
+
     async def _loop(self) -> None:
         since_purge = self.purge_seconds  # purge once at start, then every purge_seconds
         while True:
@@ -63,6 +77,7 @@ class Housekeeping:
             if since_purge >= self.purge_seconds:
                 since_purge = 0.0
                 await self._guarded(self.purge_idempotency())
+                await self._guarded(self.purge_credentials())
             await asyncio.sleep(self.flush_seconds)
             since_purge += self.flush_seconds
 

@@ -27,6 +27,7 @@ from taskgate.runtime.outcomes import (
 )
 from taskgate.runtime.queue import CANCEL_CHANNEL, DEAD_LETTER_KIND, JOBS_CHANNEL
 from taskgate.runtime.reaper import run_reaper
+from taskgate.runtime.sandbox.process import kill_running_sandboxes
 
 log = structlog.get_logger()
 WATCH_SECONDS = 0.5  # how often running jobs' cancel flags and leases are re-read
@@ -66,6 +67,7 @@ class Worker:
         self._draining = False
         self._aborted = False
         self.ready = asyncio.Event()  # set once the node is registered and claiming
+        self.idle = asyncio.Event()  # set while it waits with no claimable work known
         self._stopped = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._started = False
@@ -102,9 +104,14 @@ class Worker:
             self._task.result()
 
     async def stop(self) -> None:
-        await self.drain()
-        if self._task is not None:
-            await self._task
+        try:
+            await self.drain()
+            if self._task is not None:
+                await self._task
+        except asyncio.CancelledError:  # no more waiting: the sandboxes go now, not after us
+            self.abort()
+            kill_running_sandboxes()
+            raise
 
     async def drain(self) -> None:
         """Stop claiming; running jobs get ``grace_seconds`` to finish, then are released
@@ -184,7 +191,9 @@ class Worker:
         for running in released:
             running.stop(StopReason.DRAIN)
         if handlers := self._running_tasks():
-            await asyncio.wait(handlers, timeout=10)
+            _, stuck = await asyncio.wait(handlers, timeout=10)
+            if stuck and kill_running_sandboxes():
+                await asyncio.wait(stuck, timeout=2)
         if self._settling:
             await asyncio.wait(set(self._settling), timeout=10)
         for task in self._loops:
@@ -251,7 +260,10 @@ class Worker:
             self._signal.clear()
             free = self.concurrency - len(self._handlers)
             if free <= 0 or not self._more:
+                if not self._more:
+                    self.idle.set()
                 await self._sleep(poll)
+                self.idle.clear()
                 continue
             # Handlers finishing in this same tick free their slots too: claim once for all.
             await asyncio.sleep(0)

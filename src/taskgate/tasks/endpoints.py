@@ -47,6 +47,7 @@ async def submit_task(request: Request, body: TaskCreate) -> Response:
     task = await service.accept_task(state.db, state.task_intake, principal, body, state.settings)
     failed = task.status == TaskStatus.FAILED.value
     created = TaskCreated(
+        id=task.id,
         task_id=task.id,
         status=TaskStatus.QUEUED.value if not failed else task.status,
         message=task.error if failed and task.error else "Task queued.",

@@ -13,9 +13,10 @@ from typing import Any
 import structlog
 
 from taskgate.events.outbox import events_together
-from taskgate.runtime.context import JobContext, LeaseLost, Runtime
+from taskgate.runtime.context import JobContext, LeaseLost, RetryLater, Runtime
 from taskgate.runtime.handlers import JobKind
-from taskgate.runtime.sandbox import SandboxError, SandboxResult
+from taskgate.runtime.queue import retry_delay
+from taskgate.runtime.sandbox import SandboxError, SandboxResult, SandboxUnavailable
 from taskgate.tasks import repository as repo
 from taskgate.tasks.agent_runner import run_agent_attempt
 from taskgate.tasks.attempts import Attempt, Ending, end_attempt, start_attempt
@@ -48,24 +49,51 @@ async def run_task(ctx: JobContext) -> None:
 
 
 async def _run_sandboxed(ctx: JobContext, attempt: Attempt, batcher: EventBatcher) -> None:
-    settings = ctx.runtime.settings
-    script = attempt.input.get("script")
-    request = request_for(
-        settings,
-        task_id=attempt.task_id,
-        job_id=attempt.job_id,
-        kind=script["language"] if script else "commands",
-        content=script["content"] if script else "",
-        commands=attempt.input.get("commands") or (),
-        timeout_seconds=attempt.remaining(),
-    )
-    try:
-        result = await batcher.alongside(run_streamed(ctx, batcher, attempt.job_id, request))
-    except SandboxError as exc:
-        ending = Ending(S.FAILED, error_code="SANDBOX_ERROR", error=f"sandbox failed: {exc}")
-        await _finish(ctx, attempt, batcher, ending)
+    outcome = await batcher.alongside(_sandbox_run(ctx, attempt, batcher))
+    if isinstance(outcome, Ending):
+        retry = outcome.status is S.QUEUED
+        await _finish(ctx, attempt, batcher, outcome, complete=not retry)
+        if retry:
+            raise RetryLater(
+                f"SANDBOX_ERROR: {outcome.error}", outcome.event_payload["retry_in_seconds"]
+            )
         return
-    await _finish(ctx, attempt, batcher, _sandbox_ending(result), result)
+    await _finish(ctx, attempt, batcher, _sandbox_ending(outcome), outcome)
+
+
+async def _sandbox_run(
+    ctx: JobContext, attempt: Attempt, batcher: EventBatcher
+) -> SandboxResult | Ending:
+    """The sandbox's result, or how the attempt ends when the sandbox could not run the
+    user's code: that is never the user's exit status, and never a crashed worker."""
+    script = attempt.input.get("script")
+    try:
+        request = request_for(
+            ctx.runtime.settings,
+            task_id=attempt.task_id,
+            job_id=attempt.job_id,
+            kind=script["language"] if script else "commands",
+            content=script["content"] if script else "",
+            commands=attempt.input.get("commands") or (),
+            timeout_seconds=attempt.remaining(),
+        )
+        return await run_streamed(ctx, batcher, attempt.job_id, request)
+    except SandboxUnavailable as exc:
+        return Ending(S.FAILED, error_code="SANDBOX_UNAVAILABLE", error=str(exc))
+    except SandboxError as exc:
+        # bwrap itself failed (the host short of processes or memory): not the user's doing,
+        # so the queue tries again with its backoff while attempts remain.
+        if ctx.attempt < ctx.max_attempts:
+            delay = retry_delay(ctx.attempt)
+            payload = {"retry_in_seconds": delay, "attempt": ctx.attempt}
+            error = f"the sandbox failed to start, retrying: {exc}"
+            return Ending(S.QUEUED, error_code="SANDBOX_ERROR", error=error, event_payload=payload)
+        error = f"the sandbox failed to start {ctx.attempt} times: {exc}"
+        return Ending(S.FAILED, error_code="SANDBOX_ERROR", error=error)
+    except Exception as exc:  # a bug here must fail this task, not the worker, again and again
+        log.exception("task.sandbox_crashed", task_id=str(attempt.task_id))
+        error = f"the sandbox could not run this task: {type(exc).__name__}: {exc}"
+        return Ending(S.FAILED, error_code="SANDBOX_ERROR", error=error)
 
 
 def _sandbox_ending(result: SandboxResult) -> Ending:
@@ -100,6 +128,8 @@ async def _finish(
     batcher: EventBatcher,
     ending: Ending,
     result: SandboxResult | None = None,
+    *,
+    complete: bool = True,
 ) -> None:
     async with ctx.transaction(fenced=False) as session:
         task = await ctx.locked(session, repo.TASK_BY_ID, {"task_id": attempt.task_id})
@@ -114,7 +144,8 @@ async def _finish(
                 )
                 closing = (attempt.job_id, closed)
             await end_attempt(session, task, attempt, ending, closing)
-        await ctx.complete(session)
+        if complete:
+            await ctx.complete(session)
     if is_final(ending.status):
         discard_work_dir(ctx.runtime.settings, attempt.task_id)
 

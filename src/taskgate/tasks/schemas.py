@@ -6,13 +6,24 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from taskgate.models import Event, Task
 
 MAX_COMMANDS = 50
+
+
+def _no_nul(value: str) -> str:
+    # The kernel takes scripts, argv and the environment as C strings: a NUL cannot get there.
+    if "\0" in value:
+        raise ValueError("cannot contain a NUL character (\\u0000)")
+    return value
+
+
 Label = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
-Command = Annotated[str, StringConstraints(min_length=1, max_length=10_000)]
+Command = Annotated[
+    str, StringConstraints(min_length=1, max_length=10_000), AfterValidator(_no_nul)
+]
 Criterion = Annotated[str, StringConstraints(min_length=1, max_length=2_000)]
 
 
@@ -20,11 +31,24 @@ class ScriptIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     language: Literal["bash", "python"] = Field(description="Interpreter for the script.")
-    content: str = Field(min_length=1, max_length=1_000_000, description="The script itself.")
+    content: Annotated[str, AfterValidator(_no_nul)] = Field(
+        min_length=1, max_length=1_000_000, description="The script itself."
+    )
 
 
 class TaskCreate(BaseModel):
     """Exactly one of ``query``, ``script`` or ``commands`` says what to do."""
+
+    # The service checks it (with a message naming the fields); the document declares it.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["query"], "properties": {"query": {"type": "string"}}},
+                {"required": ["script"], "properties": {"script": {"type": "object"}}},
+                {"required": ["commands"], "properties": {"commands": {"type": "array"}}},
+            ]
+        }
+    )
 
     query: str | None = Field(
         default=None, min_length=1, max_length=200_000, description="Text or Markdown for a model."
@@ -60,7 +84,8 @@ class TaskCreate(BaseModel):
 
 
 class TaskCreated(BaseModel):
-    task_id: uuid.UUID
+    id: uuid.UUID
+    task_id: uuid.UUID  # the same id under Shannon's name
     status: str
     message: str
     session_id: uuid.UUID | None
@@ -75,7 +100,8 @@ class Usage(BaseModel):
 
 
 class TaskOut(BaseModel):
-    task_id: uuid.UUID
+    id: uuid.UUID
+    task_id: uuid.UUID  # the same id under Shannon's name
     kind: Literal["query", "script", "commands"]
     status: str
     query: str | None
@@ -105,6 +131,7 @@ class TaskOut(BaseModel):
     @classmethod
     def of(cls, task: Task) -> TaskOut:
         return cls(
+            id=task.id,
             task_id=task.id,
             kind=task.kind,
             status=task.status,

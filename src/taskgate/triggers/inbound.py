@@ -2,11 +2,17 @@
 
 Accepted signatures (per the source's ``signature_scheme``):
 
+- Standard Webhooks (``webhook-id``, ``webhook-timestamp``, ``webhook-signature``), the
+  recommended form: the timestamp must be within 5 minutes, and a ``webhook-id`` already
+  received is a retry of the same message: it gets the first event's id back (200) and
+  starts nothing.
 - ``X-Webhook-Signature: sha256=<hex>`` (or ``X-Signature``, ``X-Hub-Signature-256``): the
-  HMAC-SHA256 of the raw body keyed with the secret, compared in constant time.
-- Standard Webhooks (``webhook-id``, ``webhook-timestamp``, ``webhook-signature``): the
-  timestamp must be within 5 minutes, and a ``webhook-id`` already received is a replay:
-  it gets the first event's id back (200) and starts nothing.
+  HMAC-SHA256 of the raw body keyed with the secret, compared in constant time. It signs no
+  time, so anyone who saw a request could send it again: the same signature within 5 minutes
+  is refused (409), remembered in the database so that every API process refuses it.
+
+Sources are addressed by id (``POST /api/v1/webhooks/{id}``): their slugs are unique only
+among their owner's.
 
 The body: ``{"event_type" | "type": "...", "data" | "payload": {...}}`` names the event and its
 payload; any other JSON object is the payload itself, typed by the ``X-Event-Type`` header,
@@ -15,11 +21,14 @@ the source's default type or ``webhook.received``.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -27,7 +36,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
-from taskgate.errors import NotFound, Unauthorized
+from taskgate.errors import Conflict, NotFound, Unauthorized
 from taskgate.ids import utcnow
 from taskgate.models import Event, WebhookReceipt
 from taskgate.outbound.secretbox import SecretBox, SecretBoxError
@@ -61,20 +70,39 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return headers.get(name) or headers.get(name.title())
 
 
-def verify(scheme: str, secret: str, headers: Mapping[str, str], body: bytes) -> str | None:
-    """Raise ``Unauthorized`` unless the body is signed; return the Standard Webhooks id."""
+@dataclass(frozen=True)
+class Signed:
+    """What identifies a verified delivery: a Standard Webhooks message id, or else the
+    (timeless) ``sha256=`` signature itself, as ``sha256=<hex>``."""
+
+    message_id: str | None = None
+    signature: str | None = None
+
+
+class WebhookReplayed(Conflict):
+    def __init__(self) -> None:
+        super().__init__(
+            "This signed request was already received in the last "
+            f"{REPLAY_WINDOW_SECONDS // 60} minutes; a replay is refused. Senders that "
+            "retry should use Standard Webhooks headers (webhook-id, webhook-timestamp)."
+        )
+
+
+def verify(scheme: str, secret: str, headers: Mapping[str, str], body: bytes) -> Signed:
+    """Raise ``Unauthorized`` unless the body is signed; say what identifies the delivery."""
     standard = _header(headers, HEADER_SIGNATURE) is not None
     try:
         if standard and scheme in ("auto", "standard"):
             verify_standard(
                 secret, headers, body, now=time.time(), tolerance_seconds=REPLAY_WINDOW_SECONDS
             )
-            return _header(headers, HEADER_ID)
+            return Signed(message_id=_header(headers, HEADER_ID))
         if scheme == "standard":
             raise SignatureError("missing_headers", "Standard Webhooks headers are required")
         signature = next((v for h in HMAC_HEADERS if (v := _header(headers, h))), None)
         verify_hmac_sha256(secret, signature, body)
-        return None
+        digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        return Signed(signature=f"sha256={digest}")
     except SignatureError as exc:
         log.info("webhook_signature_refused", reason=exc.reason)
         raise Unauthorized(f"Invalid webhook signature ({exc.reason}).") from exc
@@ -112,22 +140,32 @@ def _valid_type(value: str) -> bool:
 
 
 async def receive(
-    session: AsyncSession, slug: str, headers: Mapping[str, str], body: bytes, box: SecretBox
+    session: AsyncSession, source_ref: str, headers: Mapping[str, str], body: bytes, box: SecretBox
 ) -> Received:
-    source = await repo.source_by_slug(session, slug)
+    try:
+        source_id = uuid.UUID(source_ref)
+    except ValueError:
+        source_id = None
+    source = await repo.source_by_id(session, source_id) if source_id else None
     if source is None or not source.enabled:
         raise NotFound("No such webhook source.")
+    slug = source.slug
     try:
         secret = open_secret(box, source)
     except SecretBoxError as exc:
-        log.error("webhook_secret_unreadable", source=slug)
+        log.error("webhook_secret_unreadable", source=str(source.id))
         raise Unauthorized("The webhook source's secret cannot be read.") from exc
-    message_id = verify(source.signature_scheme, secret, headers, body)
+    signed = verify(source.signature_scheme, secret, headers, body)
+    # Older receipts can go: their timestamps are outside the window, so are refused.
+    now = utcnow()
+    await repo.forget_receipts(
+        session, source.id, now - timedelta(seconds=2 * REPLAY_WINDOW_SECONDS)
+    )
+    if signed.signature is not None:
+        await _refuse_replay(session, source.id, signed.signature, now)
+    message_id = signed.message_id
     receipt: WebhookReceipt | None = None
     if message_id:
-        # Older receipts can go: their timestamps are outside the window, so are refused.
-        window = timedelta(seconds=2 * REPLAY_WINDOW_SECONDS)
-        await repo.forget_receipts(session, source.id, utcnow() - window)
         receipt = WebhookReceipt(source_id=source.id, message_id=message_id[:255])
         try:
             async with session.begin_nested():
@@ -160,3 +198,20 @@ async def receive(
         },
     )
     return Received(ingested, replay=False)
+
+
+async def _refuse_replay(
+    session: AsyncSession, source_id: uuid.UUID, signature: str, now: datetime
+) -> None:
+    """Remember a timeless signature for the window; raise ``WebhookReplayed`` if it is
+    already remembered. The unique receipt decides between API processes that race."""
+    await repo.forget_receipt(
+        session, source_id, signature, now - timedelta(seconds=REPLAY_WINDOW_SECONDS)
+    )
+    try:
+        async with session.begin_nested():
+            session.add(WebhookReceipt(source_id=source_id, message_id=signature, received_at=now))
+            await session.flush()
+    except IntegrityError:
+        log.info("webhook_replay_refused", source_id=str(source_id))
+        raise WebhookReplayed() from None

@@ -50,13 +50,18 @@ async def source_of(
     return (await session.scalars(stmt)).first()
 
 
-async def source_by_slug(session: AsyncSession, slug: str) -> WebhookSource | None:
-    stmt = select(WebhookSource).where(WebhookSource.slug == slug)
-    return (await session.scalars(stmt)).first()
+async def source_by_id(session: AsyncSession, source_id: uuid.UUID) -> WebhookSource | None:
+    """Any owner's source: the inbound URL is its only credential besides the signature."""
+    return await session.get(WebhookSource, source_id)
 
 
-async def slug_exists(session: AsyncSession, slug: str) -> bool:
-    stmt = select(WebhookSource.id).where(WebhookSource.slug == slug).limit(1)
+async def slug_exists(session: AsyncSession, owner_id: uuid.UUID, slug: str) -> bool:
+    """Whether the owner already has a source with this slug (slugs are unique per owner)."""
+    stmt = (
+        select(WebhookSource.id)
+        .where(WebhookSource.owner_id == owner_id, WebhookSource.slug == slug)
+        .limit(1)
+    )
     return (await session.scalar(stmt)) is not None
 
 
@@ -75,3 +80,23 @@ async def forget_receipts(session: AsyncSession, source_id: uuid.UUID, before: d
             WebhookReceipt.source_id == source_id, WebhookReceipt.received_at < before
         )
     )
+
+
+async def forget_receipt(
+    session: AsyncSession, source_id: uuid.UUID, message_id: str, before: datetime
+) -> None:
+    await session.execute(
+        delete(WebhookReceipt).where(
+            WebhookReceipt.source_id == source_id,
+            WebhookReceipt.message_id == message_id,
+            WebhookReceipt.received_at < before,
+        )
+    )
+
+
+async def forget_old_receipts(session: AsyncSession, before: datetime) -> int:
+    """Every source's receipts past ``before``, for the sources that stopped receiving."""
+    result = await session.execute(
+        delete(WebhookReceipt).where(WebhookReceipt.received_at < before)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -37,14 +37,13 @@ def open_secret(box: SecretBox, source: WebhookSource) -> str:
     return box.decrypt(source.secret_ciphertext, source.secret_kid, aad=_aad(source.id))
 
 
-async def _free_slug(session: AsyncSession, name: str) -> str:
+async def _free_slug(session: AsyncSession, owner_id: uuid.UUID, name: str) -> str:
     base = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:80] or "source"
-    if not await repo.slug_exists(session, base):
+    if not await repo.slug_exists(session, owner_id, base):
         return base
-    # Slugs are global (they are URLs): another user's may already hold the plain one.
     while True:
         slug = f"{base}-{_random.token_hex(3)}"
-        if not await repo.slug_exists(session, slug):
+        if not await repo.slug_exists(session, owner_id, slug):
             return slug
 
 
@@ -52,16 +51,19 @@ async def create_source(
     session: AsyncSession, principal: Principal, body: WebhookSourceCreate, box: SecretBox
 ) -> tuple[WebhookSource, str]:
     principal.require_scope("webhooks:write")
+    # Slugs are unique among the owner's sources only, so a taken one tells nothing about
+    # other users'. (With projects, the owner here becomes the source's project.)
+    owner_id = principal.user_id
     if body.slug is not None:
-        if await repo.slug_exists(session, body.slug):
-            raise Conflict(f"The webhook source slug {body.slug!r} is taken.")
+        if await repo.slug_exists(session, owner_id, body.slug):
+            raise Conflict(f"You already have a webhook source with the slug {body.slug!r}.")
         slug = body.slug
     else:
-        slug = await _free_slug(session, body.name)
+        slug = await _free_slug(session, owner_id, body.name)
     secret = body.secret or generate_webhook_secret()
     source = WebhookSource(
         id=new_id(),
-        owner_id=principal.user_id,
+        owner_id=owner_id,
         project_id=authorize(principal, "webhook_source:create"),
         name=body.name,
         slug=slug,
@@ -139,7 +141,7 @@ def source_out(source: WebhookSource) -> WebhookSourceOut:
         id=source.id,
         name=source.name,
         slug=source.slug,
-        url=f"/api/v1/webhooks/{source.slug}",
+        url=f"/api/v1/webhooks/{source.id}",
         description=source.description,
         enabled=source.enabled,
         signature_scheme=source.signature_scheme,

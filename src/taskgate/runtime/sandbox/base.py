@@ -35,7 +35,13 @@ _log = structlog.get_logger(__name__)
 
 
 class SandboxError(Exception):
-    """The sandbox could not be set up, so nothing of the request ran."""
+    """The sandbox could not be set up, so nothing of the request ran. Often passing (the
+    host short of processes or memory): worth another try."""
+
+
+class SandboxUnavailable(SandboxError):
+    """No sandbox can run here (bubblewrap is missing or does not work): user code must not
+    run at all until an operator installs it or chooses the process backend."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,8 @@ class SandboxLimits:
     cpu_seconds: int = 60
     memory_bytes: int = 512 * MIB
     max_processes: int = 128
-    """Counts every process of the sandbox uid on the host, bwrap's two helpers included."""
+    """Counts every process of the sandbox's uid on the host, bwrap's two helpers included:
+    one sandbox's alone when each run leases a uid of its own (see ``uids``)."""
     file_size_bytes: int = 64 * MIB
     wall_timeout_seconds: float = 300.0
     output_cap_bytes: int = 1 * MIB
@@ -114,13 +121,6 @@ class RunAs:
 
     uid: int
     gid: int
-
-
-def resolve_run_as(run_as: RunAs | Literal["auto"] | None) -> RunAs | None:
-    """With "auto", drop to nobody when we are root: root ignores RLIMIT_NPROC."""
-    if run_as != "auto":
-        return run_as
-    return RunAs(NOBODY, NOBODY) if os.geteuid() == 0 else None
 
 
 def rlimits(limits: SandboxLimits) -> list[tuple[int, int, int]]:

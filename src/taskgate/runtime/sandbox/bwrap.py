@@ -22,7 +22,7 @@ from taskgate.runtime.sandbox.base import (
     SandboxError,
     SandboxRequest,
     SandboxResult,
-    resolve_run_as,
+    SandboxUnavailable,
     sandbox_env,
     script_text,
 )
@@ -32,15 +32,24 @@ from taskgate.runtime.sandbox.process import (
     kill_group,
     memfd,
     prepare_work_dir,
+    reachable_by,
     run_launch,
 )
 from taskgate.runtime.sandbox.spawn import Launch, popen_arguments
+from taskgate.runtime.sandbox.uids import UidPool, resolve_identity, run_as_of
 
 WORK_MOUNT = "/work"
 SCRIPT_DIR = "/run/taskgate"
 HOSTNAME = "taskgate"
 SANDBOX_SHM = "/dev/shm"  # noqa: S108 - a private tmpfs inside the sandbox
 PROBE_TIMEOUT_SECONDS = 10.0
+REACHABLE_MOUNT = Path("/run/taskgate/work")
+"""Where a work dir the sandbox's uid cannot reach is bound, in a mount namespace per run."""
+INSTALL_HINT = (
+    "bubblewrap (bwrap) is not installed, so script and command tasks cannot run. Install it "
+    "(apt-get install bubblewrap; dnf install bubblewrap) and restart, or set "
+    "TASKGATE_SANDBOX__BACKEND=process to run them without isolation."
+)
 _ROOT_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 _ETC = (
     "alternatives",
@@ -69,13 +78,16 @@ class BwrapSandbox:
     isolated = True
 
     def __init__(
-        self, bwrap: str | None = None, *, run_as: RunAs | Literal["auto"] | None = "auto"
+        self,
+        bwrap: str | None = None,
+        *,
+        run_as: RunAs | UidPool | Literal["auto"] | None = "auto",
     ) -> None:
         path = bwrap or shutil.which("bwrap")
         if path is None:
-            raise SandboxError("bwrap is not installed")
+            raise SandboxUnavailable(INSTALL_HINT)
         self.bwrap = path
-        self.run_as = resolve_run_as(run_as)
+        self.identity = resolve_identity(run_as)
         usage = _help(path)
         # Both are recent (0.8, 0.7); without them the sandbox is a little less tight.
         self._disable_userns = "--disable-userns" in usage
@@ -84,8 +96,10 @@ class BwrapSandbox:
     async def run(
         self, request: SandboxRequest, on_output: OutputCallback | None = None
     ) -> SandboxResult:
-        work_dir = prepare_work_dir(request.work_dir, self.run_as)
-        return await run_launch(self.launch(request, work_dir), request, self.run_as, on_output)
+        with run_as_of(self.identity) as run_as:
+            work_dir = prepare_work_dir(request.work_dir, run_as, reachable=False)
+            launch = self.launch(request, work_dir, run_as)
+            return await run_launch(launch, request, run_as, on_output)
 
     def probe(self) -> str | None:
         """Run a trivial script the way ``run`` would, but synchronously. Returns why that
@@ -94,16 +108,18 @@ class BwrapSandbox:
             Path(tmp).chmod(0o711)  # let the sandbox uid reach the work dir inside
             request = SandboxRequest(kind="bash", content=": > probe", work_dir=Path(tmp, "work"))
             try:
-                work_dir = prepare_work_dir(request.work_dir, self.run_as)
-                with self.launch(request, work_dir) as launch:
-                    argv, options = popen_arguments(launch, request.limits, self.run_as)
-                    done = subprocess.run(
-                        argv,
-                        capture_output=True,
-                        timeout=PROBE_TIMEOUT_SECONDS,
-                        check=False,
-                        **options,
-                    )
+                with run_as_of(self.identity) as run_as:
+                    work_dir = prepare_work_dir(request.work_dir, run_as)
+                    launch = self.launch(request, work_dir, run_as)
+                    with launch:
+                        argv, options = popen_arguments(launch, request.limits, run_as)
+                        done = subprocess.run(
+                            argv,
+                            capture_output=True,
+                            timeout=PROBE_TIMEOUT_SECONDS,
+                            check=False,
+                            **options,
+                        )
             except (OSError, subprocess.SubprocessError, SandboxError) as exc:
                 return f"{type(exc).__name__}: {exc}"
         if done.returncode != 0:
@@ -111,18 +127,19 @@ class BwrapSandbox:
             return f"trial run exited with {done.returncode}: {stderr}"
         return None
 
-    def launch(self, request: SandboxRequest, work_dir: Path) -> Launch:
+    def launch(self, request: SandboxRequest, work_dir: Path, run_as: RunAs | None) -> Launch:
         python = request.kind == "python"
         program = find_program("python3" if python else "bash")
         script = f"{SCRIPT_DIR}/script.py" if python else f"{SCRIPT_DIR}/script.sh"
-        uid, gid = _ids(self.run_as)
+        uid, gid = _ids(run_as)
         launch = _BwrapLaunch([], {}, Path("/"))
         try:
             options = self._namespaces(request.network)
             options += _system_mounts(launch, request.network)
             options += _scratch_mounts(request.limits.memory_bytes if self._sized_tmpfs else None)
             options += _sandbox_files(launch, request, uid, gid, script)
-            options += ["--bind", str(work_dir), WORK_MOUNT, "--chdir", WORK_MOUNT]
+            options += ["--bind", self._bind_source(launch, work_dir, run_as), WORK_MOUNT]
+            options += ["--chdir", WORK_MOUNT]
             options += ["--remount-ro", "/dev", "--remount-ro", "/", "--clearenv"]
             for name, value in sandbox_env(WORK_MOUNT, request.env).items():
                 options += ["--setenv", name, value]
@@ -133,6 +150,20 @@ class BwrapSandbox:
             raise
         launch.argv = [self.bwrap, "--args", str(args), "--", program, script]
         return launch
+
+    def _bind_source(self, launch: Launch, work_dir: Path, run_as: RunAs | None) -> str:
+        """The path bwrap binds on /work. bwrap runs as the sandbox's uid and resolves it as
+        that uid: a work dir under a private directory (a 0700 home, ``mktemp -d``) is first
+        bound, by a bwrap run as the worker in a mount namespace of the run's own, on a
+        directory anyone may traverse."""
+        if reachable_by(work_dir, run_as):
+            return str(work_dir)
+        REACHABLE_MOUNT.mkdir(mode=0o755, parents=True, exist_ok=True)
+        launch.privileged_prefix = [
+            *(self.bwrap, "--dev-bind", "/", "/", "--bind", str(work_dir), str(REACHABLE_MOUNT)),
+            *("--die-with-parent", "--"),
+        ]
+        return str(REACHABLE_MOUNT)
 
     def _namespaces(self, network: bool) -> list[str]:
         options = ["--unshare-all", "--unshare-user", "--die-with-parent", "--new-session"]
@@ -147,6 +178,16 @@ class BwrapSandbox:
 class _BwrapLaunch(Launch):
     status_fd = -1
     _status: dict[str, int] | None = None
+    _exit_code: int | None = None
+    _unread = b""
+
+    def failure(self) -> str | None:
+        """bwrap reports the command's ``exit-code`` on its status fd only once it has exec'd
+        the command (since 0.3.2, the command's exec closes a pipe bwrap watches). Without it,
+        bwrap failed on its own (creating namespaces, forking, mounting, exec) and the exit
+        status is bwrap's, not the user's."""
+        self._read_status()
+        return None if self._exit_code is not None else "bwrap failed to start the sandbox"
 
     def stop(self, pid: int) -> None:
         """Kill the sandbox's init: the kernel then kills everything else in its PID namespace
@@ -192,12 +233,27 @@ class _BwrapLaunch(Launch):
         return None
 
     def _read_status(self) -> dict[str, int] | None:
-        if self._status is None:
-            try:  # bwrap writes its first status line right after starting the init
-                first = os.read(self.status_fd, 65536).split(b"\n", 1)[0]
-                self._status = json.loads(first)
-            except (OSError, ValueError):
-                return None
+        """The child-pid line (bwrap writes it right after starting the init); reads whatever
+        else is there, keeping the exit-code line bwrap writes once the command has exited."""
+        while self._exit_code is None:
+            try:
+                data = os.read(self.status_fd, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            *lines, self._unread = (self._unread + data).split(b"\n")
+            for line in lines:
+                try:
+                    status = json.loads(line)
+                except ValueError:
+                    continue
+                if not isinstance(status, dict):
+                    continue
+                if "child-pid" in status and self._status is None:
+                    self._status = status
+                if isinstance(status.get("exit-code"), int):
+                    self._exit_code = status["exit-code"]
         return self._status
 
 

@@ -4,6 +4,7 @@ them is in ``spawn``), and the process backend, which adds nothing else."""
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import os
 import shutil
@@ -23,11 +24,11 @@ from taskgate.runtime.sandbox.base import (
     SandboxRequest,
     SandboxResult,
     exit_result,
-    resolve_run_as,
     sandbox_env,
     script_text,
 )
 from taskgate.runtime.sandbox.spawn import Child, Launch, start
+from taskgate.runtime.sandbox.uids import UidPool, resolve_identity, run_as_of
 
 KILL_GRACE_SECONDS = 1.0
 DRAIN_SECONDS = 2.0
@@ -40,14 +41,16 @@ class ProcessSandbox:
     name = "process"
     isolated = False
 
-    def __init__(self, *, run_as: RunAs | Literal["auto"] | None = "auto") -> None:
-        self.run_as = resolve_run_as(run_as)
+    def __init__(self, *, run_as: RunAs | UidPool | Literal["auto"] | None = "auto") -> None:
+        self.identity = resolve_identity(run_as)
 
     async def run(
         self, request: SandboxRequest, on_output: OutputCallback | None = None
     ) -> SandboxResult:
-        work_dir = prepare_work_dir(request.work_dir, self.run_as)
-        return await run_launch(self.launch(request, work_dir), request, self.run_as, on_output)
+        with run_as_of(self.identity) as run_as:
+            work_dir = prepare_work_dir(request.work_dir, run_as)
+            launch = self.launch(request, work_dir)
+            return await run_launch(launch, request, run_as, on_output)
 
     def launch(self, request: SandboxRequest, work_dir: Path) -> Launch:
         program = find_program("python3" if request.kind == "python" else "bash")
@@ -72,18 +75,41 @@ async def run_launch(
         started = time.monotonic()
         child = await start(launch, limits, run_as, capture)
         forwarder = asyncio.create_task(capture.forward(on_output)) if on_output else None
+        _running[child.pid] = launch
         try:
             timed_out = await _supervise(launch, child, forwarder, limits)
         finally:
+            _running.pop(child.pid, None)
             child.close()
             if forwarder is not None:
                 forwarder.cancel()
         duration = time.monotonic() - started
         if timed_out:
             return capture.result(None, "timeout", None, duration, request.output_path)
+        if (problem := launch.failure()) is not None:
+            said = capture.result(None, "exited", None, duration, None).output_excerpt.strip()
+            raise SandboxError(f"{problem}: {said[-500:]}" if said else problem)
         returncode = child.returncode
         assert returncode is not None  # the process exited: _supervise waited for it
         return exit_result(returncode, duration, capture, request.output_path)
+
+
+_running: dict[int, Launch] = {}
+"""The sandboxes this process runs, by the pid of their first process."""
+
+
+def kill_running_sandboxes() -> int:
+    """SIGKILL every sandbox this process runs, whole trees included; for a process about to
+    exit without waiting for its runs to end. Returns how many there were."""
+    for pid, launch in list(_running.items()):
+        launch.stop(pid)
+        kill_group(pid)
+    return len(_running)
+
+
+# An interpreter that exits with runs still going (its loop abandoned) takes them along; the
+# parent-death signal covers the exits that skip this, but leaves their zombies to the host.
+atexit.register(kill_running_sandboxes)
 
 
 async def _supervise(
@@ -137,21 +163,39 @@ async def _within(future: asyncio.Future[None], seconds: float) -> bool:
     return bool(done)
 
 
-def prepare_work_dir(work_dir: Path, run_as: RunAs | None) -> Path:
-    """Create the work dir and give it to the sandbox uid. Fails early when that uid cannot
-    reach it: bwrap resolves the bind source, and HOME is used, as that uid."""
+def prepare_work_dir(work_dir: Path, run_as: RunAs | None, *, reachable: bool = True) -> Path:
+    """Create the work dir and give it to the sandbox uid. Unless ``reachable`` is False, fails
+    early when that uid cannot reach it: HOME and the cwd are used as that uid."""
     work_dir.mkdir(parents=True, exist_ok=True)
     path = work_dir.resolve()
     if run_as is None:
         return path
-    os.chown(path, run_as.uid, run_as.gid)
+    if path.stat().st_uid != run_as.uid:
+        _give_to(path, run_as)
     path.chmod(0o700)
+    if not reachable:
+        return path
     for parent in path.parents:
         if not _searchable(parent.stat(), run_as):
             raise SandboxError(
                 f"uid {run_as.uid} cannot reach the work dir {path}: {parent} is not searchable"
             )
     return path
+
+
+def reachable_by(path: Path, run_as: RunAs | None) -> bool:
+    """Whether ``run_as`` can traverse every parent of ``path``."""
+    return run_as is None or all(_searchable(parent.stat(), run_as) for parent in path.parents)
+
+
+def _give_to(path: Path, run_as: RunAs) -> None:
+    """Hand the work dir and what earlier runs left in it to this run's uid (each run may lease
+    another one). No sandbox of the task runs now, and symlinks are not followed."""
+    os.chown(path, run_as.uid, run_as.gid)
+    for _, dirs, files, dir_fd in os.fwalk(path, follow_symlinks=False):
+        for name in (*dirs, *files):
+            with contextlib.suppress(FileNotFoundError):
+                os.chown(name, run_as.uid, run_as.gid, dir_fd=dir_fd, follow_symlinks=False)
 
 
 def _searchable(st: os.stat_result, run_as: RunAs) -> bool:

@@ -50,6 +50,8 @@ class Launch:
         self.env = env
         self.cwd = cwd
         self.pass_fds: list[int] = []
+        self.privileged_prefix: list[str] = []
+        """Run as the worker (root) in front of the uid drop and the limits, e.g. to mount."""
         self._owned: list[int] = []
 
     def __enter__(self) -> Launch:
@@ -81,6 +83,11 @@ class Launch:
 
     async def settle(self) -> None:
         """Wait, after the direct child is gone, until nothing else of the run is left."""
+
+    def failure(self) -> str | None:
+        """Why the backend itself failed before the user's program ran (its exit status is
+        then the backend's, not the user's); None when the program ran."""
+        return None
 
 
 @functools.cache
@@ -114,6 +121,8 @@ def popen_arguments(
     }
     tools = confining_tools()
     if tools is None:
+        if launch.privileged_prefix:
+            raise SandboxError("setpriv and prlimit (util-linux 2.33 or later) are needed here")
         return launch.argv, {**options, "preexec_fn": child_setup(limits, run_as)}
     setpriv, prlimit = tools
     ids = [f"--reuid={run_as.uid}", f"--regid={run_as.gid}", "--clear-groups"] if run_as else []
@@ -124,6 +133,7 @@ def popen_arguments(
     # there by then: a worker killed within that millisecond leaves a sandbox that only its
     # CPU limit ends.
     argv = [setpriv, *ids, "--pdeathsig=KILL", "--", prlimit, *caps, "--", *launch.argv]
+    argv[:0] = launch.privileged_prefix
     return argv, options
 
 
