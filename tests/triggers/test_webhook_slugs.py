@@ -7,9 +7,15 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 
+from taskgate.destinations.sealing import secret_box
+from taskgate.ids import new_id, utcnow
+from taskgate.models import User, WebhookSource
 from taskgate.outbound.signing import standard_headers
 from taskgate.settings import Settings
+from taskgate.triggers.inbound import MAX_CANDIDATES
+from taskgate.triggers.sources import seal
 from tests.support.clients import create_user
 from tests.triggers.test_webhooks import ORDER_BODY, make_source, sha256_signature
 from tests.workflows.support import engine_app
@@ -87,3 +93,33 @@ async def test_an_unknown_source_answers_as_a_bad_signature(
             assert answers[0][0] == "UNAUTHORIZED"
         events = await client.get("/api/v1/events", headers=alice.headers)
         assert events.json()["results"] == []
+
+
+async def test_a_slug_reaches_only_its_first_sources_by_creation(
+    settings_factory: SettingsFactory,
+) -> None:
+    async with engine_app(settings_factory, with_worker=False) as env:
+        client, alice = env.client, env.alice
+        box = secret_box(env.app.state.settings)
+        earlier = utcnow() - timedelta(minutes=1)
+        async with env.db.transaction() as session:
+            for n in range(MAX_CANDIDATES):
+                user = User(username=f"sender{n}", password_hash="!")
+                session.add(user)
+                await session.flush()
+                source = WebhookSource(
+                    id=new_id(), owner_id=user.id, name="Busy", slug="busy", created_at=earlier
+                )
+                seal(box, source, f"secret-of-sender-{n}")
+                session.add(source)
+        last = await make_source(client, alice, slug="busy")  # one too many for the slug
+
+        body = b'{"type": "hello"}'
+        first = {"X-Webhook-Signature": sha256_signature("secret-of-sender-0", body)}
+        assert (
+            await client.post("/api/v1/webhooks/busy", content=body, headers=first)
+        ).status_code == 202
+        signed = {"X-Webhook-Signature": sha256_signature(last["secret"], body)}
+        by_slug = await client.post("/api/v1/webhooks/busy", content=body, headers=signed)
+        assert by_slug.status_code == 401
+        assert (await client.post(last["url"], content=body, headers=signed)).status_code == 202
