@@ -131,14 +131,17 @@ class ExecutionStep(IdMixin, TimestampMixin, Base):
 
 
 class WebhookSource(IdMixin, TimestampMixin, Base):
-    """Where inbound webhooks come from: ``POST /api/v1/webhooks/{id}``, signed with a secret."""
+    """Where inbound webhooks come from: ``POST /api/v1/webhooks/{id or slug}``, signed with a
+    secret."""
 
     __tablename__ = "webhook_sources"
     __table_args__ = (
         Index("ix_webhook_sources_owner_id_created_at", "owner_id", "created_at"),
         # A slug names a source among its owner's (its project's, once sources have one);
-        # the inbound URL names the source by id, so slugs need not be unique across users.
+        # an inbound request by slug goes to the source whose secret signed it, so slugs
+        # need not be unique across users. The index serves that lookup, across owners.
         UniqueConstraint("owner_id", "slug"),
+        Index("ix_webhook_sources_slug", "slug"),
     )
 
     owner_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("users.id", ondelete="CASCADE"))

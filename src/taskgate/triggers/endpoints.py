@@ -109,14 +109,16 @@ async def _raw_body(request: Request) -> bytes:
     status_code=status.HTTP_202_ACCEPTED,
     responses={
         200: {"description": "A replayed webhook-id: the first event, nothing new"},
-        **errors(401, 404, 409, 413),
+        **errors(401, 409, 413),
     },
 )
 async def receive_webhook(
     source: str, request: Request, session: Session, box: Box, response: Response
 ) -> WebhookAccepted:
     """Signed by the source's secret instead of a token; ``source`` is the source's id (its
-    ``url``). A ``sha256=`` signature seen in the last 5 minutes is a replay: 409."""
+    ``url``) or its slug, which reaches the source of that slug whose secret signed the
+    request. An unknown source is a 401, as a bad signature is. A ``sha256=`` signature seen
+    in the last 5 minutes is a replay: 409."""
     body = await _raw_body(request)
     received = await inbound.receive(session, source, request.headers, body, box)
     ingested = received.ingested
