@@ -13,6 +13,7 @@ from taskgate.errors import ValidationFailed
 from taskgate.http.auth import CurrentPrincipal, Session, get_principal
 from taskgate.http.direct_route import DirectRoute
 from taskgate.http.pagination import Page, PageParams, page_params, paginate
+from taskgate.http.params import Position
 from taskgate.models import Task
 from taskgate.openapi import errors
 from taskgate.tasks import repository as repo
@@ -95,7 +96,7 @@ async def list_tasks(
     created_before: datetime | None = None,
     search: Annotated[str | None, Query(max_length=200, description="Text in the query.")] = None,
     offset: Annotated[
-        int | None, Query(ge=0, description="Shannon form: answer {tasks, total_count}.")
+        Position | None, Query(description="Shannon form: answer {tasks, total_count}.")
     ] = None,
 ) -> Page[TaskOut] | TaskList:
     principal.require_scope("tasks:read")
@@ -128,7 +129,7 @@ async def task_events(
     request: Request,
     session: Session,
     principal: CurrentPrincipal,
-    after: Annotated[int | None, Query(ge=0, description="Only events after this id.")] = None,
+    after: Annotated[Position | None, Query(description="Only events after this id.")] = None,
     limit: int = 100,
     types: Annotated[str | None, Query(description="Comma-separated event types.")] = None,
 ) -> EventPage:
