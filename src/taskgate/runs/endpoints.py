@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response, status
 
 from taskgate.http.auth import CurrentPrincipal, Session
+from taskgate.http.json_body import JsonRoute
 from taskgate.http.pagination import Page, PageParams, page_params, paginate
 from taskgate.models import Run, RunLog, TaskJob
 from taskgate.openapi import errors
@@ -25,7 +26,7 @@ from taskgate.runs.schemas import (
     RunStatus,
 )
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1", route_class=JsonRoute)
 NewestFirst = Annotated[PageParams, Depends(page_params(["created_at", "-created_at"]))]
 OldestFirst = Annotated[
     PageParams, Depends(page_params(["created_at", "-created_at"], default="created_at"))

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from taskgate.errors import ValidationFailed
 from taskgate.http.app_state import AppSettings
 from taskgate.http.auth import CurrentPrincipal, Session
+from taskgate.http.json_body import JsonRoute
 from taskgate.http.pagination import Page, PageParams, page_params, paginate
 from taskgate.http.params import PageNumber
 from taskgate.models import Schedule, ScheduleRun
@@ -32,7 +33,7 @@ from taskgate.schedules.schemas import (
     ScheduleStatus,
 )
 
-router = APIRouter(prefix="/api/v1/schedules", tags=["schedules"])
+router = APIRouter(prefix="/api/v1/schedules", tags=["schedules"], route_class=JsonRoute)
 
 
 def get_clock(request: Request) -> Clock:

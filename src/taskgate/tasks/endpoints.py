@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from taskgate.errors import ValidationFailed
 from taskgate.http.auth import CurrentPrincipal, Session, get_principal
 from taskgate.http.direct_route import DirectRoute
+from taskgate.http.json_body import JsonRoute
 from taskgate.http.pagination import Page, PageParams, page_params, paginate
 from taskgate.http.params import Position
 from taskgate.models import Task
@@ -31,7 +32,7 @@ from taskgate.tasks.schemas import (
 )
 from taskgate.tasks.states import TaskStatus
 
-router = APIRouter(prefix="/api/v1", tags=["tasks"])
+router = APIRouter(prefix="/api/v1", tags=["tasks"], route_class=JsonRoute)
 TaskPage = Annotated[PageParams, Depends(page_params(["created_at", "-created_at"]))]
 
 

@@ -15,7 +15,6 @@ the source's default type or ``webhook.received``.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
 from taskgate.errors import NotFound, Unauthorized
+from taskgate.http import json_body
 from taskgate.ids import utcnow
 from taskgate.models import Event, WebhookReceipt
 from taskgate.outbound.secretbox import SecretBox, SecretBoxError
@@ -82,7 +82,7 @@ def verify(scheme: str, secret: str, headers: Mapping[str, str], body: bytes) ->
 
 def _event_of(body: bytes, headers: Mapping[str, str], default_type: str | None) -> tuple[str, Any]:
     try:
-        document: Any = json.loads(body) if body.strip() else {}
+        document: Any = json_body.loads(body) if body.strip() else {}
     except ValueError:
         document = {"raw": body.decode("utf-8", errors="replace")}
     named: str | None = None

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 
 from taskgate.destinations.sealing import secret_box
 from taskgate.http.auth import CurrentPrincipal, Session
+from taskgate.http.json_body import JsonRoute
 from taskgate.http.pagination import Page, PageParams, page_of, page_params
 from taskgate.http.params import VersionNumber
 from taskgate.models import Workflow, WorkflowVersion
@@ -27,7 +28,7 @@ from taskgate.workflows.schemas import (
     WorkflowVersionOut,
 )
 
-router = APIRouter(prefix="/api/v1", tags=["workflows"])
+router = APIRouter(prefix="/api/v1", tags=["workflows"], route_class=JsonRoute)
 
 
 def get_secret_box(request: Request) -> SecretBox:

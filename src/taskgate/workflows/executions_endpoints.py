@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Response, status
 
 from taskgate.http.auth import CurrentPrincipal, Session
 from taskgate.http.context import current_trace_id
+from taskgate.http.json_body import JsonRoute
 from taskgate.http.pagination import Page, PageParams, page_params, paginate
 from taskgate.models import WorkflowExecution
 from taskgate.openapi import errors
@@ -26,7 +27,7 @@ from taskgate.workflows.schemas import (
     RunRequest,
 )
 
-router = APIRouter(prefix="/api/v1", tags=["executions"])
+router = APIRouter(prefix="/api/v1", tags=["executions"], route_class=JsonRoute)
 ExecutionPage = Annotated[PageParams, Depends(page_params(["created_at", "-created_at"]))]
 
 

@@ -1,0 +1,112 @@
+"""Request bodies are standard JSON (RFC 8259) that the database can store as sent.
+
+Python's ``json`` (FastAPI's parser) and pydantic's parser both read ``NaN``, ``Infinity`` and
+a number too large for a double (``1e400``) as non-finite floats, which a JSON column then
+stores as ``null``: a value the client sent, silently lost. orjson refuses them, and lone
+UTF-16 surrogates (``"\\ud800"``, text no database can store) too, in about a microsecond for
+a typical body, so every JSON body is checked with it before the endpoint parses it. Integers
+past 64 bits are refused as well: the JSON columns are written with orjson, which cannot.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import orjson
+from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+
+_JSON_TYPES = ("application/json", "application/merge-patch+json")
+# JSON columns are written with orjson, which holds integers from -2**63 to 2**64 - 1.
+_INT_MIN, _UINT_MAX = -(2**63), 2**64 - 1
+_LONG_DIGITS = re.compile(rb"\d{19}")
+
+
+def check_json(raw: bytes) -> None:
+    """Raise the 400 (``RequestValidationError``) for a body that is not standard JSON or
+    holds an integer past 64 bits. A body no parser reads is left to the endpoint's, which
+    says where it broke."""
+    try:
+        orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        document = _lenient(raw)
+        if document is _MALFORMED:
+            return
+        problem = _number_problem(document) or {
+            "type": "json_invalid",
+            "loc": ("body", error.pos),
+            "msg": error.msg,
+        }
+        raise RequestValidationError([problem]) from None
+    # orjson reads an integer past 64 bits as a float; only a body with such a run of digits
+    # (rare, and maybe only inside a string) is read again to tell.
+    if _LONG_DIGITS.search(raw):
+        problem = _number_problem(_lenient(raw))
+        if problem is not None:
+            raise RequestValidationError([problem])
+
+
+def loads(raw: bytes | str) -> Any:
+    """``raw`` parsed as standard JSON; ``ValueError`` when it is not (as ``json.loads``).
+
+    Integers keep every digit (orjson would round those past 64 bits to a float)."""
+    orjson.loads(raw)
+    return json.loads(raw)
+
+
+_MALFORMED = object()
+
+
+def _lenient(raw: bytes) -> Any:
+    """``raw`` as Python's json reads it (NaN, big integers and all), or ``_MALFORMED``."""
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        return _MALFORMED
+
+
+def _number_problem(document: Any) -> dict[str, Any] | None:
+    """The first number in ``document`` that no column stores, as a validation problem."""
+    pending: list[tuple[Any, tuple[str | int, ...]]] = [(document, ())]
+    while pending:
+        item, where = pending.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            message = "must be a finite number (NaN, Infinity and numbers past 1.8e308 are not)"
+            return {"type": "finite_number", "loc": ("body", *where), "msg": message}
+        if isinstance(item, int) and not _INT_MIN <= item <= _UINT_MAX:
+            message = "must be an integer within 64 bits"
+            return {"type": "int_too_large", "loc": ("body", *where), "msg": message}
+        if isinstance(item, dict):
+            pending.extend((v, (*where, k)) for k, v in reversed(item.items()))
+        elif isinstance(item, list):
+            pending.extend((v, (*where, i)) for i, v in reversed(list(enumerate(item))))
+    return None
+
+
+def _is_json(content_type: str | None) -> bool:
+    if not content_type:
+        return True  # FastAPI reads an untyped body as JSON
+    media = content_type.split(";")[0].strip().lower()
+    return media in _JSON_TYPES or media.endswith("+json")
+
+
+class JsonRoute(APIRoute):
+    """A route whose JSON body, if it takes one, is checked by ``check_json`` first."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        if self.body_field is None:
+            return handler
+
+        async def checked(request: Request) -> Response:
+            raw = await request.body()  # kept by the request: FastAPI reads it from there
+            if raw and _is_json(request.headers.get("content-type")):
+                check_json(raw)
+            return await handler(request)
+
+        return checked
