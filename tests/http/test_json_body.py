@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from taskgate.http.direct_route import DirectRoute
-from taskgate.http.json_body import JsonRoute
+from taskgate.http.json_body import MAX_DEPTH, JsonRoute
 from tests.http.test_conventions import assert_envelope
 from tests.support.clients import User
 
@@ -93,3 +93,21 @@ def test_every_route_with_a_json_body_checks_it(app: FastAPI) -> None:
         and not isinstance(route, JsonRoute | DirectRoute)
     ]
     assert unchecked == []
+
+
+async def test_a_body_nested_past_the_limit_is_400(client: httpx.AsyncClient, admin: User) -> None:
+    def nested(depth: int) -> object:
+        value: object = 1
+        for _ in range(depth):
+            value = [value]
+        return value
+
+    # The body is one level, context another: the list may nest MAX_DEPTH - 2 deep.
+    fine = {"commands": ["true"], "context": {"x": nested(MAX_DEPTH - 2)}}
+    response = await client.post("/api/v1/tasks", json=fine, headers=admin.headers)
+    assert response.status_code == 201, response.text
+    deep = {"commands": ["true"], "context": {"x": nested(MAX_DEPTH - 1)}}
+    response = await client.post("/api/v1/tasks", json=deep, headers=admin.headers)
+    error = assert_envelope(response, 400, "VALIDATION_ERROR")
+    field = error["details"][0]["field"]  # type: ignore[index]
+    assert field == "context.x" + ".0" * (MAX_DEPTH - 2)

@@ -5,7 +5,8 @@ a number too large for a double (``1e400``) as non-finite floats, which a JSON c
 stores as ``null``: a value the client sent, silently lost. orjson refuses them, and lone
 UTF-16 surrogates (``"\\ud800"``, text no database can store) too, in about a microsecond for
 a typical body, so every JSON body is checked with it before the endpoint parses it. Integers
-past 64 bits are refused as well: the JSON columns are written with orjson, which cannot.
+past 64 bits are refused as well (the JSON columns are written with orjson, which cannot), and
+data nested more than ``MAX_DEPTH`` deep.
 """
 
 from __future__ import annotations
@@ -25,44 +26,55 @@ _JSON_TYPES = ("application/json", "application/merge-patch+json")
 # JSON columns are written with orjson, which holds integers from -2**63 to 2**64 - 1.
 _INT_MIN, _UINT_MAX = -(2**63), 2**64 - 1
 _LONG_DIGITS = re.compile(rb"\d{19}")
+# Deeper data would be stored, then fail every response that shows it: pydantic serialises
+# at most about 250 levels, and Python's json and templates recurse once per level.
+MAX_DEPTH = 100
 
 
 def check_json(raw: bytes) -> None:
-    """Raise the 400 (``RequestValidationError``) for a body that is not standard JSON or
-    holds an integer past 64 bits. A body no parser reads is left to the endpoint's, which
-    says where it broke."""
+    """Raise the 400 (``RequestValidationError``) for a body that is not standard JSON, holds
+    an integer past 64 bits or nests deeper than ``MAX_DEPTH``. A body no parser reads is left
+    to the endpoint's, which says where it broke."""
     try:
         orjson.loads(raw)
     except orjson.JSONDecodeError as error:
         document = _lenient(raw)
         if document is _MALFORMED:
             return
-        problem = _number_problem(document) or {
+        problem = _problem(document) or {
             "type": "json_invalid",
             "loc": ("body", error.pos),
             "msg": error.msg,
         }
         raise RequestValidationError([problem]) from None
-    # orjson reads an integer past 64 bits as a float; only a body with such a run of digits
-    # (rare, and maybe only inside a string) is read again to tell.
-    if _LONG_DIGITS.search(raw):
-        problem = _number_problem(_lenient(raw))
+    if _worth_a_look(raw):
+        problem = _problem(_lenient(raw))
         if problem is not None:
             raise RequestValidationError([problem])
 
 
 def loads(raw: bytes | str) -> Any:
-    """``raw`` parsed as standard JSON; ``ValueError`` when it is not (as ``json.loads``).
+    """``raw`` parsed as ``check_json`` accepts it; ``ValueError`` otherwise.
 
     Integers keep every digit (orjson would round those past 64 bits to a float)."""
     orjson.loads(raw)
-    return json.loads(raw)
+    document = json.loads(raw)
+    problem = _problem(document)
+    if problem is not None:
+        raise ValueError(f"{'.'.join(map(str, problem['loc'][1:]))}: {problem['msg']}")
+    return document
 
 
 _MALFORMED = object()
 
 
-def _lenient(raw: bytes) -> Any:
+def _worth_a_look(raw: bytes) -> bool:
+    """Whether ``raw``, read by orjson, may still hold an integer past 64 bits (orjson reads
+    it as a float) or nest too deep: only such bodies, rare, are parsed again to tell."""
+    return _LONG_DIGITS.search(raw) is not None or raw.count(b"[") + raw.count(b"{") > MAX_DEPTH
+
+
+def _lenient(raw: bytes | str) -> Any:
     """``raw`` as Python's json reads it (NaN, big integers and all), or ``_MALFORMED``."""
     try:
         return json.loads(raw)
@@ -70,11 +82,15 @@ def _lenient(raw: bytes) -> Any:
         return _MALFORMED
 
 
-def _number_problem(document: Any) -> dict[str, Any] | None:
-    """The first number in ``document`` that no column stores, as a validation problem."""
+def _problem(document: Any) -> dict[str, Any] | None:
+    """The first value in ``document`` that the database or a response cannot hold as sent,
+    as a validation problem."""
     pending: list[tuple[Any, tuple[str | int, ...]]] = [(document, ())]
     while pending:
         item, where = pending.pop()
+        if len(where) > MAX_DEPTH:
+            message = f"is nested more than {MAX_DEPTH} objects or arrays deep"
+            return {"type": "too_deep", "loc": ("body", *where[:MAX_DEPTH]), "msg": message}
         if isinstance(item, float) and not math.isfinite(item):
             message = "must be a finite number (NaN, Infinity and numbers past 1.8e308 are not)"
             return {"type": "finite_number", "loc": ("body", *where), "msg": message}
