@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextvars import ContextVar
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
@@ -10,6 +11,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from taskgate.data_dir import private_database, private_dir
 from taskgate.settings import Settings
 
 # SQLite write transactions start with BEGIN IMMEDIATE so two writers never deadlock on a
@@ -34,9 +36,11 @@ def create_engine(settings: Settings) -> AsyncEngine:
 
 
 def _sqlite_engine(settings: Settings) -> AsyncEngine:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     url = make_url(settings.database_url)
     memory = url.database in (None, "", ":memory:")
+    if not memory and url.database is not None and not url.database.startswith("file:"):
+        private_database(Path(url.database))
     engine = create_async_engine(
         url,
         echo=settings.database.echo,

@@ -48,9 +48,11 @@ def check_json(raw: bytes) -> None:
         }
         raise RequestValidationError([problem]) from None
     if _worth_a_look(raw):
-        problem = _problem(_lenient(raw))
-        if problem is not None:
-            raise RequestValidationError([problem])
+        document = _lenient(raw)
+        # orjson read it, so only Python's recursion limit can have stopped json: too deep.
+        found = _problem(document) if document is not _MALFORMED else _TOO_DEEP
+        if found is not None:
+            raise RequestValidationError([found])
 
 
 def loads(raw: bytes | str) -> Any:
@@ -66,6 +68,8 @@ def loads(raw: bytes | str) -> Any:
 
 
 _MALFORMED = object()
+_TOO_DEEP_MESSAGE = f"is nested more than {MAX_DEPTH} objects or arrays deep"
+_TOO_DEEP = {"type": "too_deep", "loc": ("body",), "msg": _TOO_DEEP_MESSAGE}
 
 
 def _worth_a_look(raw: bytes) -> bool:
@@ -89,8 +93,7 @@ def _problem(document: Any) -> dict[str, Any] | None:
     while pending:
         item, where = pending.pop()
         if len(where) > MAX_DEPTH:
-            message = f"is nested more than {MAX_DEPTH} objects or arrays deep"
-            return {"type": "too_deep", "loc": ("body", *where[:MAX_DEPTH]), "msg": message}
+            return {**_TOO_DEEP, "loc": ("body", *where[:MAX_DEPTH])}
         if isinstance(item, float) and not math.isfinite(item):
             message = "must be a finite number (NaN, Infinity and numbers past 1.8e308 are not)"
             return {"type": "finite_number", "loc": ("body", *where), "msg": message}
