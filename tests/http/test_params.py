@@ -57,3 +57,31 @@ async def test_the_range_is_in_the_openapi_document(client: httpx.AsyncClient) -
     parameters = spec["paths"]["/api/v1/tasks"]["get"]["parameters"]
     offset = next(p for p in parameters if p["name"] == "offset")
     assert {"type": "integer", "minimum": 0, "maximum": 2**63 - 1} in offset["schema"]["anyOf"]
+
+
+@pytest.mark.parametrize(
+    "instant", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00", "0001-01-01"]
+)
+async def test_instants_at_the_calendars_edges_are_400_or_answered(
+    client: httpx.AsyncClient, admin: User, instant: str
+) -> None:
+    fields = {
+        "/api/v1/tasks": ("created_after", "created_before"),
+        "/api/v1/executions": ("since", "until"),
+        "/api/v1/audit": ("since", "until"),
+        "/api/v1/runs": ("since", "until"),
+    }
+    for path, names in fields.items():
+        for name in names:
+            response = await client.get(path, params={name: instant}, headers=admin.headers)
+            # A naive instant is UTC; one whose UTC time leaves the calendar names the field.
+            if instant == "0001-01-01":
+                assert response.status_code == 200, (path, name, response.text)
+            else:
+                error = assert_envelope(response, 400, "VALIDATION_ERROR")
+                assert [d["field"] for d in error["details"]] == [name]  # type: ignore[attr-defined]
+    expiring = await client.post(
+        "/api/v1/api-keys", json={"name": "k", "expires_at": instant}, headers=admin.headers
+    )
+    assert_envelope(expiring, 400, "VALIDATION_ERROR")
+    assert expiring.json()["error"]["details"][0]["field"] == "expires_at"

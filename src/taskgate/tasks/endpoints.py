@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -14,7 +13,7 @@ from taskgate.http.auth import CurrentPrincipal, Session, get_principal
 from taskgate.http.direct_route import DirectRoute
 from taskgate.http.json_body import JsonRoute
 from taskgate.http.pagination import Page, PageParams, page_params, paginate
-from taskgate.http.params import Position
+from taskgate.http.params import Instant, Position
 from taskgate.models import Task
 from taskgate.openapi import errors
 from taskgate.tasks import repository as repo
@@ -93,8 +92,8 @@ async def list_tasks(
     ] = None,
     session_id: uuid.UUID | None = None,
     label: str | None = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
+    created_after: Instant | None = None,
+    created_before: Instant | None = None,
     search: Annotated[str | None, Query(max_length=200, description="Text in the query.")] = None,
     offset: Annotated[
         Position | None, Query(description="Shannon form: answer {tasks, total_count}.")

@@ -12,6 +12,7 @@ from taskgate.http.auth import CurrentPrincipal, Session
 from taskgate.http.context import current_trace_id
 from taskgate.http.json_body import JsonRoute
 from taskgate.http.pagination import Page, PageParams, page_params, paginate
+from taskgate.http.params import Instant
 from taskgate.models import WorkflowExecution
 from taskgate.openapi import errors
 from taskgate.workflows import executions_service as service
@@ -60,8 +61,8 @@ async def list_executions(
     page: ExecutionPage,
     workflow: Annotated[uuid.UUID | None, Query(description="A workflow id.")] = None,
     status: Annotated[list[ExecutionStatus] | None, Query()] = None,
-    since: Annotated[datetime | None, Query(description="Created at or after.")] = None,
-    until: Annotated[datetime | None, Query(description="Created at or before.")] = None,
+    since: Annotated[Instant | None, Query(description="Created at or after.")] = None,
+    until: Annotated[Instant | None, Query(description="Created at or before.")] = None,
 ) -> Page[ExecutionOut]:
     principal.require_scope("executions:read")
     rows, next_link, total = await paginate(
