@@ -41,8 +41,8 @@ console = Console()
 @app.callback()
 def main() -> None:
     """taskgate: tasks, sandboxed scripts, AI agents and workflows behind one API."""
-    # Before anything is opened: the database, its WAL, the secret and sandbox output that
-    # this process creates are then its owner's only, whatever the shell's umask.
+    # Before anything is opened: the files this process creates (the database, its WAL, the
+    # secret, sandbox output) are then its owner's only, whatever the shell's umask.
     restrict_new_files()
 
 

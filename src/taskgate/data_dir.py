@@ -1,6 +1,6 @@
 """The data directory (embedded database, generated secret, sandbox output): its owner's only.
 
-The processes taskgate starts create files with umask 077, and the files whose modes matter
+The processes taskgate starts create files with umask 066, and the files whose modes matter
 are made 0600 explicitly as well, so a database or secret left 0644 by an earlier version is
 closed on the next start. An existing directory keeps its mode: an operator may have opened
 it on purpose.
@@ -12,7 +12,10 @@ import contextlib
 import os
 from pathlib import Path
 
-PRIVATE_UMASK = 0o077
+# Files 0600. Directories 0711: searchable but not listable, so the sandbox uid still reaches
+# its work dir by path (bwrap resolves the bind source as that uid); the data directory
+# itself is created 0700.
+PRIVATE_UMASK = 0o066
 # SQLite creates the -wal and -shm files with the mode of the database file.
 _DATABASE_COMPANIONS = ("", "-wal", "-shm", "-journal")
 
