@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from taskgate.errors import PayloadTooLarge
 from taskgate.http.auth import CurrentPrincipal, Session
 from taskgate.http.context import current_trace_id
+from taskgate.http.json_body import JsonRoute
 from taskgate.http.pagination import Page, PageParams, page_of, page_params
 from taskgate.models import Event, WebhookSource
 from taskgate.openapi import errors
@@ -28,7 +29,7 @@ from taskgate.triggers.schemas import (
 from taskgate.triggers.service import submit_event
 from taskgate.workflows.endpoints import Box
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1", route_class=JsonRoute)
 WEBHOOK_MAX_BYTES = 1024 * 1024
 EventPage = Annotated[PageParams, Depends(page_params(["-id", "id"], default="-id"))]
 SourcePage = Annotated[PageParams, Depends(page_params(["created_at", "-created_at"]))]

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import time
 import uuid
 from collections.abc import Mapping
@@ -40,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
 from taskgate.errors import Conflict, Unauthorized
+from taskgate.http import json_body
 from taskgate.ids import utcnow
 from taskgate.models import Event, WebhookReceipt, WebhookSource
 from taskgate.outbound.secretbox import SecretBox, SecretBoxError
@@ -114,7 +114,7 @@ def verify(scheme: str, secret: str, headers: Mapping[str, str], body: bytes) ->
 
 def _event_of(body: bytes, headers: Mapping[str, str], default_type: str | None) -> tuple[str, Any]:
     try:
-        document: Any = json.loads(body) if body.strip() else {}
+        document: Any = json_body.loads(body) if body.strip() else {}
     except ValueError:
         document = {"raw": body.decode("utf-8", errors="replace")}
     named: str | None = None
