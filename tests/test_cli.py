@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -182,3 +183,34 @@ def test_serve_takes_host_and_port_from_settings(env: dict[str, str], tmp_path: 
     with serving(env, tmp_path / "serve.log", port_from_env=True) as (base, log):
         assert httpx.get(f"{base}/health").json()["status"] == "ok"
         assert f"on {base}" in log.read_text()
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_serve_keeps_the_data_directory_private(env: dict[str, str], tmp_path: Path) -> None:
+    data = Path(env["TASKGATE_DATA_DIR"])
+    with serving(env, tmp_path / "serve.log") as (base, _):
+        # A write, so that the WAL and its index exist while the server runs.
+        assert httpx.get(f"{base}/readiness").status_code == 200
+        assert _mode(data) == 0o700
+        for name in ("taskgate.db", "taskgate.db-wal", "taskgate.db-shm", "secret.key"):
+            assert _mode(data / name) == 0o600, name
+        opened = [p for p in data.rglob("*") if p.is_file() and _mode(p) & 0o077]
+        assert opened == []
+
+
+def test_serve_closes_files_an_older_version_left_open(env: dict[str, str], tmp_path: Path) -> None:
+    data = Path(env["TASKGATE_DATA_DIR"])
+    old_umask = os.umask(0o022)
+    try:
+        data.mkdir()
+        (data / "secret.key").write_text("an-older-secret-" + "x" * 40)
+        (data / "taskgate.db").touch()  # an empty file is an empty SQLite database
+    finally:
+        os.umask(old_umask)
+    assert _mode(data / "secret.key") == 0o644
+    with serving(env, tmp_path / "serve.log"):
+        assert _mode(data / "secret.key") == 0o600
+        assert _mode(data / "taskgate.db") == 0o600

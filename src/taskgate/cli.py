@@ -15,6 +15,7 @@ from rich.panel import Panel
 
 from taskgate import __version__
 from taskgate.cli_tasks import tasks_app
+from taskgate.data_dir import restrict_new_files
 from taskgate.db.engine import create_engine
 from taskgate.db.migrate import Upgrade, upgrade
 from taskgate.db.session import Database
@@ -35,6 +36,14 @@ app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="api-keys")
 app.add_typer(tasks_app, name="tasks")
 console = Console()
+
+
+@app.callback()
+def main() -> None:
+    """taskgate: tasks, sandboxed scripts, AI agents and workflows behind one API."""
+    # Before anything is opened: the files this process creates (the database, its WAL, the
+    # secret, sandbox output) are then its owner's only, whatever the shell's umask.
+    restrict_new_files()
 
 
 async def _migrate(settings: Settings) -> Upgrade:

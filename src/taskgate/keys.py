@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets as _random
 
+from taskgate.data_dir import private_dir, private_file
 from taskgate.settings import Settings
 
 
@@ -16,11 +17,11 @@ def master_secret(settings: Settings) -> str:
     """
     if settings.auth.jwt_secret is not None:
         return settings.auth.jwt_secret.get_secret_value()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    path = settings.data_dir / "secret.key"
+    path = private_dir(settings.data_dir) / "secret.key"
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
+        private_file(path)
         return path.read_text().strip()
     with os.fdopen(fd, "w") as handle:
         value = _random.token_urlsafe(48)

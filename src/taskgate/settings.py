@@ -72,6 +72,16 @@ class HTTPSettings(BaseModel):
     trust_forwarded_for: bool = Field(
         default=False, description="Take the client IP from X-Forwarded-For (behind a proxy)."
     )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token a Prometheus scrape of /metrics must send. Unset: /metrics "
+        "answers 401 unless metrics_public is set.",
+    )
+    metrics_public: bool = Field(
+        default=False,
+        description="Serve /metrics to anyone without a token (only on a trusted network: it "
+        "shows routes, traffic and error rates).",
+    )
 
 
 class RateLimitSettings(BaseModel):

@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from taskgate.db.migrate import alembic_config
 from tests.support.databases import postgres_or_skip, sqlite_url
 
-BEFORE = ["0100", "0200", "0400", "0600", "0700"]
-PROJECTS = "0800"
+BEFORE = ["0100", "0200", "0400", "0600", "0800"]
+PROJECTS = "0900"
 OWNER_COLUMNS = ("owner_id", "actor_id", "user_id")
 # Every table whose rows belong to a project from this revision on, and who owns each row.
 IN_PROJECTS = {

@@ -230,3 +230,26 @@ async def test_requests_without_a_key_are_not_recorded(
         "/api/v1/api-keys", json={"name": "x"}, headers=_with_key(admin, "k" * 300)
     )
     assert too_long.status_code == 400
+
+
+async def test_the_same_json_written_differently_is_the_same_request(
+    app: FastAPI, client: httpx.AsyncClient, admin: User
+) -> None:
+    headers = {**_with_key(admin, "spacing"), "Content-Type": "application/json"}
+    first = await client.post(
+        "/api/v1/api-keys", content=b'{"name":"laptop","scopes":["tasks:read"]}', headers=headers
+    )
+    assert first.status_code == 201, first.text
+    again = await client.post(
+        "/api/v1/api-keys",
+        content=b'{\n  "scopes": [ "tasks:read" ],\n  "name": "laptop"\n}\n',
+        headers=headers,
+    )
+    assert again.status_code == 201, again.text
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+    changed = b'{"name": "laptop", "scopes": ["tasks:write"]}'
+    other = await client.post("/api/v1/api-keys", content=changed, headers=headers)
+    assert other.status_code == 422
+    assert other.json()["error"]["code"] == "IDEMPOTENCY_KEY_REUSED"
+    assert await _keys(app, admin) == 1

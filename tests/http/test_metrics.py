@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import generate_latest
 
 from taskgate.http.middleware import Metrics
+from tests.conftest import AppFactory
 
 
 def samples(metrics: Metrics) -> dict[str, float]:
@@ -38,3 +39,33 @@ def test_requests_are_counted_by_status_and_timed_in_buckets() -> None:
     assert got[f'taskgate_http_requests_total{{{tasks},status="201"}}'] == 1
     assert got[f'{bucket}{{le="0.01",{tasks}}}'] == 0
     assert got[f'{bucket}{{le="0.025",{tasks}}}'] == 1
+
+
+async def test_metrics_are_closed_without_a_token(app_factory: AppFactory) -> None:
+    async with app_factory() as (_, client):
+        response = await client.get("/metrics")
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "UNAUTHORIZED"
+        assert "TASKGATE_HTTP__METRICS_TOKEN" in response.json()["error"]["message"]
+        assert "taskgate_http_requests" not in response.text
+
+
+async def test_metrics_answer_the_configured_bearer_token(app_factory: AppFactory) -> None:
+    token = "scrape-" + "t" * 32
+    async with app_factory(http={"metrics_token": token}) as (_, client):
+        await client.get("/health")
+        for authorization in (None, "Bearer wrong", f"Basic {token}", token):
+            headers = {"Authorization": authorization} if authorization else {}
+            refused = await client.get("/metrics", headers=headers)
+            assert refused.status_code == 401, authorization
+            assert refused.headers["www-authenticate"] == "Bearer"
+        scraped = await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+        assert scraped.status_code == 200
+        assert 'route="/health"' in scraped.text
+
+
+async def test_metrics_can_be_opened_explicitly(app_factory: AppFactory) -> None:
+    async with app_factory(http={"metrics_public": True}) as (_, client):
+        scraped = await client.get("/metrics")
+        assert scraped.status_code == 200
+        assert "taskgate_http_request_duration_seconds" in scraped.text

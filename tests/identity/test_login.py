@@ -113,3 +113,20 @@ async def test_attempts_per_ip_and_username_are_limited(app_factory: AppFactory)
         assert 0 < int(limited.headers["retry-after"]) <= 120
         # Another account from the same address has its own budget.
         await login(client, "admin", ADMIN_PASSWORD)
+
+
+async def test_the_login_limiters_429_carries_the_login_budget(app_factory: AppFactory) -> None:
+    budgets = {"login": "3/minute", "anonymous": "50/minute"}
+    async with app_factory(rate_limit=budgets) as (app, client):
+        await first_admin(app)
+        body = {"username": "someone", "password": "whatever1"}
+        for _ in range(3):
+            assert (await client.post("/api/v1/auth/login", json=body)).status_code == 401
+        limited = await client.post("/api/v1/auth/login", json=body)
+        assert limited.status_code == 429
+        assert limited.headers.get_list("x-ratelimit-limit") == ["3"]
+        assert limited.headers.get_list("x-ratelimit-remaining") == ["0"]
+        assert len(limited.headers.get_list("x-ratelimit-reset")) == 1
+        # Other anonymous requests still show the anonymous budget.
+        other = await client.post("/api/v1/auth/refresh", json={"refresh": "nope"})
+        assert other.headers.get_list("x-ratelimit-limit") == ["50"]

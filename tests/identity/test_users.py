@@ -189,3 +189,25 @@ async def test_other_users_get_403_on_admin_endpoints(
         assert response.status_code == 403, (method, path, response.text)
         assert response.json()["error"]["code"] == "FORBIDDEN"
     assert await me_status(client, admin.headers) == 200
+
+
+@pytest.mark.parametrize("zone", ["America", "localtime", "Mars/Base", " UTC"])
+async def test_a_timezone_that_is_not_a_zone_is_400(
+    client: httpx.AsyncClient, admin: User, zone: str
+) -> None:
+    # "America" is a directory of the tz database: zoneinfo raised IsADirectoryError.
+    created = await client.post(
+        "/api/v1/users",
+        json={"username": "tz", "password": "tz-password", "timezone": zone},
+        headers=admin.headers,
+    )
+    patched = await client.patch(
+        f"/api/v1/users/{admin.id}", json={"timezone": zone}, headers=admin.headers
+    )
+    for response in (created, patched):
+        assert response.status_code == 400, response.text
+        details = response.json()["error"]["details"]
+        assert [d["field"] for d in details] == ["timezone"]
+    assert (await client.get("/api/v1/users/me", headers=admin.headers)).json()["user"][
+        "timezone"
+    ] == "UTC"

@@ -123,7 +123,7 @@ async def test_bad_or_missing_signatures_are_401(settings_factory: SettingsFacto
             assert response.status_code == 401, headers
             assert response.json()["error"]["code"] == "UNAUTHORIZED"
         unknown = await client.post("/api/v1/webhooks/nope", content=ORDER_BODY)
-        assert unknown.status_code == 404
+        assert unknown.status_code == 401  # as a bad signature: no oracle of names
         events = await client.get("/api/v1/events", headers=alice.headers)
         assert events.json()["results"] == []
 
@@ -142,7 +142,7 @@ async def test_bad_or_missing_signatures_are_401(settings_factory: SettingsFacto
         )
         signed = {"X-Webhook-Signature": sha256_signature(source["secret"], ORDER_BODY)}
         disabled = await client.post(source["url"], content=ORDER_BODY, headers=signed)
-        assert disabled.status_code == 404
+        assert disabled.status_code == 401
 
 
 async def test_standard_webhooks_with_replay_protection(settings_factory: SettingsFactory) -> None:
@@ -227,4 +227,4 @@ async def test_webhook_sources_keep_their_secret_write_only(
             content=body,
             headers={"X-Hub-Signature-256": sha256_signature(rotated, body)},
         )
-        assert gone.status_code == 404
+        assert gone.status_code == 401

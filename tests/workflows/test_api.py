@@ -252,3 +252,49 @@ async def test_duplicate_delete_and_ownership(client: httpx.AsyncClient, admin: 
     # The slug is free again once the workflow is gone.
     again = await client.post("/api/v1/workflows", json=ORDER_PROCESSOR, headers=admin.headers)
     assert again.status_code == 201
+
+
+async def test_templates_nested_500_deep_are_400_on_save(
+    client: httpx.AsyncClient, admin: User
+) -> None:
+    expressions = [
+        "{{ " + "(" * 500 + "1" + ")" * 500 + " }}",
+        "{{ " + "[" * 500 + "]" * 500 + " }}",
+        "{% if true %}" * 500 + "x" + "{% endif %}" * 500,
+    ]
+    cases: list[tuple[object, str]] = [(e, "graph.nodes[0].config.template") for e in expressions]
+    for depth, field in [(500, "graph.nodes.0.config.template.a"), (80, "graph.nodes[0].config")]:
+        deep: object = "{{ input.x }}"
+        for _ in range(depth):
+            deep = {"a": deep}
+        cases.append((deep, field))
+    for template, field in cases:
+        graph = {"nodes": [{"id": "t", "type": "transform", "config": {"template": template}}]}
+        response = await client.post(
+            "/api/v1/workflows", json={"name": "deep", "graph": graph}, headers=admin.headers
+        )
+        assert response.status_code == 400, response.text
+        detail = response.json()["error"]["details"][0]
+        assert detail["field"].startswith(field)
+        assert "nested" in detail["message"]
+        assert "RecursionError" not in detail["message"]
+    listed = await client.get("/api/v1/workflows", headers=admin.headers)
+    assert listed.json()["results"] == []
+
+
+async def test_a_run_input_nested_too_deep_is_400(client: httpx.AsyncClient, admin: User) -> None:
+    body = {"name": "w", "graph": log_graph("{{ input }}")}
+    created = await client.post("/api/v1/workflows", json=body, headers=admin.headers)
+    deep: object = []
+    for _ in range(300):
+        deep = [deep]
+    response = await client.post(
+        f"/api/v1/workflows/{created.json()['id']}/run",
+        json={"input": {"tree": deep}},
+        headers=admin.headers,
+    )
+    # Accepted, it answered 500 (pydantic serialises about 250 levels) and stayed stored.
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["details"][0]["field"].startswith("input.tree.0.0")
+    listed = await client.get("/api/v1/executions", headers=admin.headers)
+    assert listed.json()["results"] == []

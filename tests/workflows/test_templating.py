@@ -228,7 +228,7 @@ def test_long_templates_render_like_short_ones(context: dict[str, Any]) -> None:
 
 
 def test_absurdly_nested_expressions_fail_cleanly(context: dict[str, Any]) -> None:
-    with pytest.raises(TemplateError, match="RecursionError"):
+    with pytest.raises(TemplateError, match="nested too deeply"):
         evaluate_condition("true" + " and true" * 5_000, context)
 
 
@@ -338,3 +338,19 @@ def test_template_context_defaults() -> None:
         "execution": {},
         "secrets": {},
     }
+
+
+def test_recursing_too_deep_while_rendering_is_a_template_error() -> None:
+    # A short template, fine on save, that recurses once per level of data a webhook or an
+    # earlier step may hand it: the step fails with a TemplateError that says why.
+    walk = "{% for item in input.tree recursive %}[{{ loop(item) }}]{% endfor %}"
+    check_template(walk)
+    tree: list[Any] = []
+    for _ in range(400):
+        tree = [tree]
+    with pytest.raises(TemplateError) as caught:
+        render_value({"template": walk}, template_context(input={"tree": tree}))
+    assert caught.value.message.startswith("template limit: nested too deeply")
+    assert caught.value.path == "template"
+    shallow = render_value({"template": walk}, template_context(input={"tree": [[[]]]}))
+    assert shallow == {"template": "[[]]"}

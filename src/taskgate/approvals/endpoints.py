@@ -17,11 +17,12 @@ from taskgate.approvals.schemas import (
     DecisionResult,
 )
 from taskgate.http.auth import CurrentPrincipal, Session
+from taskgate.http.json_body import JsonRoute
 from taskgate.http.pagination import Page, PageParams, page_of, page_params
 from taskgate.models import Approval
 from taskgate.openapi import errors
 
-router = APIRouter(prefix="/api/v1", tags=["approvals"])
+router = APIRouter(prefix="/api/v1", tags=["approvals"], route_class=JsonRoute)
 ApprovalPage = Annotated[PageParams, Depends(page_params(["created_at", "-created_at"]))]
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends
@@ -12,6 +11,7 @@ from taskgate.audit.repository import audit_query
 from taskgate.audit.schemas import AuditRecordOut
 from taskgate.http.auth import CurrentPrincipal, Session
 from taskgate.http.pagination import Page, PageParams, page_params, paginate
+from taskgate.http.params import Instant
 from taskgate.models import AuditRecord
 from taskgate.openapi import errors
 
@@ -29,8 +29,8 @@ async def list_audit(
     resource_type: str | None = None,
     resource_id: str | None = None,
     outcome: Literal["success", "failure"] | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Instant | None = None,
+    until: Instant | None = None,
 ) -> Page[AuditRecordOut]:
     principal.require_admin()
     principal.require_scope("audit:read")

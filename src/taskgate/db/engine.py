@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from contextvars import ContextVar
+from pathlib import Path
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -13,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 from sqlalchemy.util.concurrency import in_greenlet
 
+from taskgate.data_dir import private_database, private_dir
 from taskgate.db.writers import WriteGate
 from taskgate.settings import Settings
 
@@ -48,9 +50,11 @@ def create_engine(settings: Settings) -> AsyncEngine:
 
 
 def _sqlite_engine(settings: Settings) -> AsyncEngine:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     url = make_url(settings.database_url)
     memory = url.database in (None, "", ":memory:")
+    if not memory and url.database is not None and not url.database.startswith("file:"):
+        private_database(Path(url.database))
     engine = create_async_engine(
         url,
         echo=settings.database.echo,

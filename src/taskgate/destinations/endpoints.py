@@ -25,11 +25,12 @@ from taskgate.destinations.schemas import (
 )
 from taskgate.http.app_state import AppSettings
 from taskgate.http.auth import CurrentPrincipal, Db, Session
+from taskgate.http.json_body import JsonRoute
 from taskgate.http.pagination import Page, PageParams, page_of, page_params, paginate
 from taskgate.models import Delivery, Destination, Subscription
 from taskgate.openapi import errors
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1", route_class=JsonRoute)
 
 CreatedPage = Annotated[PageParams, Depends(page_params(["created_at", "-created_at"]))]
 NewestFirst = Annotated[PageParams, Depends(page_params(["-created_at", "created_at"]))]

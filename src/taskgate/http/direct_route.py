@@ -11,6 +11,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 
 from taskgate.http.auth import get_principal
+from taskgate.http.json_body import check_json
 
 Endpoint = Callable[..., Awaitable[Response]]
 M = TypeVar("M", bound=BaseModel)
@@ -71,11 +72,13 @@ class DirectRoute(APIRoute):
 
 
 def read_body(model: type[M], raw: bytes) -> M:
-    """``raw`` validated as ``model``; an empty, malformed or invalid body is the same 400
-    (RequestValidationError, fields under ``body``) as any route answers."""
+    """``raw`` validated as ``model``; an empty, malformed, non-standard (``check_json``) or
+    invalid body is the same 400 (RequestValidationError, fields under ``body``) as any route
+    answers."""
     if not raw:
         missing = {"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}
         raise RequestValidationError([missing])
+    check_json(raw)
     try:
         return model.model_validate_json(raw)
     except ValidationError as error:

@@ -7,6 +7,7 @@ exactly one executes; the other sees the claim (409 while in flight, a replay on
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import timedelta
 
 from sqlalchemy import delete, select, update
@@ -63,9 +64,7 @@ class IdempotencyMiddleware:
         body = await _read_body(receive)
         if body is None:
             return  # the client left, or the body guard cut it off and answers itself
-        digest = hashlib.sha256(
-            scope["method"].encode() + b" " + scope["path"].encode() + b"\n" + body
-        ).hexdigest()
+        digest = _fingerprint(scope, body)
         record_id, existing = await self._claim(owner, key, digest)
         if existing is not None:
             await self._answer_existing(existing, digest, send)
@@ -179,6 +178,19 @@ class IdempotencyMiddleware:
                     await session.execute(
                         delete(IdempotencyRecord).where(IdempotencyRecord.id == record_id)
                     )
+
+
+def _fingerprint(scope: Scope, body: bytes) -> str:
+    """What makes two requests the same: method, path and body, a JSON body as parsed (its
+    whitespace and key order do not matter; a body that is not JSON counts byte for byte)."""
+    try:
+        canonical = json.dumps(
+            json.loads(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        ).encode()
+    except (ValueError, RecursionError):
+        canonical = body
+    request = scope["method"].encode() + b" " + scope["path"].encode() + b"\n"
+    return hashlib.sha256(request + canonical).hexdigest()
 
 
 async def _read_body(receive: Receive) -> bytes | None:

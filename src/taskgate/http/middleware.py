@@ -147,6 +147,17 @@ def add_response_headers(scope: Scope, headers: Iterable[tuple[bytes, bytes]]) -
     return True
 
 
+def with_headers(start: Message, extra: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The headers of a response start with ``extra`` added.
+
+    A 429 that names its own budget (the login limiter's) keeps it: the rate limit headers
+    the middleware computed for the request's general budget are left out of it."""
+    headers = start.get("headers", ())
+    if start["status"] == 429 and any(name == b"x-ratelimit-limit" for name, _ in headers):
+        extra = [header for header in extra if not header[0].startswith(b"x-ratelimit-")]
+    return [*headers, *extra]
+
+
 class TraceMiddleware:
     """Trace id in and out, security headers, Prometheus counters per route template, and a
     log line for failed or slow requests (every request at DEBUG)."""
@@ -186,7 +197,7 @@ class TraceMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 started_response = True
-                message["headers"] = [*message.get("headers", ()), *extra]
+                message["headers"] = with_headers(message, extra)
             await send(message)
 
         try:

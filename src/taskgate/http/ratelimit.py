@@ -24,7 +24,7 @@ from taskgate.errors import NotFound, RateLimited, Unauthorized
 from taskgate.governance.selection import ProjectDirectory, request_principal, requested_project
 from taskgate.http.auth import principal_from_scope
 from taskgate.http.context import client_ip_var
-from taskgate.http.middleware import add_response_headers, send_error
+from taskgate.http.middleware import add_response_headers, send_error, with_headers
 from taskgate.identity.principal import Authenticator, Principal
 from taskgate.settings import RateLimitSettings
 
@@ -185,10 +185,9 @@ class RateLimiter:
     async def check_login(self, ip: str, username: str) -> None:
         decision = await self.hit(self.login, f"login:{ip}:{username.lower()}")
         if not decision.allowed:
-            raise RateLimited(
-                "Too many login attempts; try again later.",
-                headers={"Retry-After": str(decision.retry_after)},
-            )
+            # The login budget's headers: they replace the anonymous budget's on this 429.
+            headers = {k.decode(): v.decode() for k, v in decision.headers()}
+            raise RateLimited("Too many login attempts; try again later.", headers=headers)
 
     async def close(self) -> None:
         await self.store.close()
@@ -242,7 +241,7 @@ class RateLimitMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *headers]
+                message["headers"] = with_headers(message, headers)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

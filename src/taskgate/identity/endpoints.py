@@ -12,6 +12,7 @@ from taskgate.errors import Unauthorized
 from taskgate.http.auth import CurrentPrincipal, Session, get_principal
 from taskgate.http.context import current_client_ip
 from taskgate.http.direct_route import DirectRoute
+from taskgate.http.json_body import JsonRoute
 from taskgate.http.pagination import Page, PageParams, page_params, paginate
 from taskgate.identity import api_key_service, user_service
 from taskgate.identity.auth_service import AuthService
@@ -34,7 +35,7 @@ from taskgate.identity.schemas import (
 from taskgate.models import ApiKey, User
 from taskgate.openapi import errors
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1", route_class=JsonRoute)
 
 
 async def _auth_service(request: Request) -> AuthService:

@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 
+from taskgate.http.params import Instant
+
 Username = Field(min_length=1, max_length=150, pattern=r"^[A-Za-z0-9_.@+\-]+$")
 Password = Field(min_length=8, max_length=1024)
 
@@ -94,7 +96,7 @@ class ApiKeyCreate(BaseModel):
 
     name: str = Field(min_length=1, max_length=200)
     scopes: list[str] = Field(default_factory=lambda: ["*"], max_length=50)
-    expires_at: datetime | None = None
+    expires_at: Instant | None = None
 
 
 class ApiKeyOut(BaseModel):

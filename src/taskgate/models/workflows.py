@@ -134,14 +134,17 @@ class ExecutionStep(IdMixin, TimestampMixin, Base):
 
 
 class WebhookSource(IdMixin, TimestampMixin, Base):
-    """Where inbound webhooks come from: ``POST /api/v1/webhooks/{id}``, signed with a secret."""
+    """Where inbound webhooks come from: ``POST /api/v1/webhooks/{id or slug}``, signed with a
+    secret."""
 
     __tablename__ = "webhook_sources"
     __table_args__ = (
         project_index("webhook_sources", "created_at"),
         # A slug names a source among its owner's (its project's, once sources are scoped by
-        # project); the inbound URL names the source by id.
+        # project); an inbound request by slug goes to the source whose secret signed it, so
+        # slugs need not be unique across users. The slug index serves that lookup.
         UniqueConstraint("owner_id", "slug"),
+        Index("ix_webhook_sources_slug", "slug"),
     )
 
     owner_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("users.id", ondelete="CASCADE"))

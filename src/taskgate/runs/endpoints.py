@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response, status
 
 from taskgate.http.auth import CurrentPrincipal, Session
+from taskgate.http.json_body import JsonRoute
 from taskgate.http.pagination import Page, PageParams, page_params, paginate
+from taskgate.http.params import Instant
 from taskgate.models import Run, RunLog, TaskJob
 from taskgate.openapi import errors
 from taskgate.runs import repository as repo
@@ -25,7 +26,7 @@ from taskgate.runs.schemas import (
     RunStatus,
 )
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1", route_class=JsonRoute)
 NewestFirst = Annotated[PageParams, Depends(page_params(["created_at", "-created_at"]))]
 OldestFirst = Annotated[
     PageParams, Depends(page_params(["created_at", "-created_at"], default="created_at"))
@@ -42,8 +43,8 @@ async def list_runs(
     session_id: uuid.UUID | None = None,
     parent_run_id: uuid.UUID | None = None,
     status: RunStatus | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Instant | None = None,
+    until: Instant | None = None,
 ) -> Page[RunOut]:
     principal.require_scope("tasks:read")
     filters = repo.RunFilters(task_id, job_id, session_id, parent_run_id, status, since, until)
@@ -94,8 +95,8 @@ async def run_logs(
     session: Session,
     principal: CurrentPrincipal,
     page: OldestFirst,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Instant | None = None,
+    until: Instant | None = None,
 ) -> Page[RunLogOut]:
     run = await service.get_run(session, principal, run_id)
     rows, next_link, total = await paginate(

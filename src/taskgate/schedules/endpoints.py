@@ -12,7 +12,9 @@ from sqlalchemy import func, select
 from taskgate.errors import ValidationFailed
 from taskgate.http.app_state import AppSettings
 from taskgate.http.auth import CurrentPrincipal, Session
+from taskgate.http.json_body import JsonRoute
 from taskgate.http.pagination import Page, PageParams, page_params, paginate
+from taskgate.http.params import PageNumber
 from taskgate.models import Schedule, ScheduleRun
 from taskgate.openapi import errors
 from taskgate.preconditions import etag
@@ -31,7 +33,7 @@ from taskgate.schedules.schemas import (
     ScheduleStatus,
 )
 
-router = APIRouter(prefix="/api/v1/schedules", tags=["schedules"])
+router = APIRouter(prefix="/api/v1/schedules", tags=["schedules"], route_class=JsonRoute)
 
 
 def get_clock(request: Request) -> Clock:
@@ -68,7 +70,7 @@ async def list_schedules(
     page: ListPage,
     status_filter: Annotated[ScheduleStatus | None, Query(alias="status")] = None,
     search: Annotated[str | None, Query(max_length=200)] = None,
-    shannon_page: Annotated[int | None, Query(alias="page", ge=1)] = None,
+    shannon_page: Annotated[PageNumber | None, Query(alias="page")] = None,
     page_size: Annotated[int | None, Query(ge=1, le=100)] = None,
 ) -> ScheduleList:
     """Your schedules. `page`/`page_size` (Shannon) answer with `schedules` and `total` too."""

@@ -27,9 +27,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import islice, takewhile
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from croniter import croniter
+
+from taskgate.timezones import load_zone
 
 CatchupPolicy = Literal["skip", "one", "all"]
 TimingKind = Literal["cron_expression", "run_at", "interval_seconds"]
@@ -305,13 +307,10 @@ def _check_interval(interval_seconds: int | None, minimum: int) -> None:
 
 
 def _zone(name: str) -> ZoneInfo:
-    # "localtime" is the host's zone, which would make the schedule depend on the machine.
-    if not isinstance(name, str) or not name or name == "localtime":
-        raise TimingError("timezone", "must be an IANA time zone name such as 'Europe/Berlin'")
     try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise TimingError("timezone", f"unknown time zone {name!r}") from None
+        return load_zone(name)
+    except ValueError as exc:
+        raise TimingError("timezone", str(exc)) from None
 
 
 def _require_aware_field(dt: datetime, field: str) -> datetime:

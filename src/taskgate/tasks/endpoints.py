@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -13,7 +12,9 @@ from taskgate.errors import ValidationFailed
 from taskgate.governance.selection import with_body_project
 from taskgate.http.auth import CurrentPrincipal, Session, get_principal
 from taskgate.http.direct_route import DirectRoute
+from taskgate.http.json_body import JsonRoute
 from taskgate.http.pagination import Page, PageParams, page_params, paginate
+from taskgate.http.params import Instant, Position
 from taskgate.models import Task
 from taskgate.openapi import errors
 from taskgate.tasks import repository as repo
@@ -31,7 +32,7 @@ from taskgate.tasks.schemas import (
 )
 from taskgate.tasks.states import TaskStatus
 
-router = APIRouter(prefix="/api/v1", tags=["tasks"])
+router = APIRouter(prefix="/api/v1", tags=["tasks"], route_class=JsonRoute)
 TaskPage = Annotated[PageParams, Depends(page_params(["created_at", "-created_at"]))]
 
 
@@ -95,11 +96,11 @@ async def list_tasks(
     ] = None,
     session_id: uuid.UUID | None = None,
     label: str | None = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
+    created_after: Instant | None = None,
+    created_before: Instant | None = None,
     search: Annotated[str | None, Query(max_length=200, description="Text in the query.")] = None,
     offset: Annotated[
-        int | None, Query(ge=0, description="Shannon form: answer {tasks, total_count}.")
+        Position | None, Query(description="Shannon form: answer {tasks, total_count}.")
     ] = None,
 ) -> Page[TaskOut] | TaskList:
     principal.require_scope("tasks:read")
@@ -134,7 +135,7 @@ async def task_events(
     request: Request,
     session: Session,
     principal: CurrentPrincipal,
-    after: Annotated[int | None, Query(ge=0, description="Only events after this id.")] = None,
+    after: Annotated[Position | None, Query(description="Only events after this id.")] = None,
     limit: int = 100,
     types: Annotated[str | None, Query(description="Comma-separated event types.")] = None,
 ) -> EventPage:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from taskgate.errors import PayloadTooLarge
 from taskgate.http.auth import CurrentPrincipal, Session
 from taskgate.http.context import current_trace_id
+from taskgate.http.json_body import JsonRoute
 from taskgate.http.pagination import Page, PageParams, page_of, page_params
 from taskgate.models import Event, WebhookSource
 from taskgate.openapi import errors
@@ -28,7 +29,7 @@ from taskgate.triggers.schemas import (
 from taskgate.triggers.service import submit_event
 from taskgate.workflows.endpoints import Box
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1", route_class=JsonRoute)
 WEBHOOK_MAX_BYTES = 1024 * 1024
 EventPage = Annotated[PageParams, Depends(page_params(["-id", "id"], default="-id"))]
 SourcePage = Annotated[PageParams, Depends(page_params(["created_at", "-created_at"]))]
@@ -109,14 +110,16 @@ async def _raw_body(request: Request) -> bytes:
     status_code=status.HTTP_202_ACCEPTED,
     responses={
         200: {"description": "A replayed webhook-id: the first event, nothing new"},
-        **errors(401, 404, 409, 413),
+        **errors(401, 409, 413),
     },
 )
 async def receive_webhook(
     source: str, request: Request, session: Session, box: Box, response: Response
 ) -> WebhookAccepted:
     """Signed by the source's secret instead of a token; ``source`` is the source's id (its
-    ``url``). A ``sha256=`` signature seen in the last 5 minutes is a replay: 409."""
+    ``url``) or its slug, which reaches the source of that slug whose secret signed the
+    request. An unknown source is a 401, as a bad signature is. A ``sha256=`` signature seen
+    in the last 5 minutes is a replay: 409."""
     body = await _raw_body(request)
     received = await inbound.receive(session, source, request.headers, body, box)
     ingested = received.ingested

@@ -11,8 +11,11 @@ Accepted signatures (per the source's ``signature_scheme``):
   time, so anyone who saw a request could send it again: the same signature within 5 minutes
   is refused (409), remembered in the database so that every API process refuses it.
 
-Sources are addressed by id (``POST /api/v1/webhooks/{id}``): their slugs are unique only
-among their owner's.
+A source is addressed by its id (``POST /api/v1/webhooks/{id}``, its ``url``) or by its slug.
+Slugs are unique only among their owner's, so a slug may name several sources: the request
+belongs to the one whose secret verifies its signature. An unknown id or slug is refused
+exactly as a bad signature is (same 401, comparable work), so the endpoint tells nobody
+which names exist.
 
 The body: ``{"event_type" | "type": "...", "data" | "payload": {...}}`` names the event and its
 payload; any other JSON object is the payload itself, typed by the ``X-Event-Type`` header,
@@ -23,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import time
 import uuid
 from collections.abc import Mapping
@@ -36,14 +38,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
-from taskgate.errors import Conflict, NotFound, Unauthorized
+from taskgate.errors import Conflict, Unauthorized
+from taskgate.http import json_body
 from taskgate.ids import utcnow
-from taskgate.models import Event, WebhookReceipt
+from taskgate.models import Event, WebhookReceipt, WebhookSource
 from taskgate.outbound.secretbox import SecretBox, SecretBoxError
 from taskgate.outbound.signing import (
     HEADER_ID,
     HEADER_SIGNATURE,
     SignatureError,
+    generate_webhook_secret,
     verify_hmac_sha256,
     verify_standard,
 )
@@ -58,6 +62,10 @@ HMAC_HEADERS = ("x-webhook-signature", "x-signature", "x-hub-signature-256")
 DEFAULT_EVENT_TYPE = "webhook.received"
 _TYPE_KEYS = ("event_type", "type", "event")
 _DATA_KEYS = ("data", "payload")
+MAX_CANDIDATES = 20
+# Verified against when no source matches, so that an unknown name costs what a bad
+# signature costs and fails with the same reason; nobody knows it, nothing it signs is kept.
+_DUMMY_SECRET = generate_webhook_secret()
 
 
 @dataclass
@@ -89,28 +97,24 @@ class WebhookReplayed(Conflict):
 
 
 def verify(scheme: str, secret: str, headers: Mapping[str, str], body: bytes) -> Signed:
-    """Raise ``Unauthorized`` unless the body is signed; say what identifies the delivery."""
+    """Raise ``SignatureError`` unless the body is signed; say what identifies the delivery."""
     standard = _header(headers, HEADER_SIGNATURE) is not None
-    try:
-        if standard and scheme in ("auto", "standard"):
-            verify_standard(
-                secret, headers, body, now=time.time(), tolerance_seconds=REPLAY_WINDOW_SECONDS
-            )
-            return Signed(message_id=_header(headers, HEADER_ID))
-        if scheme == "standard":
-            raise SignatureError("missing_headers", "Standard Webhooks headers are required")
-        signature = next((v for h in HMAC_HEADERS if (v := _header(headers, h))), None)
-        verify_hmac_sha256(secret, signature, body)
-        digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-        return Signed(signature=f"sha256={digest}")
-    except SignatureError as exc:
-        log.info("webhook_signature_refused", reason=exc.reason)
-        raise Unauthorized(f"Invalid webhook signature ({exc.reason}).") from exc
+    if standard and scheme in ("auto", "standard"):
+        verify_standard(
+            secret, headers, body, now=time.time(), tolerance_seconds=REPLAY_WINDOW_SECONDS
+        )
+        return Signed(message_id=_header(headers, HEADER_ID))
+    if scheme == "standard":
+        raise SignatureError("missing_headers", "Standard Webhooks headers are required")
+    signature = next((v for h in HMAC_HEADERS if (v := _header(headers, h))), None)
+    verify_hmac_sha256(secret, signature, body)
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return Signed(signature=f"sha256={digest}")
 
 
 def _event_of(body: bytes, headers: Mapping[str, str], default_type: str | None) -> tuple[str, Any]:
     try:
-        document: Any = json.loads(body) if body.strip() else {}
+        document: Any = json_body.loads(body) if body.strip() else {}
     except ValueError:
         document = {"raw": body.decode("utf-8", errors="replace")}
     named: str | None = None
@@ -142,20 +146,8 @@ def _valid_type(value: str) -> bool:
 async def receive(
     session: AsyncSession, source_ref: str, headers: Mapping[str, str], body: bytes, box: SecretBox
 ) -> Received:
-    try:
-        source_id = uuid.UUID(source_ref)
-    except ValueError:
-        source_id = None
-    source = await repo.source_by_id(session, source_id) if source_id else None
-    if source is None or not source.enabled:
-        raise NotFound("No such webhook source.")
+    source, signed = await _signed_source(session, source_ref, headers, body, box)
     slug = source.slug
-    try:
-        secret = open_secret(box, source)
-    except SecretBoxError as exc:
-        log.error("webhook_secret_unreadable", source=str(source.id))
-        raise Unauthorized("The webhook source's secret cannot be read.") from exc
-    signed = verify(source.signature_scheme, secret, headers, body)
     # Older receipts can go: their timestamps are outside the window, so are refused.
     now = utcnow()
     await repo.forget_receipts(
@@ -198,6 +190,35 @@ async def receive(
         },
     )
     return Received(ingested, replay=False)
+
+
+async def _signed_source(
+    session: AsyncSession, source_ref: str, headers: Mapping[str, str], body: bytes, box: SecretBox
+) -> tuple[WebhookSource, Signed]:
+    """The source ``source_ref`` (an id or a slug) names whose secret verifies the request.
+
+    No candidate at all, a disabled one, an unreadable secret and a bad signature all raise
+    the same ``Unauthorized``: its reason comes from verifying against a dummy secret, so it
+    depends on the request alone, never on which sources exist or how they are set up.
+    """
+    # A slug may be shared by many owners; only the first MAX_CANDIDATES sources (by
+    # creation) are tried, which bounds the work an unauthenticated request can cause.
+    # Oldest first, so a newer source cannot capture the requests of an older one.
+    for source in await repo.inbound_candidates(session, source_ref, limit=MAX_CANDIDATES):
+        try:
+            secret = open_secret(box, source)
+        except SecretBoxError:
+            log.error("webhook_secret_unreadable", source=str(source.id))
+            continue
+        try:
+            return source, verify(source.signature_scheme, secret, headers, body)
+        except SignatureError as exc:
+            log.info("webhook_signature_refused", source=str(source.id), reason=exc.reason)
+    try:
+        verify("auto", _DUMMY_SECRET, headers, body)
+    except SignatureError as exc:
+        raise Unauthorized(f"Invalid webhook signature ({exc.reason}).") from exc
+    raise Unauthorized("Invalid webhook signature (no_matching_signature).")  # pragma: no cover
 
 
 async def _refuse_replay(

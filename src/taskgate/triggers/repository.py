@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Select, delete, or_, select
+from sqlalchemy import ColumnElement, Select, case, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.models import Event, WebhookReceipt, WebhookSource
@@ -50,9 +50,27 @@ async def source_of(
     return (await session.scalars(stmt)).first()
 
 
-async def source_by_id(session: AsyncSession, source_id: uuid.UUID) -> WebhookSource | None:
-    """Any owner's source: the inbound URL is its only credential besides the signature."""
-    return await session.get(WebhookSource, source_id)
+async def inbound_candidates(session: AsyncSession, ref: str, *, limit: int) -> list[WebhookSource]:
+    """Any owner's enabled sources that ``ref`` names, by id or by slug: the one with that
+    id first, then those with that slug, oldest first, at most ``limit``."""
+    try:
+        source_id: uuid.UUID | None = uuid.UUID(ref)
+    except ValueError:
+        source_id = None
+    named: ColumnElement[bool] = WebhookSource.slug == ref
+    if source_id is not None:
+        named = or_(WebhookSource.id == source_id, named)
+    stmt = (
+        select(WebhookSource)
+        .where(named, WebhookSource.enabled.is_(True))
+        .order_by(
+            case((WebhookSource.id == source_id, 0), else_=1),
+            WebhookSource.created_at,
+            WebhookSource.id,
+        )
+        .limit(limit)
+    )
+    return list((await session.scalars(stmt)).all())
 
 
 async def slug_exists(session: AsyncSession, owner_id: uuid.UUID, slug: str) -> bool:

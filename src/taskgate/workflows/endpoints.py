@@ -9,7 +9,9 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 
 from taskgate.destinations.sealing import secret_box
 from taskgate.http.auth import CurrentPrincipal, Session
+from taskgate.http.json_body import JsonRoute
 from taskgate.http.pagination import Page, PageParams, page_of, page_params
+from taskgate.http.params import VersionNumber
 from taskgate.models import Workflow, WorkflowVersion
 from taskgate.openapi import errors
 from taskgate.outbound.secretbox import SecretBox
@@ -26,7 +28,7 @@ from taskgate.workflows.schemas import (
     WorkflowVersionOut,
 )
 
-router = APIRouter(prefix="/api/v1", tags=["workflows"])
+router = APIRouter(prefix="/api/v1", tags=["workflows"], route_class=JsonRoute)
 
 
 def get_secret_box(request: Request) -> SecretBox:
@@ -176,7 +178,7 @@ async def list_versions(
 
 @router.get("/workflows/{workflow_id}/versions/{version}", responses=errors(401, 403, 404))
 async def get_version(
-    workflow_id: uuid.UUID, version: int, session: Session, principal: CurrentPrincipal
+    workflow_id: uuid.UUID, version: VersionNumber, session: Session, principal: CurrentPrincipal
 ) -> WorkflowVersionOut:
     row = await service.get_version(session, principal, workflow_id, version)
     return service.version_out(row)

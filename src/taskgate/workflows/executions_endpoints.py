@@ -10,7 +10,9 @@ from fastapi import APIRouter, Depends, Query, Response, status
 
 from taskgate.http.auth import CurrentPrincipal, Session
 from taskgate.http.context import current_trace_id
+from taskgate.http.json_body import JsonRoute
 from taskgate.http.pagination import Page, PageParams, page_params, paginate
+from taskgate.http.params import Instant
 from taskgate.models import WorkflowExecution
 from taskgate.openapi import errors
 from taskgate.workflows import executions_service as service
@@ -26,7 +28,7 @@ from taskgate.workflows.schemas import (
     RunRequest,
 )
 
-router = APIRouter(prefix="/api/v1", tags=["executions"])
+router = APIRouter(prefix="/api/v1", tags=["executions"], route_class=JsonRoute)
 ExecutionPage = Annotated[PageParams, Depends(page_params(["created_at", "-created_at"]))]
 
 
@@ -59,8 +61,8 @@ async def list_executions(
     page: ExecutionPage,
     workflow: Annotated[uuid.UUID | None, Query(description="A workflow id.")] = None,
     status: Annotated[list[ExecutionStatus] | None, Query()] = None,
-    since: Annotated[datetime | None, Query(description="Created at or after.")] = None,
-    until: Annotated[datetime | None, Query(description="Created at or before.")] = None,
+    since: Annotated[Instant | None, Query(description="Created at or after.")] = None,
+    until: Annotated[Instant | None, Query(description="Created at or before.")] = None,
 ) -> Page[ExecutionOut]:
     principal.require_scope("executions:read")
     rows, next_link, total = await paginate(

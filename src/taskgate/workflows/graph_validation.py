@@ -29,10 +29,12 @@ from taskgate.workflows.node_types import (
     canonical_type,
 )
 from taskgate.workflows.templating import (
+    MAX_DEPTH,
     TemplateError,
     check_expression,
     check_template,
     is_template,
+    nested_too_deeply,
 )
 
 MAX_NODES = 200
@@ -150,6 +152,10 @@ class _Validator:
             self.add(f"{path}.config", f"{label}: config must be an object")
             return None
         if node_type is None:
+            return None
+        if nested_too_deeply(raw):
+            # Rendering refuses it anyway; pydantic would fail to copy it (a 500) first.
+            self.add(f"{path}.config", f"{label}: config is nested more than {MAX_DEPTH} deep")
             return None
         model = NODE_TYPES[node_type]
         try:

@@ -234,6 +234,9 @@ def describe_error(exc: Exception) -> str:
     """A one-line account of why a template failed, for the template's author."""
     if isinstance(exc, LimitExceeded):
         return f"template limit: {exc}"
+    if isinstance(exc, RecursionError):
+        # Parsing, compiling and rendering recurse once per level of brackets, blocks or data.
+        return "template limit: nested too deeply (in the template or in the data it renders)"
     if isinstance(exc, SecurityError):
         return f"unsafe template: {exc}"
     if isinstance(exc, JinjaTemplateError):

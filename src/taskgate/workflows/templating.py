@@ -133,6 +133,21 @@ def _compile_expression_source(source: str) -> Callable[..., Any]:
 _compile_expression_cached = lru_cache(maxsize=1024)(_compile_expression_source)
 
 
+def nested_too_deeply(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether JSON data nests objects and lists more than ``limit`` deep (``_render_at``
+    refuses those), found without recursing: the data may be deep enough to exhaust the
+    stack."""
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, Mapping | list | tuple):
+            children = item.values() if isinstance(item, Mapping) else item
+            pending.extend((child, depth + 1) for child in children)
+    return False
+
+
 def check_template(source: str) -> None:
     """Raise ``TemplateError`` if ``source`` does not compile (for saving a workflow)."""
     if is_template(source):
@@ -293,12 +308,14 @@ def template_context(
 
 
 __all__ = [
+    "MAX_DEPTH",
     "MAX_TEMPLATE_CHARS",
     "TemplateError",
     "check_expression",
     "check_template",
     "evaluate_condition",
     "is_template",
+    "nested_too_deeply",
     "render_string",
     "render_value",
     "template_context",

@@ -1,7 +1,7 @@
 """projects: every resource belongs to a project; existing rows move to their owner's default
 
-Revision ID: 0800
-Revises: 0100, 0200, 0400, 0600, 0700
+Revision ID: 0900
+Revises: 0100, 0200, 0400, 0600, 0800
 Create Date: 2026-12-07 18:00:00
 """
 
@@ -13,8 +13,8 @@ from alembic import op
 import taskgate.db.types
 from taskgate.ids import new_id, utcnow
 
-revision: str = "0800"
-down_revision: str | Sequence[str] | None = ("0100", "0200", "0400", "0600", "0700")
+revision: str = "0900"
+down_revision: str | Sequence[str] | None = ("0100", "0200", "0400", "0600", "0800")
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
