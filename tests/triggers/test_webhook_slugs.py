@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from taskgate.destinations.sealing import secret_box
+from taskgate.governance.service import create_default_project
 from taskgate.ids import new_id, utcnow
 from taskgate.models import User, WebhookSource
 from taskgate.outbound.signing import standard_headers
@@ -107,8 +108,14 @@ async def test_a_slug_reaches_only_its_first_sources_by_creation(
                 user = User(username=f"sender{n}", password_hash="!")
                 session.add(user)
                 await session.flush()
+                project = await create_default_project(session, user)
                 source = WebhookSource(
-                    id=new_id(), owner_id=user.id, name="Busy", slug="busy", created_at=earlier
+                    id=new_id(),
+                    owner_id=user.id,
+                    project_id=project.id,
+                    name="Busy",
+                    slug="busy",
+                    created_at=earlier,
                 )
                 seal(box, source, f"secret-of-sender-{n}")
                 session.add(source)
