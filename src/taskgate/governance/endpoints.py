@@ -12,11 +12,12 @@ from taskgate.governance import service
 from taskgate.governance.schemas import ProjectCreate, ProjectOut, ProjectUpdate
 from taskgate.http.app_state import AppSettings
 from taskgate.http.auth import CurrentPrincipal, Session
+from taskgate.http.json_body import JsonRoute
 from taskgate.http.pagination import Page, PageParams, page_of, page_params
 from taskgate.models import Project
 from taskgate.openapi import errors
 
-router = APIRouter(prefix="/api/v1", tags=["projects"])
+router = APIRouter(prefix="/api/v1", tags=["projects"], route_class=JsonRoute)
 ProjectPage = Annotated[
     PageParams, Depends(page_params(["created_at", "-created_at"], default="created_at"))
 ]
