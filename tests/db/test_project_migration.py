@@ -165,7 +165,7 @@ def _slug_keys(connection: Connection) -> tuple[list[list[str]], list[list[str]]
     inspector = sa.inspect(connection)
     unique = [c["column_names"] for c in inspector.get_unique_constraints("webhook_sources")]
     indexes = [
-        list(i["column_names"])
+        [str(name) for name in i["column_names"]]
         for i in inspector.get_indexes("webhook_sources")
         if i["name"] == "ix_webhook_sources_slug"
     ]
