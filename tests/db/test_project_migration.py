@@ -20,6 +20,7 @@ from tests.support.databases import postgres_or_skip, sqlite_url
 
 BEFORE = ["0100", "0200", "0400", "0600", "0800"]
 PROJECTS = "0900"
+PROJECT_SLUGS = "1000"
 OWNER_COLUMNS = ("owner_id", "actor_id", "user_id")
 # Every table whose rows belong to a project from this revision on, and who owns each row.
 IN_PROJECTS = {
@@ -156,5 +157,40 @@ async def test_every_row_moves_to_its_owners_default_project(empty_database: str
             await connection.run_sync(_migrate, [PROJECTS])
         async with engine.connect() as connection:
             await connection.run_sync(_check, owners)
+    finally:
+        await engine.dispose()
+
+
+def _slug_keys(connection: Connection) -> tuple[list[list[str]], list[list[str]]]:
+    inspector = sa.inspect(connection)
+    unique = [c["column_names"] for c in inspector.get_unique_constraints("webhook_sources")]
+    indexes = [
+        [str(name) for name in i["column_names"]]
+        for i in inspector.get_indexes("webhook_sources")
+        if i["name"] == "ix_webhook_sources_slug"
+    ]
+    return unique, indexes
+
+
+def _downgrade(connection: Connection, target: str) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.downgrade(config, target)
+
+
+async def test_webhook_source_slugs_become_unique_per_project(empty_database: str) -> None:
+    engine = create_async_engine(empty_database)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(_migrate, [PROJECTS])
+            assert await connection.run_sync(_slug_keys) == ([["owner_id", "slug"]], [["slug"]])
+            await connection.run_sync(_populate)
+            await connection.run_sync(_migrate, [PROJECT_SLUGS])
+            # The inbound lookup by slug, across projects, keeps its index.
+            assert await connection.run_sync(_slug_keys) == ([["project_id", "slug"]], [["slug"]])
+            sources = sa.text("SELECT count(*) FROM webhook_sources")
+            assert (await connection.execute(sources)).scalar_one() == 2
+            await connection.run_sync(_downgrade, PROJECTS)
+            assert await connection.run_sync(_slug_keys) == ([["owner_id", "slug"]], [["slug"]])
     finally:
         await engine.dispose()

@@ -63,7 +63,7 @@ async def test_a_replayed_signature_is_refused_by_every_process(
         assert again.status_code == 202, again.text
 
 
-async def test_slugs_are_per_owner_and_urls_name_the_source(
+async def test_slugs_are_per_project_and_urls_name_the_source(
     settings_factory: SettingsFactory,
 ) -> None:
     async with engine_app(settings_factory, with_worker=False) as env:
@@ -81,7 +81,7 @@ async def test_slugs_are_per_owner_and_urls_name_the_source(
             "/api/v1/webhook-sources", json={"name": "x", "slug": "a-source"}, headers=alice.headers
         )
         assert again.status_code == 409
-        assert "already have" in again.json()["error"]["message"]
+        assert "This project already has" in again.json()["error"]["message"]
 
         # Each URL reaches its own source and owner.
         for source, user in ((mine, alice), (theirs, bob)):

@@ -4,10 +4,13 @@ bad signature does."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
+
+import httpx
 
 from taskgate.destinations.sealing import secret_box
 from taskgate.governance.service import create_default_project
@@ -17,6 +20,7 @@ from taskgate.outbound.signing import standard_headers
 from taskgate.settings import Settings
 from taskgate.triggers.inbound import MAX_CANDIDATES
 from taskgate.triggers.sources import seal
+from tests.support.clients import User as Account
 from tests.support.clients import create_user
 from tests.triggers.test_webhooks import ORDER_BODY, make_source, sha256_signature
 from tests.workflows.support import engine_app
@@ -130,3 +134,79 @@ async def test_a_slug_reaches_only_its_first_sources_by_creation(
         by_slug = await client.post("/api/v1/webhooks/busy", content=body, headers=signed)
         assert by_slug.status_code == 401
         assert (await client.post(last["url"], content=body, headers=signed)).status_code == 202
+
+
+async def _create(
+    client: httpx.AsyncClient, user: Account, project: str | None = None, **body: object
+) -> httpx.Response:
+    headers = user.headers if project is None else {**user.headers, "X-Tenant-ID": project}
+    return await client.post(
+        "/api/v1/webhook-sources", json={"name": "A source", **body}, headers=headers
+    )
+
+
+async def _new_project(client: httpx.AsyncClient, user: Account, name: str) -> str:
+    response = await client.post("/api/v1/projects", json={"name": name}, headers=user.headers)
+    assert response.status_code == 201, response.text
+    project_id: str = response.json()["id"]
+    return project_id
+
+
+async def test_a_slug_is_unique_within_its_project_only(
+    settings_factory: SettingsFactory,
+) -> None:
+    async with engine_app(settings_factory, with_worker=False) as env:
+        client, alice = env.client, env.alice
+        bob = await create_user(client, env.admin, "bob")
+        second = await _new_project(client, alice, "Second")
+
+        # Two users' projects, and two projects of one user, may each have "a-source",
+        # named outright or made from the name.
+        for user, project, body in (
+            (alice, None, {"slug": "a-source"}),
+            (bob, None, {}),
+            (alice, second, {}),
+        ):
+            response = await _create(client, user, project, **body)
+            assert response.status_code == 201, response.text
+            assert response.json()["slug"] == "a-source"
+
+        # Within one project the slug is taken: named outright it is a 409 naming the
+        # project; made from the name, it gets a suffix.
+        taken = await _create(client, bob, slug="a-source")
+        assert taken.status_code == 409, taken.text
+        error = taken.json()["error"]
+        assert error["code"] == "CONFLICT"
+        assert error["message"] == (
+            "This project already has a webhook source with the slug 'a-source'."
+        )
+        suffixed = await _create(client, alice, second)
+        assert suffixed.status_code == 201, suffixed.text
+        assert suffixed.json()["slug"].startswith("a-source-")
+
+        listed = await client.get(
+            "/api/v1/webhook-sources", headers={**alice.headers, "X-Tenant-ID": second}
+        )
+        assert sorted(s["slug"] for s in listed.json()["results"]) == [
+            "a-source",
+            suffixed.json()["slug"],
+        ]
+
+
+async def test_racing_creates_of_one_slug_in_one_project_end_201_and_409(
+    settings_factory: SettingsFactory,
+) -> None:
+    async with engine_app(settings_factory, with_worker=False) as env:
+        client, alice = env.client, env.alice
+        for round in range(3):
+            answers = await asyncio.gather(
+                *(_create(client, alice, slug=f"race-{round}") for _ in range(4))
+            )
+            statuses = sorted(a.status_code for a in answers)
+            assert statuses == [201, 409, 409, 409], [a.text for a in answers]
+        listed = await client.get("/api/v1/webhook-sources", headers=alice.headers)
+        assert sorted(s["slug"] for s in listed.json()["results"]) == [
+            "race-0",
+            "race-1",
+            "race-2",
+        ]

@@ -140,10 +140,10 @@ class WebhookSource(IdMixin, TimestampMixin, Base):
     __tablename__ = "webhook_sources"
     __table_args__ = (
         project_index("webhook_sources", "created_at"),
-        # A slug names a source among its owner's (its project's, once sources are scoped by
-        # project); an inbound request by slug goes to the source whose secret signed it, so
-        # slugs need not be unique across users. The slug index serves that lookup.
-        UniqueConstraint("owner_id", "slug"),
+        # A slug names a source within its project; an inbound request by slug goes to the
+        # source whose secret signed it, so slugs need not be unique across projects. The
+        # slug index serves that lookup.
+        UniqueConstraint("project_id", "slug"),
         Index("ix_webhook_sources_slug", "slug"),
     )
 

@@ -12,7 +12,7 @@ Accepted signatures (per the source's ``signature_scheme``):
   is refused (409), remembered in the database so that every API process refuses it.
 
 A source is addressed by its id (``POST /api/v1/webhooks/{id}``, its ``url``) or by its slug.
-Slugs are unique only among their owner's, so a slug may name several sources: the request
+Slugs are unique only within a project, so a slug may name several sources: the request
 belongs to the one whose secret verifies its signature. An unknown id or slug is refused
 exactly as a bad signature is (same 401, comparable work), so the endpoint tells nobody
 which names exist.
@@ -201,7 +201,7 @@ async def _signed_source(
     the same ``Unauthorized``: its reason comes from verifying against a dummy secret, so it
     depends on the request alone, never on which sources exist or how they are set up.
     """
-    # A slug may be shared by many owners; only the first MAX_CANDIDATES sources (by
+    # A slug may be shared by many projects; only the first MAX_CANDIDATES sources (by
     # creation) are tried, which bounds the work an unauthenticated request can cause.
     # Oldest first, so a newer source cannot capture the requests of an older one.
     for source in await repo.inbound_candidates(session, source_ref, limit=MAX_CANDIDATES):

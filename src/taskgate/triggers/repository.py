@@ -73,11 +73,11 @@ async def inbound_candidates(session: AsyncSession, ref: str, *, limit: int) -> 
     return list((await session.scalars(stmt)).all())
 
 
-async def slug_exists(session: AsyncSession, owner_id: uuid.UUID, slug: str) -> bool:
-    """Whether the owner already has a source with this slug (slugs are unique per owner)."""
+async def slug_exists(session: AsyncSession, project_id: uuid.UUID, slug: str) -> bool:
+    """Whether the project already has a source with this slug (slugs are unique per project)."""
     stmt = (
         select(WebhookSource.id)
-        .where(WebhookSource.owner_id == owner_id, WebhookSource.slug == slug)
+        .where(WebhookSource.project_id == project_id, WebhookSource.slug == slug)
         .limit(1)
     )
     return (await session.scalar(stmt)) is not None

@@ -62,8 +62,8 @@ class WebhookSourceCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     slug: SourceSlug | None = Field(
         default=None,
-        description="A short name, unique among your sources; derived from the name when absent. "
-        "Senders post to the source's url (by id).",
+        description="A short name, unique among the project's sources; derived from the name "
+        "when absent. Senders post to the source's url (by id).",
     )
     description: str = Field(default="", max_length=10_000)
     enabled: bool = True

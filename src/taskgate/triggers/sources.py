@@ -6,6 +6,7 @@ import re
 import secrets as _random
 import uuid
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
@@ -37,34 +38,38 @@ def open_secret(box: SecretBox, source: WebhookSource) -> str:
     return box.decrypt(source.secret_ciphertext, source.secret_kid, aad=_aad(source.id))
 
 
-async def _free_slug(session: AsyncSession, owner_id: uuid.UUID, name: str) -> str:
+async def _free_slug(session: AsyncSession, project_id: uuid.UUID, name: str) -> str:
     base = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:80] or "source"
-    if not await repo.slug_exists(session, owner_id, base):
+    if not await repo.slug_exists(session, project_id, base):
         return base
     while True:
         slug = f"{base}-{_random.token_hex(3)}"
-        if not await repo.slug_exists(session, owner_id, slug):
+        if not await repo.slug_exists(session, project_id, slug):
             return slug
+
+
+def _slug_taken(slug: str) -> Conflict:
+    return Conflict(f"This project already has a webhook source with the slug {slug!r}.")
 
 
 async def create_source(
     session: AsyncSession, principal: Principal, body: WebhookSourceCreate, box: SecretBox
 ) -> tuple[WebhookSource, str]:
     principal.require_scope("webhooks:write")
-    # Slugs are unique among the owner's sources only, so a taken one tells nothing about
-    # other users'. (With projects, the owner here becomes the source's project.)
-    owner_id = principal.user_id
+    # Slugs are unique within a project only, so a taken one tells nothing about other
+    # projects' sources.
+    project_id = authorize(principal, "webhook_source:create")
     if body.slug is not None:
-        if await repo.slug_exists(session, owner_id, body.slug):
-            raise Conflict(f"You already have a webhook source with the slug {body.slug!r}.")
+        if await repo.slug_exists(session, project_id, body.slug):
+            raise _slug_taken(body.slug)
         slug = body.slug
     else:
-        slug = await _free_slug(session, owner_id, body.name)
+        slug = await _free_slug(session, project_id, body.name)
     secret = body.secret or generate_webhook_secret()
     source = WebhookSource(
         id=new_id(),
-        owner_id=owner_id,
-        project_id=authorize(principal, "webhook_source:create"),
+        owner_id=principal.user_id,
+        project_id=project_id,
         name=body.name,
         slug=slug,
         description=body.description,
@@ -74,7 +79,11 @@ async def create_source(
     )
     seal(box, source, secret)
     session.add(source)
-    await session.flush()
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        # Another request took the slug in this project between our check and this insert.
+        raise _slug_taken(slug) from exc
     await audit(
         session,
         "webhook_source.create",
