@@ -98,6 +98,7 @@ def _env(database_url: str, data_dir: Path) -> dict[str, str]:
         "TASKGATE_ADMIN_PASSWORD": ADMIN_PASSWORD,
         "TASKGATE_AUTH__JWT_SECRET": "bench-secret-" + "x" * 40,
         "TASKGATE_RATE_LIMIT__STANDARD": "1000000000/minute",
+        "TASKGATE_RATE_LIMIT__PROJECT": "1000000000/minute",
         "TASKGATE_STREAMS__MAX_STREAMS_PER_PRINCIPAL": str(SUBSCRIBERS + 10),
         "TASKGATE_LOG_LEVEL": "WARNING",
     }

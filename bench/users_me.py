@@ -85,6 +85,7 @@ def taskgate_env(database_url: str, data_dir: Path) -> dict[str, str]:
             "TASKGATE_AUTH__JWT_SECRET": "bench-secret-" + "x" * 40,
             # A budget the load cannot spend: the limiter still runs on every request.
             "TASKGATE_RATE_LIMIT__STANDARD": "1000000000/minute",
+            "TASKGATE_RATE_LIMIT__PROJECT": "1000000000/minute",
         }
     )
 
