@@ -94,11 +94,11 @@ async def post_load(url: str, headers: dict[str, str], body: bytes, seconds: flo
 
 
 _INSERT = """
-INSERT INTO bench_tasks (id, owner_id, session_id, kind, status, input, attachments,
+INSERT INTO bench_tasks (id, owner_id, project_id, session_id, kind, status, input, attachments,
     acceptance_criteria, context, labels, timeout_seconds, priority, input_tokens,
     output_tokens, cost_usd, attempts, queue_job_id, created_at, updated_at)
-VALUES ($1, $2, $3, 'commands', 'QUEUED', $4::jsonb, '[]', '[]', '{}', '[]', 300, 0, 0, 0, 0,
-    0, $5, $6, $6)
+VALUES ($1, $2, $7, $3, 'commands', 'QUEUED', $4::jsonb, '[]', '[]', '{}', '[]', 300, 0, 0, 0,
+    0, 0, $5, $6, $6)
 """
 
 
@@ -115,7 +115,10 @@ async def raw_inserts(dsn: str, seconds: float) -> Rate:
     """The ceiling: one row per INSERT (autocommit) into an equivalent table."""
     setup = await asyncpg.connect(dsn)
     try:
-        owner = await setup.fetchval("SELECT id FROM users LIMIT 1")
+        owner, project = await setup.fetchrow(
+            "SELECT u.id, p.id FROM users u JOIN projects p ON p.slug = 'default-' || u.username"
+            " LIMIT 1"
+        )
     finally:
         await setup.close()
     payload = json.dumps({"commands": ["true"]})
@@ -129,7 +132,9 @@ async def raw_inserts(dsn: str, seconds: float) -> Rate:
             while time.perf_counter() < deadline:
                 started = time.perf_counter()
                 now = datetime.now(UTC)
-                await insert.fetch(uuid.uuid4(), owner, uuid.uuid4(), payload, uuid.uuid4(), now)
+                await insert.fetch(
+                    uuid.uuid4(), owner, uuid.uuid4(), payload, uuid.uuid4(), now, project
+                )
                 latencies.append(time.perf_counter() - started)
         finally:
             await conn.close()
