@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from taskgate.db.engine import create_engine
 from taskgate.db.migrate import upgrade
 from taskgate.db.session import Database
+from taskgate.governance.repository import by_reference
 from taskgate.identity.principal import Principal
 from taskgate.identity.repository import user_by_login
 from taskgate.identity.user_service import ensure_first_admin
@@ -81,7 +82,8 @@ async def _define(db: Database, settings: Settings) -> None:
     async with db.transaction() as session:
         user = await user_by_login(session, "admin")
         assert user is not None
-        owner = Principal(user.id, user.username, True)
+        project = (await session.scalars(by_reference(f"default-{user.username}"))).one()
+        owner = Principal(user.id, user.username, True, project_id=project.id)
         body = ScheduleCreate(
             name="bench",
             interval_seconds=3600,

@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, timedelta
@@ -125,7 +126,9 @@ async def test_two_scheduler_processes_fire_each_occurrence_once(
                 assert time.monotonic() < deadline, logs
                 await asyncio.sleep(0.05)
             first_due = (utcnow() + timedelta(seconds=2)).replace(microsecond=0)
-            owner = Principal(user.id, user.username, False)
+            me = await client.get("/api/v1/users/me", headers=user.headers)
+            project_id = uuid.UUID(me.json()["default_project_id"])
+            owner = Principal(user.id, user.username, False, project_id=project_id)
             body = ScheduleCreate(
                 name="wave",
                 interval_seconds=2,
