@@ -12,6 +12,8 @@ def routers() -> list[APIRouter]:
     from taskgate.destinations.endpoints import router as destinations_router
     from taskgate.events.endpoints import router as events_router
     from taskgate.governance.endpoints import router as projects_router
+    from taskgate.governance.group_endpoints import router as groups_router
+    from taskgate.governance.role_endpoints import router as roles_router
     from taskgate.identity.endpoints import router as identity_router
     from taskgate.queue.endpoints import router as queue_router
     from taskgate.runs.endpoints import router as runs_router
@@ -24,6 +26,8 @@ def routers() -> list[APIRouter]:
         identity_router,
         audit_router,
         projects_router,
+        groups_router,
+        roles_router,
         destinations_router,
         tasks_router,
         runs_router,

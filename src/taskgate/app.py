@@ -17,6 +17,7 @@ from taskgate.api import routers
 from taskgate.db.engine import create_engine
 from taskgate.db.session import Database
 from taskgate.events.bus import EventBus
+from taskgate.governance.changes import GovernanceWatch
 from taskgate.governance.selection import ProjectDirectory
 from taskgate.http.direct_route import DirectRoute
 from taskgate.http.docs import OPENAPI_PATH, docs_routes
@@ -76,7 +77,14 @@ def create_app(
     metrics = Metrics()
     housekeeping = Housekeeping(db, authenticator)
     bus = EventBus(settings, db)
-    parts = Components(db, [housekeeping, bus, *(components or [])])
+    projects = ProjectDirectory(db, settings.auth.principal_cache_seconds)
+
+    def forget_grants() -> None:
+        authenticator.invalidate_all()
+        projects.invalidate()
+
+    watch = GovernanceWatch(settings, db, forget_grants)
+    parts = Components(db, [housekeeping, bus, watch, *(components or [])])
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -109,7 +117,6 @@ def create_app(
     app.state.bus = bus
     app.state.tokens = tokens
     app.state.authenticator = authenticator
-    projects = ProjectDirectory(db, settings.auth.principal_cache_seconds)
     app.state.projects = projects
     app.state.limiter = limiter
     app.state.metrics = metrics

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,9 @@ class TaskgateError(Exception):
     status = 500
     default_message = "Internal error."
     summary = "Internal error"  # how the OpenAPI document describes this status
+    # An authorization denial's audit record, written by the error handler after the
+    # request's transaction has rolled back (taskgate.governance.access).
+    denial: dict[str, Any] | None = None
 
     def __init__(
         self,

@@ -57,6 +57,13 @@ class AuthSettings(BaseModel):
         ge=0,
         description="How long a verified API key or user state is trusted before re-reading it.",
     )
+    governance_poll_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description="How often each API process checks for role, group, rule or project "
+        "changes that another process made, should the announcement on the bus be lost "
+        "(0: rely on the bus and the principal cache's expiry).",
+    )
     login_max_failures: int = Field(
         default=5, ge=1, description="Failed logins per account before it is locked briefly."
     )

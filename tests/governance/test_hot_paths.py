@@ -63,4 +63,6 @@ async def test_naming_a_project_adds_no_query(app_factory: AppFactory) -> None:
 
 
 _TASK = {"commands": ["true"]}
-_LOOKUP = re.compile(r"\bFROM (projects|project_members|users|api_keys)\b")
+_LOOKUP = re.compile(
+    r"\bFROM (projects|role_bindings|group_members|groups|access_rules|users|api_keys)\b"
+)

@@ -10,7 +10,7 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from taskgate.models import ProjectMember
+from taskgate.models import RoleBinding
 from tests.conftest import AppFactory
 from tests.identity.api import first_admin
 from tests.support.clients import ADMIN_PASSWORD, User, create_user, login
@@ -55,8 +55,8 @@ async def test_every_user_gets_a_default_project(
         assert mine[0]["status"] == "active"
     async with app.state.db.transaction(write=False) as session:
         members = await session.execute(
-            select(ProjectMember.user_id, ProjectMember.role).where(
-                ProjectMember.project_id == uuid.UUID(me["default_project_id"])
+            select(RoleBinding.subject_id, RoleBinding.role).where(
+                RoleBinding.project_id == uuid.UUID(me["default_project_id"])
             )
         )
         assert members.all() == [(alice.id, "owner")]

@@ -24,15 +24,22 @@ def audit_values(
     outcome: str,
     detail: dict[str, Any] | None,
     actor_name: str | None,
+    project_id: uuid.UUID | None = None,
+    system_scope: bool = False,
 ) -> dict[str, Any]:
     """An audit row's columns, stamped with the current request's trace id and client address
-    (every key present, so rows of many requests can go into one multi-row INSERT)."""
+    (every key present, so rows of many requests can go into one multi-row INSERT), and the
+    actor's effective subject in ``project_id`` (default: the actor's project), or at system
+    scope (``system_scope``: an instance-level action, in no project)."""
     now = utcnow()
+    if actor is not None and project_id is None and not system_scope:
+        project_id = actor.project_id
     return {
         "id": new_id(),
         "actor_id": actor.user_id if actor else None,
         "actor": actor.username if actor else actor_name,
-        "project_id": actor.project_id if actor else None,
+        "project_id": project_id,
+        "subject": actor.subject_in(project_id) if actor else None,
         "action": action,
         "resource_type": resource_type,
         "resource_id": str(resource_id) if resource_id is not None else None,
@@ -54,6 +61,8 @@ async def audit(
     outcome: str = "success",
     detail: dict[str, Any] | None = None,
     actor_name: str | None = None,
+    project_id: uuid.UUID | None = None,
+    system_scope: bool = False,
 ) -> None:
     """Audit inside the unit of work: kept only if the change itself commits."""
     values = audit_values(
@@ -64,6 +73,8 @@ async def audit(
         outcome=outcome,
         detail=detail,
         actor_name=actor_name,
+        project_id=project_id,
+        system_scope=system_scope,
     )
     session.add(AuditRecord(**values))
 
@@ -88,5 +99,11 @@ async def audit_failure(
         detail=detail,
         actor_name=actor_name,
     )
+    async with db.transaction() as session:
+        session.add(AuditRecord(**values))
+
+
+async def record(db: Database, values: dict[str, Any]) -> None:
+    """Write an audit row built earlier (``audit_values``) in a unit of work of its own."""
     async with db.transaction() as session:
         session.add(AuditRecord(**values))

@@ -171,6 +171,11 @@ class Database:
                 gate.release(hold)
             sqlite_write_transaction.set(previous)
 
+    def in_background(self, hook: AfterCommit) -> None:
+        """Run ``hook`` (which may open units of work of its own) without waiting for it;
+        ``dispose`` waits for what is still running."""
+        self._start_background([hook])
+
     def _start_background(self, hooks: list[AfterCommit]) -> None:
         if hooks:
             task = asyncio.create_task(_run_hooks(hooks, "background"))

@@ -114,11 +114,12 @@ class StreamSlots:
             self._open.pop(user_id, None)
 
 
-def transport_for(settings: Settings, node: str) -> Transport:
+def transport_for(settings: Settings, node: str, channel: str | None = None) -> Transport:
+    """The transport ``settings`` choose, on ``channel`` (default: the events channel)."""
     choice = settings.streams.bus
     if choice == "auto":
         choice = "redis" if settings.redis_url else "memory" if settings.is_sqlite else "postgres"
-    channel = settings.streams.channel
+    channel = channel or settings.streams.channel
     if choice == "redis":
         if not settings.redis_url:
             raise ValueError("streams.bus is 'redis' but redis_url is not set")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Response
 from fastapi import status as http
 
 from taskgate.governance import service
@@ -64,29 +64,15 @@ async def update_project(
     return ProjectOut.of(await service.update_project(session, principal, project_id, body))
 
 
-async def _set_status(
-    request: Request,
-    session: Session,
-    principal: CurrentPrincipal,
-    project_id: uuid.UUID,
-    status: str,
-) -> ProjectOut:
-    state = request.app.state
-    project = await service.set_status(
-        session, principal, project_id, status, state.authenticator, state.projects
-    )
-    return ProjectOut.of(project)
-
-
 @router.post("/projects/{project_id}/disable", responses=errors(401, 403, 404))
 async def disable_project(
-    project_id: uuid.UUID, request: Request, session: Session, principal: CurrentPrincipal
+    project_id: uuid.UUID, session: Session, principal: CurrentPrincipal
 ) -> ProjectOut:
-    return await _set_status(request, session, principal, project_id, "disabled")
+    return ProjectOut.of(await service.set_status(session, principal, project_id, "disabled"))
 
 
 @router.post("/projects/{project_id}/enable", responses=errors(401, 403, 404))
 async def enable_project(
-    project_id: uuid.UUID, request: Request, session: Session, principal: CurrentPrincipal
+    project_id: uuid.UUID, session: Session, principal: CurrentPrincipal
 ) -> ProjectOut:
-    return await _set_status(request, session, principal, project_id, "active")
+    return ProjectOut.of(await service.set_status(session, principal, project_id, "active"))

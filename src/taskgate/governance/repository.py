@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.governance.access import project_visible
 from taskgate.identity.principal import Principal
-from taskgate.models import Project, ProjectMember
+from taskgate.models import Project
 
 
 def projects_query(
@@ -24,29 +24,12 @@ def projects_query(
     return stmt
 
 
-async def visible_project(
-    session: AsyncSession, principal: Principal, project_id: uuid.UUID
-) -> Project | None:
-    stmt = select(Project).where(Project.id == project_id, project_visible(principal, Project.id))
-    found: Project | None = await session.scalar(stmt)
-    return found
-
-
 def by_reference(reference: str) -> Select[tuple[Project]]:
     """The project named by id or by slug."""
     try:
         return select(Project).where(Project.id == uuid.UUID(reference))
     except ValueError:
         return select(Project).where(Project.slug == reference)
-
-
-async def is_member(session: AsyncSession, project_id: uuid.UUID, user_id: uuid.UUID) -> bool:
-    found = await session.scalar(
-        select(
-            exists().where(ProjectMember.project_id == project_id, ProjectMember.user_id == user_id)
-        )
-    )
-    return bool(found)
 
 
 async def slug_taken(session: AsyncSession, slug: str) -> bool:

@@ -3,8 +3,10 @@
 
 It is resolved once per request, into the principal the endpoints and services receive. The
 default project comes with the cached user profile (no query); a named one is looked up once
-and cached for the principal cache's lifetime, dropped at once in this process when a project
-or its members change.
+and cached for the principal cache's lifetime, dropped in every process when a project or
+who may see it changes (taskgate.governance.changes). Whether the caller sees it is asked of
+its grants (taskgate.governance.access.sees), in memory: an unknown project and one the
+caller may not see are the same 404, and an API key restricted to one project sees no other.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ import uuid
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import Scope
 
-from taskgate.db.session import Database, on_commit
+from taskgate.audit.service import audit_values
+from taskgate.db.session import Database
 from taskgate.errors import NotFound
 from taskgate.governance import repository as repo
+from taskgate.governance.access import sees
 from taskgate.identity.principal import Principal, TTLCache
 
 _HEADERS = (b"x-tenant-id", b"openai-project")
@@ -47,46 +50,45 @@ def requested_project(scope: Scope) -> str | None:
 
 
 class ProjectDirectory:
-    """Resolves project references per principal; one per process."""
+    """Resolves project references (id or slug) to projects; one per process."""
 
     def __init__(self, db: Database, ttl: float) -> None:
         self.db = db
-        self._found: TTLCache[tuple[uuid.UUID, bool, str], _Selected | None] = TTLCache(ttl)
+        self._found: TTLCache[str, _Selected | None] = TTLCache(ttl)
 
     def invalidate(self) -> None:
         self._found.invalidate()
-
-    def forget(self, session: AsyncSession) -> None:
-        """Drop what is known now and again once ``session`` commits its change."""
-        self.invalidate()
-
-        async def again() -> None:
-            self.invalidate()
-
-        on_commit(session, again)
 
     async def select(self, principal: Principal, reference: str) -> Principal:
         """``principal`` working in the project ``reference`` names; 404 when there is no
         such project or ``principal`` may not see it."""
         if principal.project_id is not None and reference == str(principal.project_id):
             return principal
-        key = (principal.user_id, principal.is_admin, reference)
-        found = await self._found.get(key, lambda: self._load(principal, reference))
+        found = await self._found.get(reference, lambda: self._load(reference))
         if found is None:
             raise NotFound("No such project.")
+        if not sees(principal, found.id):
+            error = NotFound("No such project.")
+            error.denial = audit_values(
+                "access.denied",
+                principal,
+                resource_type="project",
+                resource_id=found.id,
+                outcome="failure",
+                detail={"permission": "project:read", "status": 404, "reason": "not visible"},
+                actor_name=None,
+                project_id=found.id,
+            )
+            raise error
         if found.id == principal.project_id and found.active == principal.project_active:
             return principal
         return dataclasses.replace(principal, project_id=found.id, project_active=found.active)
 
-    async def _load(self, principal: Principal, reference: str) -> _Selected | None:
+    async def _load(self, reference: str) -> _Selected | None:
         async with self.db.transaction(write=False) as session:
             project = await session.scalar(repo.by_reference(reference))
-            if project is None:
-                return None
-            if not principal.is_admin and not await repo.is_member(
-                session, project.id, principal.user_id
-            ):
-                return None
+        if project is None:
+            return None
         return _Selected(project.id, project.status != "disabled")
 
 

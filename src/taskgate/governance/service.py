@@ -1,4 +1,4 @@
-"""Project use cases: create (the creator owns it), read, change, disable and enable."""
+"""Project use cases: create (the creator becomes its owner), read, change, disable and enable."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from taskgate.audit.service import audit
 from taskgate.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from taskgate.governance import repository as repo
+from taskgate.governance.access import authorize
+from taskgate.governance.changes import changed
 from taskgate.governance.schemas import ProjectCreate, ProjectUpdate
-from taskgate.governance.selection import ProjectDirectory
-from taskgate.identity.principal import Authenticator, Principal
-from taskgate.models import Project, ProjectMember, User
+from taskgate.identity.principal import Principal
+from taskgate.models import Project, RoleBinding, User
 from taskgate.settings import GovernanceSettings
 
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,98}[a-z0-9])?$")
@@ -68,8 +69,17 @@ async def _add(session: AsyncSession, project: Project, owner_id: uuid.UUID) -> 
         await session.flush()
     except IntegrityError as exc:
         raise Conflict(f"The slug {project.slug!r} is taken.") from exc
-    session.add(ProjectMember(project_id=project.id, user_id=owner_id, role="owner"))
+    session.add(
+        RoleBinding(
+            subject_type="user",
+            subject_id=owner_id,
+            role="owner",
+            project_id=project.id,
+            created_by=owner_id,
+        )
+    )
     await session.flush()
+    await changed(session)
     return project
 
 
@@ -79,6 +89,8 @@ async def create_project(
     principal.require_scope("projects:write")
     if settings.project_creation == "admins" and not principal.is_admin:
         raise Forbidden("Only administrators may create projects on this instance.")
+    if principal.key_project_id is not None:
+        raise Forbidden("An API key restricted to one project cannot create projects.")
     if body.slug is not None:
         _check_slug(body.slug)
         if await repo.slug_taken(session, body.slug):
@@ -106,6 +118,7 @@ async def create_project(
         resource_type="project",
         resource_id=project.id,
         detail={"slug": project.slug},
+        project_id=project.id,
     )
     return project
 
@@ -126,29 +139,26 @@ async def create_default_project(session: AsyncSession, user: User) -> Project:
     )
 
 
+async def _project(
+    session: AsyncSession, principal: Principal, project_id: uuid.UUID, permission: str
+) -> Project:
+    project = await session.get(Project, project_id)
+    if project is None:
+        raise NotFound("Project not found.")
+    authorize(principal, permission, project_id=project.id, resource_id=project.id)
+    return project
+
+
 async def get_project(
     session: AsyncSession, principal: Principal, project_id: uuid.UUID
 ) -> Project:
-    principal.require_scope("projects:read")
-    project = await repo.visible_project(session, principal, project_id)
-    if project is None:
-        raise NotFound("No such project.")
-    return project
-
-
-async def _owned(session: AsyncSession, principal: Principal, project_id: uuid.UUID) -> Project:
-    """A project ``principal`` may manage: its owner's, or any for an administrator."""
-    principal.require_scope("projects:write")
-    project = await get_project(session, principal, project_id)
-    if not principal.is_admin and project.created_by != principal.user_id:
-        raise Forbidden("Only the project's owner may change it (missing project:update).")
-    return project
+    return await _project(session, principal, project_id, "project:read")
 
 
 async def update_project(
     session: AsyncSession, principal: Principal, project_id: uuid.UUID, body: ProjectUpdate
 ) -> Project:
-    project = await _owned(session, principal, project_id)
+    project = await _project(session, principal, project_id, "project:update")
     changes = body.model_dump(exclude_unset=True)
     if "name" in changes:
         if changes["name"] is None:
@@ -166,30 +176,29 @@ async def update_project(
         resource_type="project",
         resource_id=project.id,
         detail={"fields": sorted(changes)},
+        project_id=project.id,
     )
     return project
 
 
 async def set_status(
-    session: AsyncSession,
-    principal: Principal,
-    project_id: uuid.UUID,
-    status: str,
-    authenticator: Authenticator,
-    directory: ProjectDirectory,
+    session: AsyncSession, principal: Principal, project_id: uuid.UUID, status: str
 ) -> Project:
-    project = await _owned(session, principal, project_id)
+    """Disable (its data stays readable, every change is refused) or enable a project: its
+    owners', and the instance administrators'."""
+    verb = "disable" if status == "disabled" else "enable"
+    project = await _project(session, principal, project_id, f"project:{verb}")
     if project.status != status:
         project.status = status
         await session.flush()
-        # Principals carry their project's state: re-read it at the next request.
-        authenticator.forget_all(session)
-        directory.forget(session)
+        # Principals carry their project's state: every process re-reads it.
+        await changed(session)
     await audit(
         session,
-        "project.disable" if status == "disabled" else "project.enable",
+        f"project.{verb}",
         principal,
         resource_type="project",
         resource_id=project.id,
+        project_id=project.id,
     )
     return project

@@ -17,6 +17,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Scope
 
+from taskgate.audit.service import record
+from taskgate.db.session import Database
 from taskgate.errors import (
     BY_STATUS,
     DatabaseUnavailable,
@@ -118,9 +120,18 @@ def failure_error(exc: BaseException, path: str | None) -> TaskgateError:
 
 async def _taskgate_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, TaskgateError)
+    if exc.denial is not None:
+        _record_denial(request, exc.denial)
     if exc.status >= 500:
         log.error("request_failed", code=exc.code, message=exc.message)
     return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+
+
+def _record_denial(request: Request, values: dict[str, Any]) -> None:
+    """Audit an authorization denial in a unit of work of its own, after the request's has
+    rolled back (on SQLite, one writer at a time: it waits for the request's to end)."""
+    db: Database = request.app.state.db
+    db.in_background(lambda: record(db, values))
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

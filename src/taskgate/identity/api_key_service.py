@@ -1,4 +1,8 @@
-"""API key use cases: create (shown once), list, rotate, revoke, and last-used bookkeeping."""
+"""API key use cases: create (shown once), list, rotate, revoke, and last-used bookkeeping.
+
+A key belongs to its user and acts as that user, within its scopes and, when it has one, its
+project (``project_id``): what it may do is what its user may do there, intersected with its
+scopes. A key never mints or learns a broader key."""
 
 from __future__ import annotations
 
@@ -10,13 +14,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
 from taskgate.db.session import Database
-from taskgate.errors import NotFound, ValidationFailed
+from taskgate.errors import Forbidden, NotFound, ValidationFailed
+from taskgate.governance.access import sees
+from taskgate.governance.changes import changed
 from taskgate.identity import repository as repo
 from taskgate.identity.credentials import generate_api_key
 from taskgate.identity.principal import Authenticator, Principal
 from taskgate.identity.schemas import ApiKeyCreate
 from taskgate.ids import utcnow
-from taskgate.models import ApiKey
+from taskgate.models import ApiKey, Project
 
 _SCOPE_FAMILIES = frozenset(
     {
@@ -36,6 +42,10 @@ _SCOPE_FAMILIES = frozenset(
         "api-keys",
         "audit",
         "stream",
+        "projects",
+        "groups",
+        "role-bindings",
+        "access-rules",
     }
 )
 
@@ -68,6 +78,7 @@ async def create_api_key(
     principal.require_scope("api-keys:write")
     _check_scopes(body.scopes)
     _require_within(principal, body.scopes)
+    project_id = await _key_project(session, principal, body.project_id)
     expires_at = body.expires_at
     if expires_at is not None:
         expires_at = expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=UTC)
@@ -80,6 +91,7 @@ async def create_api_key(
         prefix=new.prefix,
         key_hash=new.key_hash,
         scopes=body.scopes,
+        project_id=project_id,
         expires_at=expires_at,
     )
     session.add(key)
@@ -90,9 +102,28 @@ async def create_api_key(
         principal,
         resource_type="api_key",
         resource_id=key.id,
-        detail={"name": key.name, "scopes": key.scopes},
+        detail={
+            "name": key.name,
+            "scopes": key.scopes,
+            "project_id": str(project_id) if project_id else None,
+        },
     )
     return key, new.key
+
+
+async def _key_project(
+    session: AsyncSession, principal: Principal, project_id: uuid.UUID | None
+) -> uuid.UUID | None:
+    """The project a new key is restricted to: one its user sees; a restricted key mints
+    keys of its own project only."""
+    restricted = principal.key_project_id
+    if project_id is None:
+        return restricted
+    if restricted is not None and project_id != restricted:
+        raise ValidationFailed.field("project_id", "cannot exceed the calling key's project")
+    if await session.get(Project, project_id) is None or not sees(principal, project_id):
+        raise ValidationFailed.field("project_id", "no such project")
+    return project_id
 
 
 async def get_api_key(
@@ -112,6 +143,7 @@ async def revoke_api_key(
     if key.revoked_at is None:
         key.revoked_at = utcnow()
     authenticator.forget_keys(session)
+    await changed(session)
     await audit(session, "api_key.revoke", principal, resource_type="api_key", resource_id=key.id)
 
 
@@ -122,10 +154,13 @@ async def rotate_api_key(
     if key.revoked_at is not None:
         raise NotFound("No such API key.")
     _require_within(principal, key.scopes)
+    if principal.key_project_id is not None and key.project_id != principal.key_project_id:
+        raise Forbidden("A key restricted to one project cannot rotate a key beyond it.")
     new = generate_api_key()
     key.prefix = new.prefix
     key.key_hash = new.key_hash
     authenticator.forget_keys(session)
+    await changed(session)
     await audit(session, "api_key.rotate", principal, resource_type="api_key", resource_id=key.id)
     return key, new.key
 

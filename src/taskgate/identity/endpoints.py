@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response, status
 
 from taskgate.errors import Unauthorized
+from taskgate.governance.access import effective_permissions, sees
 from taskgate.http.auth import CurrentPrincipal, Session, get_principal
 from taskgate.http.context import current_client_ip
 from taskgate.http.direct_route import DirectRoute
@@ -22,11 +23,14 @@ from taskgate.identity.schemas import (
     ApiKeyCreate,
     ApiKeyCreated,
     ApiKeyOut,
+    GroupRefOut,
     LoginRequest,
     LogoutRequest,
     MeOut,
     PasswordReset,
+    ProjectGrantsOut,
     RefreshRequest,
+    SystemGrantsOut,
     TokenPair,
     UserCreate,
     UserOut,
@@ -83,6 +87,23 @@ router.add_api_route(
 def _me_json(principal: Principal, user: UserProfile) -> bytes:
     """Keyed by value (both are frozen), so a changed user or key renders anew; a caller who
     asks again within the cache lifetime costs a look-up instead of two validations (~12 us)."""
+    grants = principal.grants
+    groups = (
+        [GroupRefOut(id=g.id, slug=g.slug, name=g.name) for g in grants.groups] if grants else []
+    )
+    system_roles = sorted(grants.system_roles) if grants else []
+    projects = []
+    for project_id in _projects_shown(principal):
+        permissions, owned = effective_permissions(principal, project_id)
+        roles = sorted(grants.roles_in(project_id)) if grants else []
+        projects.append(
+            ProjectGrantsOut(
+                project_id=project_id,
+                roles=roles,
+                permissions=permissions,
+                owned_permissions=owned,
+            )
+        )
     body = MeOut(
         user=UserOut.model_validate(user),
         roles=["admin", "user"] if principal.is_admin else ["user"],
@@ -90,8 +111,25 @@ def _me_json(principal: Principal, user: UserProfile) -> bytes:
         auth="api_key" if principal.api_key_id else "token",
         api_key_id=principal.api_key_id,
         default_project_id=user.default_project_id,
+        project_id=principal.project_id,
+        key_project_id=principal.key_project_id,
+        groups=groups,
+        system=SystemGrantsOut(
+            roles=system_roles,
+            permissions=effective_permissions(principal, None)[0] if system_roles else [],
+        ),
+        projects=projects,
     )
     return body.model_dump_json().encode()
+
+
+def _projects_shown(principal: Principal) -> list[uuid.UUID]:
+    """The projects the caller holds a role in, and the request's, that it sees."""
+    grants = principal.grants
+    found = list(grants.project_roles) if grants else []
+    if principal.project_id is not None and principal.project_id not in found:
+        found.append(principal.project_id)
+    return sorted((p for p in found if sees(principal, p)), key=str)
 
 
 @router.post("/auth/login", tags=["auth"], responses=errors(400, 401, 429))

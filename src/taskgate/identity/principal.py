@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import structlog
 from sqlalchemy import select
@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.db.session import Database, on_commit
 from taskgate.errors import Forbidden, Unauthorized
+from taskgate.governance.grants import Grants, load_grants
 from taskgate.identity.credentials import AccessTokens, api_key_matches, parse_api_key, sha256_hex
 from taskgate.models import ApiKey, Project, User
 
@@ -33,6 +34,11 @@ class Principal:
     project_id: uuid.UUID | None = None
     project_active: bool = True
     default_project_id: uuid.UUID | None = None
+    # What the user's role bindings and access rules grant (taskgate.governance.grants);
+    # None for a principal the runtime builds by hand (see taskgate.governance.access).
+    grants: Grants | None = None
+    # The one project an API key is restricted to, if it is.
+    key_project_id: uuid.UUID | None = None
 
     @functools.cached_property
     def key(self) -> str:
@@ -53,6 +59,13 @@ class Principal:
         if not self.is_admin:
             raise Forbidden("Administrators only.")
 
+    def subject_in(self, project_id: uuid.UUID | None) -> dict[str, Any] | None:
+        """The effective subject audit records carry: ``user_id, group_ids, role_names,
+        scope`` in ``project_id`` (None: at system scope)."""
+        if self.grants is None:
+            return None
+        return self.grants.subject(project_id)
+
 
 @dataclass(frozen=True)
 class UserProfile:
@@ -69,6 +82,7 @@ class UserProfile:
     last_login_at: datetime | None
     default_project_id: uuid.UUID | None = None
     default_project_active: bool = True
+    grants: Grants | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +91,7 @@ class _KeyState:
     user_id: uuid.UUID
     scopes: frozenset[str]
     expires_at: float | None
+    project_id: uuid.UUID | None = None
 
 
 K = TypeVar("K")
@@ -273,7 +288,7 @@ class Authenticator:
         if user is None or not user.is_active:
             raise Unauthorized(INVALID_API_KEY)
         self.key_last_used[state.key_id] = time.time()
-        principal = principal_of(user, state.scopes, state.key_id)
+        principal = principal_of(user, state.scopes, state.key_id, state.project_id)
         return principal, state.expires_at
 
     async def _load_key(self, key: str) -> _KeyState | None:
@@ -283,7 +298,8 @@ class Authenticator:
         if row is None or row.revoked_at is not None or not api_key_matches(key, row.key_hash):
             return None
         expires = row.expires_at.timestamp() if row.expires_at else None
-        return _KeyState(row.id, row.user_id, frozenset(row.scopes or ["*"]), expires)
+        scopes = frozenset(row.scopes or ["*"])
+        return _KeyState(row.id, row.user_id, scopes, expires, row.project_id)
 
     async def _load_user(self, user_id: uuid.UUID) -> UserProfile | None:
         # The user and its default project in one round trip.
@@ -294,8 +310,9 @@ class Authenticator:
         )
         async with self.db.transaction(write=False) as session:
             found = (await session.execute(query)).first()
-        if found is None:
-            return None
+            if found is None:
+                return None
+            grants = await load_grants(session, user_id)
         row, project_id, project_status = found
         return UserProfile(
             id=row.id,
@@ -309,6 +326,7 @@ class Authenticator:
             last_login_at=row.last_login_at,
             default_project_id=project_id,
             default_project_active=project_status != "disabled",
+            grants=grants,
         )
 
 
@@ -316,14 +334,24 @@ def principal_of(
     user: UserProfile,
     scopes: frozenset[str] = frozenset({"*"}),
     api_key_id: uuid.UUID | None = None,
+    key_project_id: uuid.UUID | None = None,
 ) -> Principal:
+    """The user's principal in its default project, or in the one project its API key is
+    restricted to; an instance administrator by its system-scope ``admin`` binding."""
+    grants = user.grants
+    project_id, active = user.default_project_id, user.default_project_active
+    if key_project_id is not None:
+        project_id = key_project_id
+        active = grants is None or key_project_id not in grants.disabled_projects
     return Principal(
         user.id,
         user.username,
-        user.is_admin,
+        grants.is_admin if grants is not None else user.is_admin,
         scopes,
         api_key_id,
-        project_id=user.default_project_id,
-        project_active=user.default_project_active,
+        project_id=project_id,
+        project_active=active,
         default_project_id=user.default_project_id,
+        grants=grants,
+        key_project_id=key_project_id,
     )

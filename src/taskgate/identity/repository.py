@@ -147,11 +147,12 @@ async def take_stream_ticket(session: AsyncSession, token_hash: str) -> TakenTic
     return TakenTicket(row[0], row[1], list(row[2] or []), row[3], row[4])
 
 
-async def api_key_usable(session: AsyncSession, key_id: uuid.UUID, now: datetime) -> bool:
+async def usable_api_key(session: AsyncSession, key_id: uuid.UUID, now: datetime) -> ApiKey | None:
+    """The key, unless it is revoked or expired."""
     key = await session.get(ApiKey, key_id)
     if key is None or key.revoked_at is not None:
-        return False
-    return key.expires_at is None or key.expires_at > now
+        return None
+    return key if key.expires_at is None or key.expires_at > now else None
 
 
 async def forget_stream_tickets(session: AsyncSession, now: datetime) -> int:

@@ -58,6 +58,29 @@ class UserOut(BaseModel):
     last_login_at: datetime | None
 
 
+class GroupRefOut(BaseModel):
+    id: uuid.UUID
+    slug: str
+    name: str
+
+
+class SystemGrantsOut(BaseModel):
+    roles: list[str] = Field(description="Roles bound at system scope (directly or by group).")
+    permissions: list[str] = Field(description="What they grant, everywhere.")
+
+
+class ProjectGrantsOut(BaseModel):
+    project_id: uuid.UUID
+    roles: list[str] = Field(description="Roles bound in the project (directly or by group).")
+    permissions: list[str] = Field(
+        description="Effective permissions on anything in the project: roles, system roles, "
+        "access rules and the API key's scopes together."
+    )
+    owned_permissions: list[str] = Field(
+        description="Permissions held only on what the caller created."
+    )
+
+
 class MeOut(BaseModel):
     user: UserOut
     roles: list[str]
@@ -65,6 +88,16 @@ class MeOut(BaseModel):
     auth: Literal["token", "api_key"]
     api_key_id: uuid.UUID | None
     default_project_id: uuid.UUID | None
+    project_id: uuid.UUID | None = Field(description="The project this request works in.")
+    key_project_id: uuid.UUID | None = Field(
+        description="The one project the API key is restricted to, if it is."
+    )
+    groups: list[GroupRefOut]
+    system: SystemGrantsOut
+    projects: list[ProjectGrantsOut] = Field(
+        description="Per project the caller sees through a role (and the request's project): "
+        "its effective roles and permissions."
+    )
 
 
 class UserCreate(BaseModel):
@@ -96,6 +129,11 @@ class ApiKeyCreate(BaseModel):
 
     name: str = Field(min_length=1, max_length=200)
     scopes: list[str] = Field(default_factory=lambda: ["*"], max_length=50)
+    project_id: uuid.UUID | None = Field(
+        default=None,
+        description="Restrict the key to this project (one its user sees); it then sees no "
+        "other, and a request naming another is a 404.",
+    )
     expires_at: Instant | None = None
 
 
@@ -106,6 +144,7 @@ class ApiKeyOut(BaseModel):
     name: str
     prefix: str
     scopes: list[str]
+    project_id: uuid.UUID | None
     expires_at: datetime | None
     created_at: datetime
     last_used_at: datetime | None

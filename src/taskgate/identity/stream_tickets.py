@@ -61,13 +61,15 @@ async def redeem(db: Database, authenticator: Authenticator, ticket: str) -> Pri
             raise Unauthorized(_INVALID)
         # The credential it was issued from must still be good: a revoked key or session
         # voids its tickets too.
-        if row.api_key_id is not None and not await repo.api_key_usable(
-            session, row.api_key_id, utcnow()
-        ):
-            raise Unauthorized(_INVALID)
+        key_project = None
+        if row.api_key_id is not None:
+            key = await repo.usable_api_key(session, row.api_key_id, utcnow())
+            if key is None:
+                raise Unauthorized(_INVALID)
+            key_project = key.project_id
     profile = await authenticator.profile(row.user_id)
     if profile is None or not profile.is_active:
         raise Unauthorized(_INVALID)
     if row.auth_version is not None and row.auth_version != profile.auth_version:
         raise Unauthorized(_INVALID)
-    return principal_of(profile, frozenset(row.scopes), row.api_key_id)
+    return principal_of(profile, frozenset(row.scopes), row.api_key_id, key_project)

@@ -1,4 +1,5 @@
-"""Account use cases: the first admin, and administrators managing users."""
+"""Account use cases: the first admin, and administrators managing users (``user:*`` at
+system scope: instance administrators manage, system viewers read)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
 from taskgate.errors import Conflict, NotFound, ValidationFailed
+from taskgate.governance.access import authorize_system
+from taskgate.governance.binding_service import set_instance_admin
+from taskgate.governance.changes import changed
 from taskgate.governance.service import create_default_project
 from taskgate.identity import repository as repo
 from taskgate.identity.auth_service import revoke_sessions
@@ -22,21 +26,16 @@ from taskgate.models import User
 from taskgate.timezones import validate_timezone
 
 
-def _require_user_admin(actor: Principal, *, write: bool) -> None:
-    actor.require_admin()
-    actor.require_scope("users:write" if write else "users:read")
-
-
 def users_query(
     actor: Principal, *, search: str | None, is_active: bool | None
 ) -> Select[tuple[User]]:
-    _require_user_admin(actor, write=False)
+    authorize_system(actor, "user:read")
     return repo.users_query(search=search, is_active=is_active)
 
 
 async def create_user(session: AsyncSession, actor: Principal | None, body: UserCreate) -> User:
     if actor is not None:
-        _require_user_admin(actor, write=True)
+        authorize_system(actor, "user:create")
     if await repo.username_taken(session, body.username):
         raise Conflict(f"The username {body.username!r} is taken.")
     email = body.email.lower() if body.email else None
@@ -47,7 +46,7 @@ async def create_user(session: AsyncSession, actor: Principal | None, body: User
         username=body.username,
         email=email,
         password_hash=hash_password(body.password),
-        is_admin=body.is_admin,
+        is_admin=False,
         timezone=body.timezone,
     )
     session.add(user)
@@ -57,6 +56,8 @@ async def create_user(session: AsyncSession, actor: Principal | None, body: User
         # Another request took the name or address between our check and this insert.
         raise Conflict("That username or email address is taken.") from exc
     await create_default_project(session, user)
+    if body.is_admin:
+        await set_instance_admin(session, actor, user, True)
     await audit(
         session,
         "user.create",
@@ -87,9 +88,9 @@ async def ensure_first_admin(
 
 
 async def get_user(
-    session: AsyncSession, actor: Principal, user_id: uuid.UUID, *, write: bool = False
+    session: AsyncSession, actor: Principal, user_id: uuid.UUID, *, permission: str = "user:read"
 ) -> User:
-    _require_user_admin(actor, write=write)
+    authorize_system(actor, permission, resource_id=user_id)
     user = await session.get(User, user_id)
     if user is None:
         raise NotFound("No such user.")
@@ -103,17 +104,17 @@ async def update_user(
     body: UserUpdate,
     authenticator: Authenticator,
 ) -> User:
-    user = await get_user(session, actor, user_id, write=True)
+    user = await get_user(session, actor, user_id, permission="user:update")
     changes = body.model_dump(exclude_unset=True)
     if "email" in changes:
         email = changes["email"].lower() if changes["email"] else None
         if email and await repo.email_taken(session, email, other_than=user.id):
             raise Conflict("That email address is taken.")
         user.email = email
-    if changes.get("is_admin") is not None:
+    if changes.get("is_admin") is not None and changes["is_admin"] != user.is_admin:
         if user.id == actor.user_id and not changes["is_admin"]:
             raise ValidationFailed.field("is_admin", "you cannot remove your own admin role")
-        user.is_admin = changes["is_admin"]
+        await set_instance_admin(session, actor, user, changes["is_admin"])
     if changes.get("timezone") is not None:
         validate_timezone(changes["timezone"], "timezone")
         user.timezone = changes["timezone"]
@@ -136,13 +137,14 @@ async def set_active(
     active: bool,
     authenticator: Authenticator,
 ) -> User:
-    user = await get_user(session, actor, user_id, write=True)
+    user = await get_user(session, actor, user_id, permission="user:disable")
     if user.id == actor.user_id and not active:
         raise Conflict("You cannot disable your own account.")
     user.is_active = active
     if not active:
         await revoke_sessions(session, user.id, authenticator)
     authenticator.forget_user(session, user.id)
+    await changed(session)
     await audit(
         session,
         "user.enable" if active else "user.disable",
@@ -156,7 +158,7 @@ async def set_active(
 async def admin_revoke_sessions(
     session: AsyncSession, actor: Principal, user_id: uuid.UUID, authenticator: Authenticator
 ) -> None:
-    user = await get_user(session, actor, user_id, write=True)
+    user = await get_user(session, actor, user_id, permission="user:update")
     await revoke_sessions(session, user.id, authenticator)
     await audit(session, "user.revoke_sessions", actor, resource_type="user", resource_id=user.id)
 
@@ -168,7 +170,7 @@ async def reset_password(
     password: str,
     authenticator: Authenticator,
 ) -> None:
-    user = await get_user(session, actor, user_id, write=True)
+    user = await get_user(session, actor, user_id, permission="user:update")
     await _replace_password(session, user, password, authenticator)
     await audit(session, "user.reset_password", actor, resource_type="user", resource_id=user.id)
 

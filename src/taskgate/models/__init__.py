@@ -10,7 +10,14 @@ from taskgate.models.destinations import (
     Subscription,
 )
 from taskgate.models.event import Event
-from taskgate.models.governance import Project, ProjectMember
+from taskgate.models.governance import (
+    AccessRule,
+    GovernanceState,
+    Group,
+    GroupMember,
+    Project,
+    RoleBinding,
+)
 from taskgate.models.idempotency import IdempotencyRecord
 from taskgate.models.identity import ApiKey, RefreshToken, StreamTicket, User
 from taskgate.models.queue import Node, QueueJob
@@ -27,6 +34,7 @@ from taskgate.models.workflows import (
 )
 
 __all__ = [
+    "AccessRule",
     "ApiKey",
     "Approval",
     "AuditRecord",
@@ -38,12 +46,15 @@ __all__ = [
     "DispatchCursor",
     "Event",
     "ExecutionStep",
+    "GovernanceState",
+    "Group",
+    "GroupMember",
     "IdempotencyRecord",
     "Node",
     "Project",
-    "ProjectMember",
     "QueueJob",
     "RefreshToken",
+    "RoleBinding",
     "Run",
     "RunLog",
     "Schedule",

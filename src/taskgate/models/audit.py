@@ -31,4 +31,6 @@ class AuditRecord(IdMixin, Base):
     ip: Mapped[str | None] = mapped_column(String(64))
     trace_id: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    # The effective subject the decision was made for: user_id, group_ids, role_names, scope.
+    subject: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

@@ -38,6 +38,10 @@ class ApiKey(IdMixin, TimestampMixin, Base):
     prefix: Mapped[str] = mapped_column(String(32), unique=True)
     key_hash: Mapped[str] = mapped_column(String(128))
     scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # The one project the key may work in; None: wherever its user may.
+    project_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("projects.id", ondelete="RESTRICT")
+    )
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -42,6 +42,8 @@ class Task(IdMixin, TimestampMixin, Base):
     __table_args__ = (
         project_index("tasks", "created_at"),
         project_index("tasks", "status"),
+        # A project's tasks, everyone's, newest first: the task list.
+        Index("ix_tasks_project_id_created_at", "project_id", "created_at"),
         Index("ix_tasks_session_id_created_at", "session_id", "created_at"),
     )
 

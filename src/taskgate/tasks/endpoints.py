@@ -103,7 +103,6 @@ async def list_tasks(
         Position | None, Query(description="Shannon form: answer {tasks, total_count}.")
     ] = None,
 ) -> Page[TaskOut] | TaskList:
-    principal.require_scope("tasks:read")
     filters = repo.TaskFilters(
         statuses=_statuses(status_),
         session_id=session_id,
@@ -112,9 +111,7 @@ async def list_tasks(
         created_before=created_before,
         search=search,
     )
-    stmt = repo.tasks_query(
-        principal.user_id, principal.project_id, filters, repo.dialect_of(session)
-    )
+    stmt = service.tasks_query(principal, filters, repo.dialect_of(session))
     if offset is not None:
         rows, total = await repo.tasks_offset_page(session, stmt, page.limit, offset)
         return TaskList(tasks=[TaskOut.of(t) for t in rows], total_count=total)

@@ -29,11 +29,6 @@ class TaskFilters:
     parent_task_id: uuid.UUID | None = None
 
 
-async def task_of(session: AsyncSession, owner_id: uuid.UUID, task_id: uuid.UUID) -> Task | None:
-    task = await session.get(Task, task_id)
-    return task if task is not None and task.owner_id == owner_id else None
-
-
 # The task, read afresh (not from the session's identity map); built once, as the worker reads
 # a task so at both ends of every attempt. Run it with {"task_id": ...}.
 TASK_BY_ID: Select[tuple[Task]] = (
@@ -62,10 +57,8 @@ def _label_matches(label: str, dialect: str) -> ColumnElement[bool]:
     return exists(select(literal(1)).select_from(each).where(each.c.value == label))
 
 
-def tasks_query(
-    owner_id: uuid.UUID, project_id: uuid.UUID | None, filters: TaskFilters, dialect: str
-) -> Select[tuple[Task]]:
-    stmt = select(Task).where(Task.project_id == project_id, Task.owner_id == owner_id)
+def tasks_query(project_id: uuid.UUID, filters: TaskFilters, dialect: str) -> Select[tuple[Task]]:
+    stmt = select(Task).where(Task.project_id == project_id)
     if filters.statuses:
         stmt = stmt.where(Task.status.in_(filters.statuses))
     if filters.session_id is not None:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit, audit_values
@@ -88,7 +89,6 @@ class _Submission:
 
 def prepare_task(principal: Principal, body: TaskCreate, settings: Settings) -> _Submission:
     """Check a submission and describe what accepting it writes."""
-    principal.require_scope("tasks:write")
     project_id = authorize(principal, "task:create")
     kind = _check_one_input(body)
     session_id = body.session_id or new_id()
@@ -205,20 +205,45 @@ async def _write(session: AsyncSession, submission: _Submission) -> Accepted:
     return Accepted(task.id, rows.task["session_id"], task.status, task.created_at, task.error)
 
 
+def tasks_query(
+    principal: Principal, filters: repo.TaskFilters, dialect: str
+) -> Select[tuple[Task]]:
+    """The tasks of the request's project (everyone's: ``task:read`` reads them all)."""
+    project_id = authorize(principal, "task:read")
+    return repo.tasks_query(project_id, filters, dialect)
+
+
 async def get_task(session: AsyncSession, principal: Principal, task_id: uuid.UUID) -> Task:
-    """The principal's task; NotFound when missing or someone else's."""
-    principal.require_scope("tasks:read")
-    task = await repo.task_of(session, principal.user_id, task_id)
+    """A task of a project ``principal`` may read tasks in; NotFound when missing or in a
+    project it does not see."""
+    task = await session.get(Task, task_id)
     if task is None:
         raise NotFound("Task not found.")
+    authorize(
+        principal,
+        "task:read",
+        project_id=task.project_id,
+        owner_id=task.owner_id,
+        resource_id=task.id,
+    )
     return task
 
 
-async def _task_to_change(session: AsyncSession, principal: Principal, task_id: uuid.UUID) -> Task:
-    principal.require_scope("tasks:write")
+async def _task_to_change(
+    session: AsyncSession, principal: Principal, task_id: uuid.UUID, permission: str
+) -> Task:
+    """The task, locked, if ``principal`` holds ``permission`` on it: a member on what it
+    submitted, an operator on anyone's."""
     task = await repo.task_for_update(session, task_id)
-    if task is None or task.owner_id != principal.user_id:
+    if task is None:
         raise NotFound("Task not found.")
+    authorize(
+        principal,
+        permission,
+        project_id=task.project_id,
+        owner_id=task.owner_id,
+        resource_id=task.id,
+    )
     return task
 
 
@@ -246,7 +271,7 @@ async def cancel_task(
 ) -> str:
     """Cancel now when nothing runs; a running task is stopped by its worker within a second.
     ``settings`` tell how long worker leases last (for the fallback when a worker died)."""
-    task = await _task_to_change(session, principal, task_id)
+    task = await _task_to_change(session, principal, task_id, "task:cancel")
     status = TaskStatus(task.status)
     detail = {"reason": reason, "by": principal.username}
     if status is S.RUNNING:
@@ -273,7 +298,7 @@ async def cancel_task(
 async def pause_task(
     session: AsyncSession, principal: Principal, task_id: uuid.UUID, reason: str | None
 ) -> str:
-    task = await _task_to_change(session, principal, task_id)
+    task = await _task_to_change(session, principal, task_id, "task:pause")
     status = TaskStatus(task.status)
     detail = {"reason": reason, "by": principal.username}
     if status is S.RUNNING:
@@ -299,7 +324,7 @@ async def pause_task(
 async def resume_task(
     session: AsyncSession, principal: Principal, task_id: uuid.UUID, reason: str | None
 ) -> str:
-    task = await _task_to_change(session, principal, task_id)
+    task = await _task_to_change(session, principal, task_id, "task:resume")
     status = TaskStatus(task.status)
     if status is S.RUNNING and task.pause_requested_at is not None:
         task.pause_requested_at = None
