@@ -30,6 +30,22 @@ class ErrorEnvelope(BaseModel):
 _DESCRIPTIONS = {status: error.summary for status, error in BY_STATUS.items()}
 _SCHEMAS = "#/components/schemas/"
 _ENVELOPE_REF = {"$ref": _SCHEMAS + "ErrorEnvelope"}
+# Every signed-in API operation works in a project, which a request may name by this header.
+TENANT_HEADER = {
+    "name": "X-Tenant-ID",
+    "in": "header",
+    "required": False,
+    "description": "The project to work in, by id or slug (default: the caller's default "
+    "project, or its API key's). An unknown project, or one the caller may not see, is a 404.",
+    "schema": {"type": "string", "maxLength": 200},
+}
+# Signed-in by other means than a principal: sign-in itself, and signed inbound webhooks.
+_NO_PROJECT = (
+    "/api/v1/auth/login",
+    "/api/v1/auth/token",
+    "/api/v1/auth/refresh",
+    "/api/v1/webhooks/",
+)
 # FastAPI documents a 422 of its own (HTTPValidationError) on every operation with parameters
 # or a body; our handler answers those validation errors 400 with the envelope.
 _FASTAPI_VALIDATION = {"$ref": _SCHEMAS + "HTTPValidationError"}
@@ -58,11 +74,20 @@ def install_openapi(app: FastAPI) -> None:
 
 
 def as_served(document: dict[str, Any]) -> dict[str, Any]:
-    """``document`` (FastAPI's) with its validation and error responses made true."""
+    """``document`` (FastAPI's) with its validation and error responses made true, and the
+    project header declared on every operation that takes it."""
     schemas: dict[str, Any] = document.setdefault("components", {}).setdefault("schemas", {})
-    for path_item in document.get("paths", {}).values():
+    for path, path_item in document.get("paths", {}).items():
         for operation in path_item.values():
-            _correct_errors(operation.get("responses", {}))
+            responses = operation.get("responses", {})
+            if (
+                path.startswith("/api/v1/")
+                and "401" in responses
+                and not path.startswith(_NO_PROJECT)
+            ):
+                operation.setdefault("parameters", []).append(dict(TENANT_HEADER))
+                responses.setdefault("404", {"description": _DESCRIPTIONS[404]})
+            _correct_errors(responses)
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
     if "ErrorEnvelope" not in schemas:

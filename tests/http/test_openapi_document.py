@@ -34,7 +34,9 @@ async def test_validation_errors_are_documented_as_the_400_the_server_answers(
     for label, operation in operations(spec):
         responses = operation["responses"]
         assert "422" not in responses, label
-        if operation.get("parameters") or operation.get("requestBody"):
+        # The project header takes any string: only the other parameters can be invalid.
+        parameters = [p for p in operation.get("parameters", []) if p["name"] != "X-Tenant-ID"]
+        if parameters or operation.get("requestBody"):
             checked += 1
             assert responses["400"]["content"] == {"application/json": {"schema": ENVELOPE}}, label
     assert checked > 50
@@ -100,3 +102,22 @@ async def test_a_405_allows_every_method_of_the_path(
     assert response.status_code == 405
     assert response.headers["allow"] == allowed
     assert response.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
+
+
+async def test_the_project_header_is_declared_on_every_signed_in_operation(
+    spec: dict[str, Any],
+) -> None:
+    with_header = set()
+    for label, operation in operations(spec):
+        for parameter in operation.get("parameters", []):
+            if parameter["name"] == "X-Tenant-ID":
+                assert (parameter["in"], parameter["required"]) == ("header", False), label
+                with_header.add(label)
+    for label in ("GET /api/v1/users/me", "POST /api/v1/tasks", "GET /api/v1/role-bindings"):
+        assert label in with_header
+        operation = spec["paths"][label.split(" ")[1]][label.split(" ")[0].lower()]
+        assert operation["responses"]["404"]["content"] == {
+            "application/json": {"schema": ENVELOPE}
+        }
+    for label in ("POST /api/v1/auth/login", "POST /api/v1/webhooks/{source}", "GET /health"):
+        assert label not in with_header

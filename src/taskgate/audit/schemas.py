@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class AuditRecordOut(BaseModel):
@@ -22,4 +22,7 @@ class AuditRecordOut(BaseModel):
     ip: str | None
     trace_id: str | None
     detail: dict[str, Any]
+    subject: dict[str, Any] | None = Field(
+        description="The effective subject: user_id, group_ids, role_names, scope."
+    )
     created_at: datetime

@@ -94,7 +94,8 @@ async def create_binding(
         project_id = None
     else:
         if body.scope_id is not None and await session.get(Project, body.scope_id) is None:
-            raise ValidationFailed.field("scope_id", "no such project")
+            # As for a project the caller may not see: nothing tells the two apart.
+            raise NotFound("No such project.")
         project_id = authorize(principal, "role_binding:create", project_id=body.scope_id)
     await _check_subject(session, body.subject_type, body.subject_id)
     _check_may_grant(principal, body.role, project_id)
