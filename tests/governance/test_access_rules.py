@@ -128,7 +128,7 @@ async def test_bad_rules_name_the_field(client: httpx.AsyncClient, admin: User) 
         "resource_type": "task",
         "effect": "deny",
     }
-    cases = [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"subject_id": str(uuid.uuid4())}, "subject_id"),
         ({"resource_type": "spaceship"}, "resource_type"),
         ({"action": "launch"}, "action"),

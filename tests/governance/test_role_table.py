@@ -75,7 +75,7 @@ def test_every_permission_of_every_resource_is_granted_by_some_role() -> None:
         "user",
     }
     assert set(RESOURCES) == resources
-    granted = set()
+    granted: set[str] = set()
     for name in ROLES:
         anything, owned = permissions_of([name])
         granted |= anything | owned
