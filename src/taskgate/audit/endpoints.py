@@ -1,4 +1,4 @@
-"""Audit log reading, for administrators."""
+"""Audit log reading, for instance administrators and system-scope viewers."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends
 
 from taskgate.audit.repository import audit_query
 from taskgate.audit.schemas import AuditRecordOut
+from taskgate.governance.access import authorize_system
 from taskgate.http.auth import CurrentPrincipal, Session
 from taskgate.http.pagination import Page, PageParams, page_params, paginate
 from taskgate.http.params import Instant
@@ -32,8 +33,7 @@ async def list_audit(
     since: Instant | None = None,
     until: Instant | None = None,
 ) -> Page[AuditRecordOut]:
-    principal.require_admin()
-    principal.require_scope("audit:read")
+    authorize_system(principal, "audit:read")
     stmt = audit_query(
         actor_id=actor_id,
         action=action,

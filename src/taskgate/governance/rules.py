@@ -13,7 +13,8 @@ check that names no resource), an ``effect`` and a ``priority``, and optional ``
 Evaluation: when no rule matches, the roles decide (and no role grant means denied). When
 rules match, those of the highest priority among them decide, and among them deny wins. So a
 deny holds against every allow of its priority or lower; an allow of a higher priority is
-the deliberate exception to it.
+the deliberate exception to it. Rules never make a project visible (a role in it does) and
+never bind the instance administrator.
 """
 
 from __future__ import annotations
