@@ -21,9 +21,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from taskgate.clock import utcnow
 from taskgate.db.base import Base, IdMixin, TimestampMixin
 from taskgate.db.types import JSONType, UTCDateTime
-from taskgate.ids import utcnow
 
 
 def project_ref(**kwargs: Any) -> Mapped[uuid.UUID]:

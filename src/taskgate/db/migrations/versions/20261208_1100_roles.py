@@ -13,7 +13,8 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 import taskgate.db.types
-from taskgate.ids import new_id, utcnow
+from taskgate.clock import utcnow
+from taskgate.ids import new_id
 
 revision: str = "1100"
 down_revision: str | Sequence[str] | None = "1000"
