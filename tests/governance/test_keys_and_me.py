@@ -143,3 +143,19 @@ async def test_an_unknown_project_is_a_404_envelope(client: httpx.AsyncClient, a
             )
             assert_error(response, 404, "NOT_FOUND", "No such project")
             assert response.json()["error"]["trace_id"] == response.headers["x-trace-id"]
+
+
+async def test_an_administrators_key_restricted_to_a_project_administers_nothing_else(
+    client: httpx.AsyncClient, admin: User
+) -> None:
+    studio = await project(client, admin, "Studio")
+    secret = (await create_key(client, admin.headers, project_id=studio))["key"]
+    assert (await client.get("/api/v1/tasks", headers=_key(secret))).status_code == 200
+    for method, path, body in (
+        ("GET", "/api/v1/users", None),
+        ("POST", "/api/v1/groups", {"name": "ops"}),
+        ("GET", "/api/v1/access-rules", None),
+        ("GET", "/api/v1/audit", None),
+    ):
+        response = await client.request(method, path, json=body, headers=_key(secret))
+        assert_error(response, 403, "FORBIDDEN", "instance-wide")

@@ -92,6 +92,8 @@ def refusal(
     scope = scope_for(permission)
     if not principal.has_scope(scope):
         return f"This API key lacks the scope {scope!r} ({permission})."
+    if project_id is None and principal.key_project_id is not None:
+        return f"An API key restricted to one project cannot act instance-wide ({permission})."
     grants = principal.grants
     if grants is None:
         if project_id is None and not principal.is_admin:
