@@ -145,14 +145,15 @@ def test_no_service_found_by_name() -> None:
     found = []
     for path in _files():
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            names: list[str] = []
             if isinstance(node, ast.Name):
-                names = [node.id]
+                names = {node.id}
             elif isinstance(node, ast.Attribute):
-                names = [node.attr]
+                names = {node.attr}
             elif isinstance(node, ast.ImportFrom):
-                names = [alias.name for alias in node.names]
-            if LOOKUPS_BY_NAME.intersection(names):
+                names = {alias.name for alias in node.names}
+            else:
+                continue
+            if names & LOOKUPS_BY_NAME:
                 found.append(f"{path.relative_to(SOURCE.parent)}:{node.lineno}")
     assert not found, "code found by its name instead of imported:\n" + "\n".join(found)
 

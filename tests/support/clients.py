@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from taskgate.app import Component, create_app
+from taskgate.app import create_app
+from taskgate.ops.lifecycle import Component
 from taskgate.settings import Settings
 
 ADMIN_PASSWORD = "admin-password-1"

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from taskgate.runtime.worker import Worker
+from taskgate.jobs import Worker
 from taskgate.settings import Settings
 from tests.support.clients import User, create_user, running_app
 

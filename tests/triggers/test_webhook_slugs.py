@@ -12,10 +12,10 @@ from datetime import timedelta
 
 import httpx
 
-from taskgate.destinations.sealing import secret_box
 from taskgate.governance.service import create_default_project
 from taskgate.ids import new_id, utcnow
 from taskgate.models import User, WebhookSource
+from taskgate.outbound.secretbox import secret_box
 from taskgate.outbound.signing import standard_headers
 from taskgate.settings import Settings
 from taskgate.triggers.inbound import MAX_CANDIDATES

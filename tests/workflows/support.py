@@ -20,7 +20,7 @@ from fastapi import FastAPI
 
 from taskgate.db.session import Database
 from taskgate.identity.user_service import ensure_first_admin
-from taskgate.runtime.worker import Worker
+from taskgate.jobs import Worker
 from taskgate.settings import Settings
 from tests.support.clients import ADMIN_PASSWORD, User, create_user, login, running_app
 from tests.support.waiting import eventually
