@@ -12,8 +12,9 @@ from datetime import timedelta
 
 import httpx
 
+from taskgate.clock import utcnow
 from taskgate.governance.service import create_default_project
-from taskgate.ids import new_id, utcnow
+from taskgate.ids import new_id
 from taskgate.models import User, WebhookSource
 from taskgate.outbound.secretbox import secret_box
 from taskgate.outbound.signing import standard_headers

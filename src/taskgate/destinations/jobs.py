@@ -35,11 +35,11 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskgate.clock import utcnow
 from taskgate.destinations.matching import event_document
 from taskgate.destinations.sealing import open_secret
 from taskgate.destinations.sending import SendOutcome, send
 from taskgate.events.outbox import record_event
-from taskgate.ids import utcnow
 from taskgate.models import Delivery, DeliveryAttempt, Destination, Event, Subscription
 from taskgate.outbound.secretbox import SecretBox, SecretBoxError
 from taskgate.runtime.context import JobContext, RetryLater, Runtime

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from taskgate.keys import master_secret
+from taskgate.master_secret import master_secret
 from taskgate.settings import Settings
 
 KEY_BYTES = 32

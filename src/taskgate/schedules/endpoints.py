@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from sqlalchemy import func, select
 
 from taskgate.errors import ValidationFailed
@@ -15,9 +15,9 @@ from taskgate.http.auth import CurrentPrincipal, Session
 from taskgate.http.json_body import JsonRoute
 from taskgate.http.pagination import Page, PageParams, page_params, paginate
 from taskgate.http.params import PageNumber
+from taskgate.http.preconditions import IfMatch, etag
 from taskgate.models import Schedule, ScheduleRun
 from taskgate.openapi import errors
-from taskgate.preconditions import etag
 from taskgate.schedules import repository as repo
 from taskgate.schedules import service, targets
 from taskgate.schedules.clock import SYSTEM_CLOCK, Clock
@@ -48,7 +48,6 @@ def _now(clock: Annotated[Clock, Depends(get_clock)]) -> datetime:
 
 
 Now = Annotated[datetime, Depends(_now)]
-IfMatch = Annotated[str | None, Header(description="ETag from a GET; a stale one is a 412.")]
 ListPage = Annotated[
     PageParams, Depends(page_params(["created_at", "-created_at", "name", "-name"]))
 ]

@@ -15,7 +15,6 @@ from taskgate.governance.access import authorize
 from taskgate.identity.principal import Principal
 from taskgate.ids import new_id
 from taskgate.models import Schedule, ScheduleRun
-from taskgate.preconditions import check_if_match
 from taskgate.schedules import firing, targets
 from taskgate.schedules import repository as repo
 from taskgate.schedules.definition import apply_definition, timing_of
@@ -30,6 +29,7 @@ from taskgate.schedules.occurrences import (
 from taskgate.schedules.schemas import ScheduleCreate, ScheduleFields, ScheduleQueueSummary
 from taskgate.schedules.timing import next_fire
 from taskgate.settings import Settings
+from taskgate.versioning import ExpectedVersion, check_version
 
 _TICK = timedelta(microseconds=1)
 
@@ -131,11 +131,11 @@ async def update_schedule(
     settings: Settings,
     now: datetime,
     *,
-    if_match: str | None,
+    if_match: ExpectedVersion | None,
 ) -> Schedule:
     """PATCH and PUT: only the fields sent change; a new timing counts from ``now``."""
     s = await get_schedule(session, principal, schedule_id, lock=True)
-    check_if_match(if_match, s.version, "schedule")
+    check_version(if_match, s.version, "schedule")
     sent = set(body.model_fields_set)
     if not sent:
         return s
@@ -172,11 +172,15 @@ async def update_schedule(
 
 
 async def delete_schedule(
-    session: AsyncSession, principal: Principal, schedule_id: uuid.UUID, *, if_match: str | None
+    session: AsyncSession,
+    principal: Principal,
+    schedule_id: uuid.UUID,
+    *,
+    if_match: ExpectedVersion | None,
 ) -> None:
     """Delete the schedule and its history; the tasks it started stay."""
     s = await get_schedule(session, principal, schedule_id, lock=True)
-    check_if_match(if_match, s.version, "schedule")
+    check_version(if_match, s.version, "schedule")
     await session.delete(s)
     signal_after_commit(session, SCHEDULES_CHANGED, s.id)
     await audit(session, "schedule.delete", principal, resource_type="schedule", resource_id=s.id)

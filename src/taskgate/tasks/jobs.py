@@ -26,7 +26,7 @@ from taskgate.tasks.agent_runner import run_agent_attempt
 from taskgate.tasks.attempts import Attempt, Ending, end_attempt, start_attempt
 from taskgate.tasks.event_batch import EventBatcher
 from taskgate.tasks.lifecycle import RUN_KIND, fail, move
-from taskgate.tasks.records import close_open_work, closed_sandbox_job, record_sandbox_job_closed
+from taskgate.tasks.run_rows import close_open_work, closed_sandbox_job, record_sandbox_job_closed
 from taskgate.tasks.sandbox_runs import discard_work_dir, request_for, run_streamed
 from taskgate.tasks.service import ApprovalDecision, resume_after_approval
 from taskgate.tasks.states import TaskStatus, is_final

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from taskgate.ids import isoformat, utcnow
+from taskgate.clock import isoformat, utcnow
 from taskgate.models import Approval, ExecutionStep, Workflow, WorkflowExecution
 from taskgate.runtime.context import JobContext, Runtime
 from taskgate.runtime.handlers import JobKind
