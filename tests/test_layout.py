@@ -19,8 +19,8 @@ MAX_LINES = 400
 # schedules, triggers, runs, governance, identity, audit, events, ...) is a feature, or the
 # assembly above them (app, api, jobs, cli), and the runtime knows none of them.
 INFRASTRUCTURE = frozenset(
-    {"db", "models", "settings", "errors", "logs", "ids", "keys", "timezones", "data_dir"}
-    | {"outbound"}
+    {"db", "models", "settings", "errors", "logs", "ids", "clock", "timezones", "data_dir"}
+    | {"master_secret", "outbound"}
 )
 # Calls that find code by its name at run time instead of importing it.
 LOOKUPS_BY_NAME = frozenset({"import_module", "find_spec", "__import__"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from collections.abc import AsyncIterator
@@ -14,6 +15,8 @@ from starlette.middleware.cors import CORSMiddleware
 
 from taskgate import __version__
 from taskgate.api import routers, stream_subjects
+from taskgate.auth.credentials import AccessTokens
+from taskgate.auth.principal import Authenticator
 from taskgate.db.engine import create_engine
 from taskgate.db.session import Database
 from taskgate.events.bus import EventBus
@@ -28,8 +31,7 @@ from taskgate.http.middleware import (
     TraceMiddleware,
 )
 from taskgate.http.ratelimit import RateLimiter, RateLimitMiddleware
-from taskgate.identity.credentials import AccessTokens
-from taskgate.identity.principal import Authenticator
+from taskgate.identity import stream_tickets
 from taskgate.jobs import approval_waiters
 from taskgate.logs import configure_logging
 from taskgate.master_secret import master_secret
@@ -114,6 +116,7 @@ def create_app(
     app.state.stream_subjects = stream_subjects(db)
     app.state.tokens = tokens
     app.state.authenticator = authenticator
+    app.state.redeem_stream_ticket = functools.partial(stream_tickets.redeem, db, authenticator)
     projects = ProjectDirectory(db, settings.auth.principal_cache_seconds)
     app.state.projects = projects
     app.state.limiter = limiter

@@ -19,10 +19,10 @@ from taskgate.approvals import repository as repo
 from taskgate.approvals.schemas import ApprovalOut
 from taskgate.approvals.waiters import TASK_TOOL, WORKFLOW_STEP, Waiters
 from taskgate.audit.service import audit
+from taskgate.auth.principal import Principal
 from taskgate.clock import utcnow
 from taskgate.errors import Conflict, NotFound
 from taskgate.events.outbox import record_event
-from taskgate.identity.principal import Principal
 from taskgate.ids import new_id
 from taskgate.models import Approval, ExecutionStep, Task, WorkflowExecution
 from taskgate.runtime.queue import enqueue

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, WebSocket, status
 
+from taskgate.auth.principal import Authenticator, Principal
 from taskgate.errors import ValidationFailed
 from taskgate.events import subjects
 from taskgate.events.bus import EventBus
@@ -18,7 +19,6 @@ from taskgate.events.websocket import serve_websocket
 from taskgate.events.wire import MAX_EVENT_ID
 from taskgate.http.auth import CurrentPrincipal, Session, StreamPrincipal
 from taskgate.identity import stream_tickets
-from taskgate.identity.principal import Authenticator, Principal
 from taskgate.openapi import errors
 
 router = APIRouter(prefix="/api/v1", tags=["streams"])

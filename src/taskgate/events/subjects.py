@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskgate.auth.principal import Principal
 from taskgate.db.session import Database
 from taskgate.errors import NotFound, ValidationFailed
 from taskgate.events.filters import (
@@ -22,7 +23,6 @@ from taskgate.events.filters import (
     TypeFilter,
 )
 from taskgate.events.visibility import readable_families
-from taskgate.identity.principal import Principal
 
 # A service's ``get_…(session, principal, id)``: the subject, or NotFound when it is missing or
 # not the principal's to see.

@@ -19,6 +19,7 @@ from typing import Any
 import structlog
 from starlette.websockets import WebSocket, WebSocketState
 
+from taskgate.auth.principal import Principal
 from taskgate.errors import NotFound, RateLimited, TaskgateError, Unauthorized
 from taskgate.events import subjects
 from taskgate.events.bus import EventBus, StreamSlot
@@ -26,7 +27,6 @@ from taskgate.events.filters import TypeFilter
 from taskgate.events.streams import EventStream
 from taskgate.events.wire import MAX_EVENT_ID, EventRecord
 from taskgate.http.auth import get_stream_principal
-from taskgate.identity.principal import Principal
 
 log = structlog.get_logger()
 CLOSE_UNAUTHENTICATED = 4401

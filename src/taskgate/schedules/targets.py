@@ -11,9 +11,9 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskgate.auth.principal import Principal
 from taskgate.errors import FieldProblem, NotFound, TaskgateError, ValidationFailed
 from taskgate.http.errors import validation_problems
-from taskgate.identity.principal import Principal
 from taskgate.models import Schedule, ScheduleRun, Task, WorkflowExecution
 from taskgate.schedules.definition import task_body
 from taskgate.settings import Settings
