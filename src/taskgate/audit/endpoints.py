@@ -1,4 +1,4 @@
-"""Audit log reading, for instance administrators and system-scope viewers."""
+"""Audit log reading, for administrators."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from fastapi import APIRouter, Depends
 
 from taskgate.audit.repository import audit_query
 from taskgate.audit.schemas import AuditRecordOut
-from taskgate.governance.access import authorize_system
 from taskgate.http.auth import CurrentPrincipal, Session
 from taskgate.http.pagination import Page, PageParams, page_params, paginate
 from taskgate.http.params import Instant
@@ -33,7 +32,8 @@ async def list_audit(
     since: Instant | None = None,
     until: Instant | None = None,
 ) -> Page[AuditRecordOut]:
-    authorize_system(principal, "audit:read")
+    principal.require_admin()
+    principal.require_scope("audit:read")
     stmt = audit_query(
         actor_id=actor_id,
         action=action,

@@ -21,13 +21,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
+from taskgate.auth.principal import Principal
 from taskgate.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from taskgate.governance import access_repository as repo
 from taskgate.governance.access import authorize, authorize_system, denied, may
 from taskgate.governance.access_schemas import BindingCreate
 from taskgate.governance.changes import changed
+from taskgate.governance.grants import grants_of
 from taskgate.governance.roles import INSTANCE_ADMIN, ROLES, SYSTEM_ROLES
-from taskgate.identity.principal import Principal
 from taskgate.models import Group, Project, RoleBinding, User
 
 
@@ -55,7 +56,7 @@ def _check_may_grant(principal: Principal, role: str, project_id: uuid.UUID | No
     """403 unless ``principal`` holds every permission ``role`` grants in the scope."""
     if principal.is_admin:
         return
-    grants = principal.grants
+    grants = grants_of(principal)
     granted = ROLES[role]
     missing = set(granted.permissions | granted.owned)
     if grants is not None and project_id is not None:

@@ -8,8 +8,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response, status
 
+from taskgate.auth.principal import Authenticator, Principal, UserProfile
 from taskgate.errors import Unauthorized
 from taskgate.governance.access import effective_permissions, sees
+from taskgate.governance.grants import grants_of
 from taskgate.http.auth import CurrentPrincipal, Session, get_principal
 from taskgate.http.context import current_client_ip
 from taskgate.http.direct_route import DirectRoute
@@ -17,7 +19,6 @@ from taskgate.http.json_body import JsonRoute
 from taskgate.http.pagination import Page, PageParams, page_params, paginate
 from taskgate.identity import api_key_service, user_service
 from taskgate.identity.auth_service import AuthService
-from taskgate.identity.principal import Authenticator, Principal, UserProfile
 from taskgate.identity.schemas import (
     ActionResult,
     ApiKeyCreate,
@@ -87,7 +88,7 @@ router.add_api_route(
 def _me_json(principal: Principal, user: UserProfile) -> bytes:
     """Keyed by value (both are frozen), so a changed user or key renders anew; a caller who
     asks again within the cache lifetime costs a look-up instead of two validations (~12 us)."""
-    grants = principal.grants
+    grants = grants_of(principal)
     groups = (
         [GroupRefOut(id=g.id, slug=g.slug, name=g.name) for g in grants.groups] if grants else []
     )
@@ -125,7 +126,7 @@ def _me_json(principal: Principal, user: UserProfile) -> bytes:
 
 def _projects_shown(principal: Principal) -> list[uuid.UUID]:
     """The projects the caller holds a role in, and the request's, that it sees."""
-    grants = principal.grants
+    grants = grants_of(principal)
     found = list(grants.project_roles) if grants else []
     if principal.project_id is not None and principal.project_id not in found:
         found.append(principal.project_id)

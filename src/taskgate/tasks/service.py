@@ -12,12 +12,12 @@ from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit, audit_values
+from taskgate.auth.principal import Principal
 from taskgate.clock import utcnow
 from taskgate.db.session import Database
 from taskgate.errors import Conflict, FieldProblem, NotFound, ValidationFailed
 from taskgate.events.outbox import event_values
 from taskgate.governance.access import authorize
-from taskgate.identity.principal import Principal
 from taskgate.ids import new_id
 from taskgate.models import ChatSession, Event, Task
 from taskgate.runtime.queue import NewJob, job_values, request_cancel
@@ -215,8 +215,7 @@ def tasks_query(
 
 
 async def get_task(session: AsyncSession, principal: Principal, task_id: uuid.UUID) -> Task:
-    """A task of a project ``principal`` may read tasks in; NotFound when missing or in a
-    project it does not see."""
+    """The task, if ``principal`` may read it (404 when missing or in a project it cannot see)."""
     task = await session.get(Task, task_id)
     if task is None:
         raise NotFound("Task not found.")
@@ -233,8 +232,7 @@ async def get_task(session: AsyncSession, principal: Principal, task_id: uuid.UU
 async def _task_to_change(
     session: AsyncSession, principal: Principal, task_id: uuid.UUID, permission: str
 ) -> Task:
-    """The task, locked, if ``principal`` holds ``permission`` on it: a member on what it
-    submitted, an operator on anyone's."""
+    """The task, locked, if ``principal`` may ``permission`` it (a member: only its own)."""
     task = await repo.task_for_update(session, task_id)
     if task is None:
         raise NotFound("Task not found.")
