@@ -78,8 +78,11 @@ class Principal:
             raise Forbidden(f"This API key lacks the scope {scope!r}.")
 
     def require_admin(self) -> None:
+        """An instance-wide action: an administrator's, not through a key kept to a project."""
         if not self.is_admin:
             raise Forbidden("Administrators only.")
+        if self.key_project_id is not None:
+            raise Forbidden("An API key restricted to one project cannot act instance-wide.")
 
     def subject_in(self, project_id: uuid.UUID | None) -> dict[str, Any] | None:
         """The effective subject audit records carry: ``user_id, group_ids, role_names,
