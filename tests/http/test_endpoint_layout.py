@@ -25,12 +25,13 @@ def forbidden_imports(tree: ast.Module) -> Iterator[tuple[int, str]]:
     """(line, module) of each import statement, anywhere in the module, that reaches a
     forbidden package."""
     for node in ast.walk(tree):
-        names: list[str] = []
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             # ``from taskgate import models`` names the package in the imported name.
             names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        else:
+            continue
         found = [name for name in names if forbidden(name)]
         if found:
             yield node.lineno, found[0]

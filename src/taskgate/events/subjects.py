@@ -22,14 +22,19 @@ from taskgate.events.filters import (
 from taskgate.events.visibility import readable_families
 from taskgate.identity.principal import Principal
 
-_TASKS = ("taskgate.tasks.service", "get_task", "Task not found.")
-_RUNS = ("taskgate.runs.service", "get_run", "Run not found.")
-_EXECUTIONS = (
+# (service module, its look-up, the message when it is missing, the API-key scope reading
+# the subject takes). Services check no scopes (routes declare theirs); a stream's scopes
+# follow the subjects its query names, so they are checked here as each one is looked up.
+Target = tuple[str, str, str, str | None]
+_TASKS: Target = ("taskgate.tasks.service", "get_task", "Task not found.", "tasks:read")
+_RUNS: Target = ("taskgate.runs.service", "get_run", "Run not found.", "tasks:read")
+_EXECUTIONS: Target = (
     "taskgate.workflows.executions_service",
     "get_execution",
     "Workflow executions are not available on this server.",
+    None,
 )
-_SESSIONS = ("taskgate.sessions.service", "get_session", "Session not found.")
+_SESSIONS: Target = ("taskgate.sessions.service", "get_session", "Session not found.", None)
 
 
 def _feature(module: str) -> ModuleType | None:
@@ -44,20 +49,22 @@ def _feature(module: str) -> ModuleType | None:
 async def _lookup(
     db: Database,
     principal: Principal,
-    target: tuple[str, str, str],
+    target: Target,
     subject_id: uuid.UUID,
     *,
     required: bool,
 ) -> Any | None:
     """The subject from its service (NotFound when missing or someone else's); None when the
     feature is not installed and ``required`` is false (the owner filter still applies)."""
-    module_name, function, missing = target
+    module_name, function, missing, scope = target
     module = _feature(module_name)
     finder = getattr(module, function, None) if module is not None else None
     if finder is None:
         if required:
             raise NotFound(missing)
         return None
+    if scope is not None:
+        principal.require_scope(scope)
     async with db.transaction(write=False) as session:
         return await finder(session, principal, subject_id)
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 import re
 import uuid
 
-from sqlalchemy import Select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
 from taskgate.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from taskgate.governance import repository as repo
-from taskgate.governance.schemas import ProjectCreate, ProjectUpdate
+from taskgate.governance.schemas import ProjectCreate, ProjectFilters, ProjectOut, ProjectUpdate
 from taskgate.governance.selection import ProjectDirectory
+from taskgate.http.pagination import Page, PageParams, page_of
 from taskgate.identity.principal import Authenticator, Principal
 from taskgate.models import Project, ProjectMember, User
 from taskgate.settings import GovernanceSettings
@@ -55,11 +55,12 @@ async def _free_slug(session: AsyncSession, name: str) -> str:
     return f"{base}-{n}"
 
 
-def projects_query(
-    principal: Principal, *, status: str | None, search: str | None
-) -> Select[tuple[Project]]:
-    principal.require_scope("projects:read")
-    return repo.projects_query(principal, status=status, search=search)
+async def list_projects(
+    session: AsyncSession, principal: Principal, filters: ProjectFilters, page: PageParams
+) -> Page[ProjectOut]:
+    """The projects the caller may see."""
+    listing = repo.projects_listing(principal, filters)
+    return await page_of(session, listing, page, ProjectOut.of)
 
 
 async def _add(session: AsyncSession, project: Project, owner_id: uuid.UUID) -> Project:
@@ -76,7 +77,6 @@ async def _add(session: AsyncSession, project: Project, owner_id: uuid.UUID) -> 
 async def create_project(
     session: AsyncSession, principal: Principal, body: ProjectCreate, settings: GovernanceSettings
 ) -> Project:
-    principal.require_scope("projects:write")
     if settings.project_creation == "admins" and not principal.is_admin:
         raise Forbidden("Only administrators may create projects on this instance.")
     if body.slug is not None:
@@ -129,7 +129,6 @@ async def create_default_project(session: AsyncSession, user: User) -> Project:
 async def get_project(
     session: AsyncSession, principal: Principal, project_id: uuid.UUID
 ) -> Project:
-    principal.require_scope("projects:read")
     project = await repo.visible_project(session, principal, project_id)
     if project is None:
         raise NotFound("No such project.")
@@ -138,7 +137,6 @@ async def get_project(
 
 async def _owned(session: AsyncSession, principal: Principal, project_id: uuid.UUID) -> Project:
     """A project ``principal`` may manage: its owner's, or any for an administrator."""
-    principal.require_scope("projects:write")
     project = await get_project(session, principal, project_id)
     if not principal.is_admin and project.created_by != principal.user_id:
         raise Forbidden("Only the project's owner may change it (missing project:update).")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
@@ -65,6 +66,14 @@ class MeOut(BaseModel):
     auth: Literal["token", "api_key"]
     api_key_id: uuid.UUID | None
     default_project_id: uuid.UUID | None
+
+
+@dataclass(frozen=True)
+class UserFilters:
+    """What ``GET /api/v1/users`` narrows the users to."""
+
+    search: str | None = None
+    is_active: bool | None = None
 
 
 class UserCreate(BaseModel):

@@ -1,4 +1,4 @@
-"""Account use cases: the first admin, and administrators managing users."""
+"""Account use cases: the first admin, and administrators listing and managing users."""
 
 from __future__ import annotations
 
@@ -6,37 +6,32 @@ import secrets
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import Select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
 from taskgate.errors import Conflict, NotFound, ValidationFailed
 from taskgate.governance.service import create_default_project
+from taskgate.http.pagination import Page, PageParams, page_of
 from taskgate.identity import repository as repo
 from taskgate.identity.auth_service import revoke_sessions
 from taskgate.identity.credentials import hash_password
 from taskgate.identity.principal import Authenticator, Principal
-from taskgate.identity.schemas import UserCreate, UserUpdate
+from taskgate.identity.schemas import UserCreate, UserFilters, UserOut, UserUpdate
 from taskgate.models import User
 from taskgate.timezones import validate_timezone
 
 
-def _require_user_admin(actor: Principal, *, write: bool) -> None:
+async def list_users(
+    session: AsyncSession, actor: Principal, filters: UserFilters, page: PageParams
+) -> Page[UserOut]:
     actor.require_admin()
-    actor.require_scope("users:write" if write else "users:read")
-
-
-def users_query(
-    actor: Principal, *, search: str | None, is_active: bool | None
-) -> Select[tuple[User]]:
-    _require_user_admin(actor, write=False)
-    return repo.users_query(search=search, is_active=is_active)
+    return await page_of(session, repo.users_listing(filters), page, UserOut.model_validate)
 
 
 async def create_user(session: AsyncSession, actor: Principal | None, body: UserCreate) -> User:
     if actor is not None:
-        _require_user_admin(actor, write=True)
+        actor.require_admin()
     if await repo.username_taken(session, body.username):
         raise Conflict(f"The username {body.username!r} is taken.")
     email = body.email.lower() if body.email else None
@@ -86,10 +81,8 @@ async def ensure_first_admin(
     return FirstAdmin(username, chosen, generated=password is None)
 
 
-async def get_user(
-    session: AsyncSession, actor: Principal, user_id: uuid.UUID, *, write: bool = False
-) -> User:
-    _require_user_admin(actor, write=write)
+async def get_user(session: AsyncSession, actor: Principal, user_id: uuid.UUID) -> User:
+    actor.require_admin()
     user = await session.get(User, user_id)
     if user is None:
         raise NotFound("No such user.")
@@ -103,7 +96,7 @@ async def update_user(
     body: UserUpdate,
     authenticator: Authenticator,
 ) -> User:
-    user = await get_user(session, actor, user_id, write=True)
+    user = await get_user(session, actor, user_id)
     changes = body.model_dump(exclude_unset=True)
     if "email" in changes:
         email = changes["email"].lower() if changes["email"] else None
@@ -136,7 +129,7 @@ async def set_active(
     active: bool,
     authenticator: Authenticator,
 ) -> User:
-    user = await get_user(session, actor, user_id, write=True)
+    user = await get_user(session, actor, user_id)
     if user.id == actor.user_id and not active:
         raise Conflict("You cannot disable your own account.")
     user.is_active = active
@@ -156,7 +149,7 @@ async def set_active(
 async def admin_revoke_sessions(
     session: AsyncSession, actor: Principal, user_id: uuid.UUID, authenticator: Authenticator
 ) -> None:
-    user = await get_user(session, actor, user_id, write=True)
+    user = await get_user(session, actor, user_id)
     await revoke_sessions(session, user.id, authenticator)
     await audit(session, "user.revoke_sessions", actor, resource_type="user", resource_id=user.id)
 
@@ -168,7 +161,7 @@ async def reset_password(
     password: str,
     authenticator: Authenticator,
 ) -> None:
-    user = await get_user(session, actor, user_id, write=True)
+    user = await get_user(session, actor, user_id)
     await _replace_password(session, user, password, authenticator)
     await audit(session, "user.reset_password", actor, resource_type="user", resource_id=user.id)
 

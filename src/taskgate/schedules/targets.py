@@ -54,7 +54,10 @@ async def start(
     if s.workflow_id is not None:
         execution_id = await _start_execution(session, s, owner)
         return Started(execution_id=execution_id)
-    task = await submit_task(session, owner, task_of(s), settings)
+    body = task_of(s)
+    # Run now by hand starts the task as the caller: its key must be one that may.
+    owner.require_scope("tasks:write")
+    task = await submit_task(session, owner, body, settings)
     return Started(task_id=task.id)
 
 
@@ -137,6 +140,7 @@ async def check_workflow(session: AsyncSession, owner: Principal, workflow_id: u
         raise ValidationFailed.field("workflow_id", "workflows are not available")
     from taskgate.workflows.service import get_workflow
 
+    owner.require_scope("workflows:read")
     try:
         workflow = await get_workflow(session, owner, workflow_id)
     except NotFound:

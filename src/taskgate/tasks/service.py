@@ -15,6 +15,7 @@ from taskgate.db.session import Database
 from taskgate.errors import Conflict, FieldProblem, NotFound, ValidationFailed
 from taskgate.events.outbox import event_values
 from taskgate.governance.access import authorize
+from taskgate.http.pagination import OffsetParams, Page, PageParams, paginate
 from taskgate.identity.principal import Principal
 from taskgate.ids import new_id, utcnow
 from taskgate.models import ChatSession, Event, Task
@@ -23,7 +24,7 @@ from taskgate.settings import Settings, WorkerSettings
 from taskgate.tasks import repository as repo
 from taskgate.tasks.intake import Accepted, TaskIntake, TaskRows, stage
 from taskgate.tasks.lifecycle import RUN_KIND, enqueue_run, fail, move, stop_running, task_event
-from taskgate.tasks.schemas import ControlState, TaskCreate
+from taskgate.tasks.schemas import ControlState, TaskCreate, TaskFilters, TaskList, TaskOut
 from taskgate.tasks.states import TaskStatus
 
 S = TaskStatus
@@ -88,7 +89,6 @@ class _Submission:
 
 def prepare_task(principal: Principal, body: TaskCreate, settings: Settings) -> _Submission:
     """Check a submission and describe what accepting it writes."""
-    principal.require_scope("tasks:write")
     project_id = authorize(principal, "task:create")
     kind = _check_one_input(body)
     session_id = body.session_id or new_id()
@@ -207,15 +207,30 @@ async def _write(session: AsyncSession, submission: _Submission) -> Accepted:
 
 async def get_task(session: AsyncSession, principal: Principal, task_id: uuid.UUID) -> Task:
     """The principal's task; NotFound when missing or someone else's."""
-    principal.require_scope("tasks:read")
     task = await repo.task_of(session, principal.user_id, task_id)
     if task is None:
         raise NotFound("Task not found.")
     return task
 
 
+async def list_tasks(
+    session: AsyncSession,
+    principal: Principal,
+    filters: TaskFilters,
+    paging: PageParams | OffsetParams,
+) -> Page[TaskOut] | TaskList:
+    """The principal's tasks in the request's project; the Shannon form with OffsetParams."""
+    listing = repo.tasks_listing(
+        principal.user_id, principal.project_id, filters, repo.dialect_of(session)
+    )
+    window = await paginate(session, listing, paging)
+    results = [TaskOut.of(task) for task in window.rows]
+    if isinstance(paging, OffsetParams):
+        return TaskList(tasks=results, total_count=window.count or 0)
+    return window.page(results)
+
+
 async def _task_to_change(session: AsyncSession, principal: Principal, task_id: uuid.UUID) -> Task:
-    principal.require_scope("tasks:write")
     task = await repo.task_for_update(session, task_id)
     if task is None or task.owner_id != principal.user_id:
         raise NotFound("Task not found.")

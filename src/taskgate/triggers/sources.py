@@ -1,4 +1,4 @@
-"""Webhook source use cases: create (the secret shown once), read, change, delete."""
+"""Webhook source use cases: create (the secret shown once), list, read, change, delete."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from taskgate.audit.service import audit
 from taskgate.errors import Conflict, NotFound
 from taskgate.governance.access import authorize
+from taskgate.http.pagination import Page, PageParams, page_of
 from taskgate.identity.principal import Principal
 from taskgate.ids import new_id, utcnow
 from taskgate.models import WebhookSource
@@ -55,7 +56,6 @@ def _slug_taken(slug: str) -> Conflict:
 async def create_source(
     session: AsyncSession, principal: Principal, body: WebhookSourceCreate, box: SecretBox
 ) -> tuple[WebhookSource, str]:
-    principal.require_scope("webhooks:write")
     # Slugs are unique within a project only, so a taken one tells nothing about other
     # projects' sources.
     project_id = authorize(principal, "webhook_source:create")
@@ -95,10 +95,16 @@ async def create_source(
     return source, secret
 
 
+async def list_sources(
+    session: AsyncSession, principal: Principal, page: PageParams
+) -> Page[WebhookSourceOut]:
+    listing = repo.sources_listing(principal.user_id, principal.project_id)
+    return await page_of(session, listing, page, source_out)
+
+
 async def get_source(
-    session: AsyncSession, principal: Principal, source_id: uuid.UUID, *, write: bool = False
+    session: AsyncSession, principal: Principal, source_id: uuid.UUID
 ) -> WebhookSource:
-    principal.require_scope("webhooks:write" if write else "webhooks:read")
     source = await repo.source_of(session, principal.user_id, source_id)
     if source is None:
         raise NotFound("Webhook source not found.")
@@ -112,7 +118,7 @@ async def update_source(
     body: WebhookSourceUpdate,
     box: SecretBox,
 ) -> WebhookSource:
-    source = await get_source(session, principal, source_id, write=True)
+    source = await get_source(session, principal, source_id)
     changes = body.model_dump(exclude_unset=True)
     secret = changes.pop("secret", None)
     for key, value in changes.items():
@@ -134,7 +140,7 @@ async def update_source(
 
 
 async def delete_source(session: AsyncSession, principal: Principal, source_id: uuid.UUID) -> None:
-    source = await get_source(session, principal, source_id, write=True)
+    source = await get_source(session, principal, source_id)
     await session.delete(source)
     await audit(
         session,
