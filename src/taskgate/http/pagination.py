@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from fastapi import Query, Request
@@ -167,7 +167,7 @@ def page_number_params(
 
     async def dependency(
         request: Request,
-        page: PageNumber = Query(1, description="Page number, from 1."),
+        page: Annotated[PageNumber, Query(description="Page number, from 1.")] = 1,
         page_size: int = Query(
             default_size,
             description=f"Page size, 1-{MAX_LIMIT}.",
