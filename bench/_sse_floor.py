@@ -21,7 +21,7 @@ from typing import cast
 
 import uvloop
 
-from taskgate.events.records import EventRecord
+from taskgate.events.wire import EventRecord
 
 _HEAD = (
     b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"

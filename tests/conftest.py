@@ -16,7 +16,7 @@ from taskgate.db.engine import create_engine
 from taskgate.db.session import Database
 from taskgate.identity.user_service import ensure_first_admin
 from taskgate.settings import Settings
-from tests.support.clients import ADMIN_PASSWORD, User, login, running_app
+from tests.support.clients import ADMIN_PASSWORD, User, create_user, login, running_app
 from tests.support.databases import (
     PostgresDatabase,
     migrate,
@@ -24,6 +24,7 @@ from tests.support.databases import (
     sqlite_url,
     wipe,
 )
+from tests.support.sandbox_dirs import sandbox_data_dir
 
 TEST_SECRET = "test-secret-" + "x" * 40
 
@@ -137,3 +138,20 @@ async def admin(client: httpx.AsyncClient, app: FastAPI) -> User:
     async with db.transaction() as session:
         await ensure_first_admin(session, ADMIN_PASSWORD)
     return await login(client, "admin", ADMIN_PASSWORD)
+
+
+@pytest.fixture
+async def alice(client: httpx.AsyncClient, admin: User) -> User:
+    """A plain user, so ownership is always tested against someone."""
+    return await create_user(client, admin, "alice")
+
+
+@pytest.fixture
+async def bob(client: httpx.AsyncClient, admin: User) -> User:
+    return await create_user(client, admin, "bob")
+
+
+@pytest.fixture
+def sandbox_dir() -> Iterator[Path]:
+    with sandbox_data_dir() as path:
+        yield path

@@ -30,8 +30,8 @@ from taskgate.http.middleware import (
 from taskgate.http.ratelimit import RateLimiter, RateLimitMiddleware
 from taskgate.identity.credentials import AccessTokens
 from taskgate.identity.principal import Authenticator
-from taskgate.keys import master_secret
 from taskgate.logs import configure_logging
+from taskgate.master_secret import master_secret
 from taskgate.openapi import install_openapi
 from taskgate.ops.endpoints import router as ops_router
 from taskgate.ops.housekeeping import Housekeeping

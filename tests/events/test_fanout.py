@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import uuid
 
+from taskgate.clock import utcnow
 from taskgate.db.session import Database
 from taskgate.events.bus import EventBus
 from taskgate.events.fanout import EventFanout
 from taskgate.events.filters import EndCondition, StreamSpec, TypeFilter
-from taskgate.events.records import EventRecord
-from taskgate.ids import utcnow
+from taskgate.events.wire import EventRecord
 from taskgate.settings import Settings
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 from sqlalchemy import select, update
 
-from taskgate.ids import utcnow
+from taskgate.clock import utcnow
 from taskgate.models import StreamTicket
 from tests.events.support import LiveServer, SseReader, create_task, emit
 from tests.events.test_stream_scopes import _key

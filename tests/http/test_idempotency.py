@@ -12,8 +12,8 @@ from fastapi import FastAPI
 from sqlalchemy import func, select, update
 
 from taskgate.app import create_app
+from taskgate.clock import utcnow
 from taskgate.errors import ServiceUnavailable
-from taskgate.ids import utcnow
 from taskgate.models import ApiKey, IdempotencyRecord
 from taskgate.settings import Settings
 from tests.support.clients import User, create_user

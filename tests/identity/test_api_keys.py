@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import httpx
 
-from taskgate.ids import isoformat, utcnow
+from taskgate.clock import isoformat, utcnow
 from tests.conftest import AppFactory
 from tests.identity.api import bearer, create_key, first_admin, me_status
 from tests.support.clients import ADMIN_PASSWORD, User, create_user, login

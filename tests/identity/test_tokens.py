@@ -9,7 +9,7 @@ import httpx
 import jwt
 from fastapi import FastAPI
 
-from taskgate.ids import utcnow
+from taskgate.clock import utcnow
 from taskgate.models import User as UserRow
 from tests.conftest import AppFactory
 from tests.identity.api import bearer, first_admin, login_pair, me_status

@@ -9,9 +9,9 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy import update
 
+from taskgate.clock import utcnow
 from taskgate.db.session import Database
 from taskgate.identity.user_service import ensure_first_admin
-from taskgate.ids import utcnow
 from taskgate.models import Node
 from taskgate.runtime import leases, nodes
 from taskgate.runtime.handlers import NOOP

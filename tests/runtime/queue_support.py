@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlalchemy import Row, select, update
 
+from taskgate.clock import utcnow
 from taskgate.db.session import Database
-from taskgate.ids import utcnow
 from taskgate.runtime.context import Runtime
 from taskgate.runtime.handlers import JobKind
 from taskgate.runtime.queue import jobs

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
+from taskgate.clock import utcnow
 from taskgate.db.session import Database
 from taskgate.errors import Conflict, NotFound
-from taskgate.ids import utcnow
 from taskgate.runtime import leases, reaper
 from taskgate.runtime.context import JobContext, LeaseLost, Runtime
 from taskgate.runtime.handlers import JobKind

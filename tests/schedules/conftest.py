@@ -5,13 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-import httpx
 import pytest
 from fastapi import FastAPI
 
 from taskgate.schedules.clock import ManualClock
 from taskgate.schedules.scheduler import Scheduler
-from tests.support.clients import User, create_user
 
 START = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
@@ -28,13 +26,3 @@ def clock(app: FastAPI) -> Iterator[ManualClock]:
 @pytest.fixture
 def scheduler(app: FastAPI, clock: ManualClock) -> Scheduler:
     return Scheduler(app.state.db, app.state.settings, clock)
-
-
-@pytest.fixture
-async def alice(client: httpx.AsyncClient, admin: User) -> User:
-    return await create_user(client, admin, "alice")
-
-
-@pytest.fixture
-async def bob(client: httpx.AsyncClient, admin: User) -> User:
-    return await create_user(client, admin, "bob")

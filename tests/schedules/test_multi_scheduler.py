@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import sys
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -19,10 +18,10 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from taskgate.clock import utcnow
 from taskgate.db.session import Database
 from taskgate.identity.principal import Principal
 from taskgate.identity.user_service import ensure_first_admin
-from taskgate.ids import utcnow
 from taskgate.models import ScheduleRun, Task
 from taskgate.schedules.scheduler import SchedulerComponent
 from taskgate.schedules.schemas import ScheduleCreate
@@ -31,6 +30,7 @@ from taskgate.settings import Settings
 from tests.conftest import TEST_SECRET, AppFactory
 from tests.schedules.flows import create, runs
 from tests.support.clients import ADMIN_PASSWORD, User, create_user, login
+from tests.support.waiting import eventually
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -55,12 +55,12 @@ async def test_embedded_scheduler_fires_on_the_real_clock(
         created = await create(
             client, user, interval_seconds=1, overlap="allow", start_at=start.isoformat()
         )
-        deadline = time.monotonic() + 15
-        history: list[dict[str, object]] = []
-        while len([r for r in history if r["status"] == "fired"]) < 2:
-            assert time.monotonic() < deadline, history
-            await asyncio.sleep(0.05)
+
+        async def fired_twice() -> list[dict[str, object]] | None:
             history = await runs(client, user, created["id"])
+            return history if len([r for r in history if r["status"] == "fired"]) >= 2 else None
+
+        history = await eventually(fired_twice, timeout=15, what="two firings")
         first = history[0]
         assert first["scheduled_for"] == start.isoformat().replace("+00:00", "Z")
         assert first["task_id"] is not None
@@ -121,10 +121,11 @@ async def test_two_scheduler_processes_fire_each_occurrence_once(
         ]
         try:
             # Both must be up before the first wave, or one would simply get it all.
-            deadline = time.monotonic() + 30
-            while not all(any("scheduler_started" in ln for ln in out) for out in logs):
-                assert time.monotonic() < deadline, logs
-                await asyncio.sleep(0.05)
+            await eventually(
+                lambda: all(any("scheduler_started" in ln for ln in out) for out in logs),
+                timeout=30,
+                what="both schedulers to start",
+            )
             first_due = (utcnow() + timedelta(seconds=2)).replace(microsecond=0)
             me = await client.get("/api/v1/users/me", headers=user.headers)
             project_id = uuid.UUID(me.json()["default_project_id"])

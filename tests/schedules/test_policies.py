@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -158,15 +156,6 @@ async def test_overlap_allow_is_bounded_by_max_concurrent_runs(
     clock.set(utc("2026-03-02T12:30"))
     await scheduler.tick()
     assert fired(await runs(client, alice, created["id"]))[-1] == utc("2026-03-02T12:30")
-
-
-@pytest.fixture
-def sandbox_dir() -> Iterator[Path]:
-    """A data dir the sandbox's user can reach (pytest's own tmp dirs are private to root)."""
-    path = Path(tempfile.mkdtemp(prefix="taskgate-test-"))
-    path.chmod(0o711)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 async def test_overlap_skip_while_a_task_really_runs(

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from sqlalchemy import update
 
-from taskgate.ids import utcnow
+from taskgate.clock import utcnow
 from taskgate.models import WebhookReceipt
 from taskgate.outbound.signing import standard_headers
 from taskgate.settings import Settings

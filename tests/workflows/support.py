@@ -4,15 +4,12 @@ HTTP server that counts what it receives, and polling with deadlines."""
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import threading
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,6 +20,7 @@ from taskgate.identity.user_service import ensure_first_admin
 from taskgate.runtime.worker import Worker
 from taskgate.settings import Settings
 from tests.support.clients import ADMIN_PASSWORD, User, create_user, login, running_app
+from tests.support.sandbox_dirs import sandbox_data_dir as sandbox_dir
 from tests.support.waiting import eventually
 
 FINISHED = ("SUCCESS", "FAILED", "CANCELLED")
@@ -39,17 +37,6 @@ class Env:
     def db(self) -> Database:
         db: Database = self.app.state.db
         return db
-
-
-@contextmanager
-def sandbox_dir() -> Iterator[Path]:
-    """A data dir the sandbox uid can reach (pytest's own tmp dirs are private to root)."""
-    path = Path(tempfile.mkdtemp(prefix="taskgate-wf-"))
-    path.chmod(0o711)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @asynccontextmanager

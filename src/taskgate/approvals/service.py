@@ -18,11 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from taskgate.approvals import repository as repo
 from taskgate.approvals.schemas import ApprovalFilters, ApprovalOut, DecisionResult
 from taskgate.audit.service import audit
+from taskgate.clock import utcnow
 from taskgate.errors import Conflict, NotFound
 from taskgate.events.outbox import record_event
 from taskgate.http.pagination import Page, PageParams, page_of
 from taskgate.identity.principal import Principal
-from taskgate.ids import new_id, utcnow
+from taskgate.ids import new_id
 from taskgate.models import Approval, ExecutionStep, Task, WorkflowExecution
 from taskgate.runtime.queue import enqueue
 

@@ -8,8 +8,9 @@ from datetime import datetime
 from sqlalchemy import MetaData, Uuid
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from taskgate.clock import utcnow
 from taskgate.db.types import UTCDateTime
-from taskgate.ids import new_id, utcnow
+from taskgate.ids import new_id
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",

@@ -34,11 +34,11 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskgate.clock import utcnow
 from taskgate.destinations.matching import event_document
 from taskgate.destinations.sealing import open_secret, secret_box, url_policy
 from taskgate.destinations.sending import EXCERPT_BYTES, SendOutcome, send
 from taskgate.events.outbox import record_event
-from taskgate.ids import utcnow
 from taskgate.models import Delivery, DeliveryAttempt, Destination, Event, Subscription
 from taskgate.outbound.guarded_http import GuardedClient, guarded_client
 from taskgate.outbound.secretbox import SecretBox, SecretBoxError

@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from taskgate.ids import isoformat
+from taskgate.clock import isoformat
 from taskgate.models import Event
 
 SUBJECT_FIELDS = ("task_id", "run_id", "job_id", "execution_id", "workflow_id", "session_id")

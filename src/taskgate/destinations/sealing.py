@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from taskgate.keys import master_secret
+from taskgate.master_secret import master_secret
 from taskgate.models import Destination
 from taskgate.outbound.secretbox import SecretBox
 from taskgate.outbound.ssrf import URLPolicy

@@ -11,11 +11,11 @@ from taskgate.errors import ValidationFailed
 from taskgate.events import subjects
 from taskgate.events.bus import EventBus
 from taskgate.events.filters import StreamSpec, TypeFilter
-from taskgate.events.records import MAX_EVENT_ID
 from taskgate.events.schemas import EventOut, StreamTicketOut
 from taskgate.events.sse import EventStreamResponse
 from taskgate.events.streams import EventStream
 from taskgate.events.websocket import serve_websocket
+from taskgate.events.wire import MAX_EVENT_ID
 from taskgate.http.auth import CurrentPrincipal, Db, Session, StreamPrincipal
 from taskgate.identity import stream_tickets
 from taskgate.identity.principal import Authenticator, Principal

@@ -19,8 +19,8 @@ import structlog
 from taskgate.db.session import Database
 from taskgate.events import repository
 from taskgate.events.filters import Route, StreamSpec, event_routes
-from taskgate.events.records import EventRecord
 from taskgate.events.subscribers import Batch, Subscriber
+from taskgate.events.wire import EventRecord
 from taskgate.settings import StreamSettings
 
 if TYPE_CHECKING:

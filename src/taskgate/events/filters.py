@@ -8,8 +8,8 @@ import uuid
 from dataclasses import dataclass
 
 from taskgate.errors import ValidationFailed
-from taskgate.events.records import SUBJECTS, EventRecord
 from taskgate.events.visibility import event_family
+from taskgate.events.wire import SUBJECTS, EventRecord
 
 # Where the fan-out files a spec, per owner: under a subject it names (column, id), or under
 # None when it takes any of the owner's events (a feed). An event is matched only against

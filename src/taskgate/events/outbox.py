@@ -11,10 +11,10 @@ from typing import Any
 from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskgate.clock import utcnow
 from taskgate.db.bulk import Rows, insert_rows
 from taskgate.db.session import signal_after_commit
 from taskgate.http.context import current_trace_id
-from taskgate.ids import utcnow
 from taskgate.models import Event
 
 EVENTS_COMMITTED = "events"

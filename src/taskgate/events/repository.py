@@ -9,8 +9,8 @@ from sqlalchemy import ColumnElement, Row, and_, case, func, or_, select, text, 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.events.filters import StreamSpec
-from taskgate.events.records import EventRecord
 from taskgate.events.visibility import EVERY_EVENT, SUBJECT_FAMILIES
+from taskgate.events.wire import EventRecord
 from taskgate.models import Event
 
 _COLUMNS = (

@@ -11,9 +11,9 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from taskgate.events.bus import StreamSlot
-from taskgate.events.records import SSE_PING, sse_done
 from taskgate.events.streams import Delivery, EventStream
 from taskgate.events.subscribers import Sink
+from taskgate.events.wire import SSE_PING, sse_done
 
 # Tells EventSource how soon to reconnect (it then sends Last-Event-ID).
 PREAMBLE = b"retry: 3000\n\n"

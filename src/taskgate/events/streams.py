@@ -15,8 +15,8 @@ from taskgate.events import repository
 from taskgate.events.bus import EventBus
 from taskgate.events.fanout import EventFanout
 from taskgate.events.filters import StreamSpec
-from taskgate.events.records import EventRecord
 from taskgate.events.subscribers import Sink, Subscriber
+from taskgate.events.wire import EventRecord
 
 
 @dataclass(slots=True)

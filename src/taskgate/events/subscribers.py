@@ -7,7 +7,7 @@ from collections import deque
 from collections.abc import Callable
 
 from taskgate.events.filters import StreamSpec
-from taskgate.events.records import SSE_PING, EventRecord, sse_done
+from taskgate.events.wire import SSE_PING, EventRecord, sse_done
 
 # Writes bytes straight to the client's connection; False when it cannot right now.
 Sink = Callable[[bytes], bool]

@@ -7,7 +7,7 @@ to each event, live and on replay, whatever channel or type filter the client as
 from __future__ import annotations
 
 from taskgate.errors import Forbidden
-from taskgate.events.records import EventRecord
+from taskgate.events.wire import EventRecord
 from taskgate.identity.principal import Principal
 
 # The resource an event is about, by the first subject column it carries, named by its scope

@@ -24,8 +24,8 @@ from taskgate.errors import NotFound, RateLimited, TaskgateError, Unauthorized
 from taskgate.events import subjects
 from taskgate.events.bus import EventBus, StreamSlot
 from taskgate.events.filters import TypeFilter
-from taskgate.events.records import MAX_EVENT_ID, EventRecord
 from taskgate.events.streams import EventStream
+from taskgate.events.wire import MAX_EVENT_ID, EventRecord
 from taskgate.http.auth import get_stream_principal
 from taskgate.identity.principal import Principal
 

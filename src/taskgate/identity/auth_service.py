@@ -8,6 +8,7 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit, audit_failure
+from taskgate.clock import utcnow
 from taskgate.db.session import Database, on_rollback
 from taskgate.errors import RateLimited, Unauthorized
 from taskgate.http.ratelimit import RateLimiter
@@ -20,7 +21,7 @@ from taskgate.identity.credentials import (
 )
 from taskgate.identity.principal import Authenticator, Principal
 from taskgate.identity.schemas import LoginRequest, TokenPair
-from taskgate.ids import new_id, utcnow
+from taskgate.ids import new_id
 from taskgate.models import RefreshToken, User
 from taskgate.settings import AuthSettings
 

@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy import Index, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
+from taskgate.clock import utcnow
 from taskgate.db.base import Base, IdMixin
 from taskgate.db.types import JSONType, UTCDateTime
-from taskgate.ids import utcnow
 
 
 class AuditRecord(IdMixin, Base):

@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy import BigInteger, Index, Integer, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
+from taskgate.clock import utcnow
 from taskgate.db.base import Base
 from taskgate.db.types import JSONType, UTCDateTime
-from taskgate.ids import utcnow
 from taskgate.models.governance import project_index
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.

@@ -20,9 +20,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from taskgate.clock import utcnow
 from taskgate.db.base import Base, IdMixin, TimestampMixin
 from taskgate.db.types import JSONType, UTCDateTime
-from taskgate.ids import utcnow
 from taskgate.models.governance import project_index, project_ref
 
 

@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
+from taskgate.clock import utcnow
 from taskgate.http.auth import CurrentPrincipal, Session
-from taskgate.ids import utcnow
 from taskgate.openapi import errors
 from taskgate.queue.schemas import QueueOverview
 from taskgate.queue.service import queue_overview

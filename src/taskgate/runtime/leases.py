@@ -34,8 +34,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from taskgate.clock import utcnow
 from taskgate.db.types import UTCDateTime
-from taskgate.ids import utcnow
 from taskgate.runtime.queue import JobStatus, back_to_queue, jobs, sql_status
 
 # Claims and completions also run on a bare connection (the worker's bookkeeping one).

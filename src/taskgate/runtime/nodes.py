@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Table, delete, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from taskgate.ids import utcnow
+from taskgate.clock import utcnow
 from taskgate.models import Node
 
 nodes: Table = Node.__table__  # type: ignore[assignment]

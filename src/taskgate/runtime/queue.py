@@ -17,9 +17,10 @@ from typing import Any
 from sqlalchemy import Table, case, insert, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskgate.clock import utcnow
 from taskgate.db.session import signal_after_commit
 from taskgate.errors import Conflict, NotFound, ValidationFailed
-from taskgate.ids import new_id, utcnow
+from taskgate.ids import new_id
 from taskgate.models import QueueJob
 from taskgate.runtime.notify import PG_CANCEL_CHANNEL, PG_JOBS_CHANNEL, notify_after_commit
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import structlog
 
-from taskgate.ids import utcnow
+from taskgate.clock import utcnow
 from taskgate.runtime import leases, nodes
 from taskgate.runtime.context import Runtime
 from taskgate.runtime.outcomes import dead_letter_payload

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from taskgate.ids import utcnow
+from taskgate.clock import utcnow
 
 
 class Clock(Protocol):

@@ -6,15 +6,15 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from taskgate.http.app_state import AppSettings
 from taskgate.http.auth import SchedulesRead, SchedulesWrite, SchedulesWriteRead, Session
 from taskgate.http.json_body import JsonRoute
 from taskgate.http.pagination import OffsetParams, Page, PageParams, page_params
 from taskgate.http.params import PageNumber
+from taskgate.http.preconditions import IfMatch, etag
 from taskgate.openapi import errors
-from taskgate.preconditions import etag
 from taskgate.schedules import service
 from taskgate.schedules.clock import SYSTEM_CLOCK, Clock
 from taskgate.schedules.schemas import (
@@ -45,7 +45,6 @@ def _now(clock: Annotated[Clock, Depends(get_clock)]) -> datetime:
 
 
 Now = Annotated[datetime, Depends(_now)]
-IfMatch = Annotated[str | None, Header(description="ETag from a GET; a stale one is a 412.")]
 ListPage = Annotated[
     PageParams, Depends(page_params(["created_at", "-created_at", "name", "-name"]))
 ]

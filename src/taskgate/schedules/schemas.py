@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from taskgate.ids import isoformat
+from taskgate.clock import isoformat
 from taskgate.models import Schedule, ScheduleRun
 from taskgate.schedules.timing import to_zone
 

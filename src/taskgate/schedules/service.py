@@ -17,7 +17,6 @@ from taskgate.http.pagination import OffsetParams, Page, PageParams, paginate
 from taskgate.identity.principal import Principal
 from taskgate.ids import new_id
 from taskgate.models import Schedule, ScheduleRun
-from taskgate.preconditions import check_if_match
 from taskgate.schedules import firing, targets
 from taskgate.schedules import repository as repo
 from taskgate.schedules.definition import apply_definition, timing_of
@@ -40,6 +39,7 @@ from taskgate.schedules.schemas import (
 )
 from taskgate.schedules.timing import next_fire
 from taskgate.settings import Settings
+from taskgate.versioning import ExpectedVersion, check_version
 
 _TICK = timedelta(microseconds=1)
 
@@ -190,11 +190,11 @@ async def update_schedule(
     settings: Settings,
     now: datetime,
     *,
-    if_match: str | None,
+    if_match: ExpectedVersion | None,
 ) -> Schedule:
     """PATCH and PUT: only the fields sent change; a new timing counts from ``now``."""
     s = await get_schedule(session, principal, schedule_id, lock=True)
-    check_if_match(if_match, s.version, "schedule")
+    check_version(if_match, s.version, "schedule")
     sent = set(body.model_fields_set)
     if not sent:
         return s
@@ -231,11 +231,15 @@ async def update_schedule(
 
 
 async def delete_schedule(
-    session: AsyncSession, principal: Principal, schedule_id: uuid.UUID, *, if_match: str | None
+    session: AsyncSession,
+    principal: Principal,
+    schedule_id: uuid.UUID,
+    *,
+    if_match: ExpectedVersion | None,
 ) -> None:
     """Delete the schedule and its history; the tasks it started stay."""
     s = await get_schedule(session, principal, schedule_id, lock=True)
-    check_if_match(if_match, s.version, "schedule")
+    check_version(if_match, s.version, "schedule")
     await session.delete(s)
     signal_after_commit(session, SCHEDULES_CHANGED, s.id)
     await audit(session, "schedule.delete", principal, resource_type="schedule", resource_id=s.id)

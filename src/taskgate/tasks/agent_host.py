@@ -18,7 +18,7 @@ from taskgate.tasks import repository as repo
 from taskgate.tasks.attempts import Attempt
 from taskgate.tasks.event_batch import EventBatcher
 from taskgate.tasks.lifecycle import enqueue_run, move, stop_running, task_event
-from taskgate.tasks.records import close_sandbox_job, open_job
+from taskgate.tasks.run_rows import close_sandbox_job, open_job
 from taskgate.tasks.sandbox_runs import describe, request_for, run_streamed
 from taskgate.tasks.states import TaskStatus, is_final
 from taskgate.tasks.transcript import RecordingProvider, ResumePlan

@@ -26,7 +26,7 @@ from taskgate.tasks.agent_host import (
 )
 from taskgate.tasks.attempts import Attempt, Ending, end_attempt
 from taskgate.tasks.event_batch import EventBatcher
-from taskgate.tasks.records import close_model_job
+from taskgate.tasks.run_rows import close_model_job
 from taskgate.tasks.sandbox_runs import discard_work_dir
 from taskgate.tasks.service import MODEL_UNAVAILABLE_MESSAGE
 from taskgate.tasks.states import TaskStatus, is_final

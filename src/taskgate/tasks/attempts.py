@@ -16,7 +16,7 @@ from taskgate.runtime.context import JobContext
 from taskgate.tasks import repository as repo
 from taskgate.tasks.event_batch import Subject
 from taskgate.tasks.lifecycle import move, task_event
-from taskgate.tasks.records import close_attempt, close_open_work, open_job, open_run
+from taskgate.tasks.run_rows import close_attempt, close_open_work, open_job, open_run
 from taskgate.tasks.states import TaskStatus, is_final
 
 S = TaskStatus

@@ -22,7 +22,7 @@ from taskgate.tasks.agent_runner import run_agent_attempt
 from taskgate.tasks.attempts import Attempt, Ending, end_attempt, start_attempt
 from taskgate.tasks.event_batch import EventBatcher
 from taskgate.tasks.lifecycle import fail, move
-from taskgate.tasks.records import close_open_work, closed_sandbox_job, record_sandbox_job_closed
+from taskgate.tasks.run_rows import close_open_work, closed_sandbox_job, record_sandbox_job_closed
 from taskgate.tasks.sandbox_runs import discard_work_dir, request_for, run_streamed
 from taskgate.tasks.states import TaskStatus, is_final
 

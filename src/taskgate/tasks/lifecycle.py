@@ -8,8 +8,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskgate.clock import utcnow
 from taskgate.events.outbox import record_event
-from taskgate.ids import new_id, utcnow
+from taskgate.ids import new_id
 from taskgate.models import Event, Task
 from taskgate.runtime.queue import enqueue, request_cancel
 from taskgate.tasks.states import EVENT_OF, TaskStatus, transition

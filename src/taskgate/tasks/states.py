@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
+from taskgate.clock import utcnow
 from taskgate.errors import Conflict
-from taskgate.ids import utcnow
 from taskgate.models import Task
 
 

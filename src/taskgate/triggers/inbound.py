@@ -38,9 +38,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
+from taskgate.clock import utcnow
 from taskgate.errors import Conflict, Unauthorized
 from taskgate.http import json_body
-from taskgate.ids import utcnow
 from taskgate.models import Event, WebhookReceipt, WebhookSource
 from taskgate.outbound.secretbox import SecretBox, SecretBoxError
 from taskgate.outbound.signing import (

@@ -14,8 +14,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskgate.clock import utcnow
 from taskgate.events.outbox import record_event
-from taskgate.ids import new_id, utcnow
+from taskgate.ids import new_id
 from taskgate.models import ExecutionStep, WorkflowExecution, WorkflowVersion
 from taskgate.runtime.queue import enqueue
 from taskgate.workflows import repository as repo

@@ -5,16 +5,16 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from taskgate.destinations.sealing import secret_box
 from taskgate.http.auth import Session, WorkflowsRead, WorkflowsReadWrite, WorkflowsWrite
 from taskgate.http.json_body import JsonRoute
 from taskgate.http.pagination import Page, PageParams, page_params
 from taskgate.http.params import VersionNumber
+from taskgate.http.preconditions import IfMatch, etag
 from taskgate.openapi import errors
 from taskgate.outbound.secretbox import SecretBox
-from taskgate.preconditions import etag
 from taskgate.workflows import service
 from taskgate.workflows.schemas import (
     DuplicateRequest,
@@ -40,9 +40,6 @@ def get_secret_box(request: Request) -> SecretBox:
 
 
 Box = Annotated[SecretBox, Depends(get_secret_box)]
-IfMatch = Annotated[
-    str | None, Header(description="The ETag you read; a stale one is refused with 412.")
-]
 WorkflowPage = Annotated[
     PageParams,
     Depends(

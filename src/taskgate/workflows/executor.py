@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.approvals.service import expire
+from taskgate.clock import isoformat, utcnow
 from taskgate.destinations.sealing import secret_box
-from taskgate.ids import isoformat, utcnow
 from taskgate.models import ExecutionStep, Workflow, WorkflowExecution
 from taskgate.outbound.secretbox import SecretBox
 from taskgate.runtime.context import JobContext, Runtime

@@ -20,10 +20,10 @@ import httpx
 import structlog
 from pydantic import ValidationError
 
+from taskgate.clock import isoformat, utcnow
 from taskgate.destinations import repository as destinations_repo
 from taskgate.destinations.sealing import open_secret, secret_box, url_policy
 from taskgate.destinations.sending import send
-from taskgate.ids import isoformat, utcnow
 from taskgate.outbound.guarded_http import GuardedClient, fetch_limited, guarded_client
 from taskgate.outbound.secretbox import SecretBoxError
 from taskgate.outbound.ssrf import BlockedURLError

@@ -11,14 +11,15 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
+from taskgate.clock import utcnow
 from taskgate.errors import Conflict, NotFound
 from taskgate.governance.access import authorize
 from taskgate.http.pagination import Page, PageParams, page_of
 from taskgate.identity.principal import Principal
-from taskgate.ids import new_id, utcnow
+from taskgate.ids import new_id
 from taskgate.models import Workflow, WorkflowVersion
 from taskgate.outbound.secretbox import SecretBox
-from taskgate.preconditions import check_if_match
+from taskgate.versioning import ExpectedVersion, check_version
 from taskgate.workflows import repository as repo
 from taskgate.workflows.checks import check_graph, check_trigger
 from taskgate.workflows.schemas import (
@@ -150,10 +151,10 @@ async def update_workflow(
     body: WorkflowUpdate,
     box: SecretBox,
     *,
-    if_match: str | None,
+    if_match: ExpectedVersion | None,
 ) -> Workflow:
     workflow = await get_workflow(session, principal, workflow_id, lock=True)
-    check_if_match(if_match, workflow.version, "workflow")
+    check_version(if_match, workflow.version, "workflow")
     sent = body.model_dump(exclude_unset=True)
     changes = {k: v for k, v in sent.items() if k in _DEFINITION and v is not None}
     if "graph" in changes:
@@ -197,11 +198,15 @@ async def update_workflow(
 
 
 async def delete_workflow(
-    session: AsyncSession, principal: Principal, workflow_id: uuid.UUID, *, if_match: str | None
+    session: AsyncSession,
+    principal: Principal,
+    workflow_id: uuid.UUID,
+    *,
+    if_match: ExpectedVersion | None,
 ) -> None:
     """Soft delete: the workflow stops triggering; its executions and versions stay readable."""
     workflow = await get_workflow(session, principal, workflow_id, lock=True)
-    check_if_match(if_match, workflow.version, "workflow")
+    check_version(if_match, workflow.version, "workflow")
     workflow.deleted_at = utcnow()
     workflow.enabled = False
     await audit(

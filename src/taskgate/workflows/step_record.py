@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.approvals.service import request_step_approval
-from taskgate.ids import utcnow
+from taskgate.clock import utcnow
 from taskgate.models import ExecutionStep, User, WorkflowExecution
 from taskgate.workflows.advance import advance, enqueue_step, step_event
 from taskgate.workflows.executions_service import FAILED, RUNNING, SUCCESS, WAITING

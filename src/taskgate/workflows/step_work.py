@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from taskgate.ids import utcnow
+from taskgate.clock import utcnow
 from taskgate.models import Approval
 from taskgate.runtime.context import Runtime
 from taskgate.workflows.executions_service import WAITING

@@ -11,7 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 
 import taskgate.db.types
-from taskgate.ids import new_id, utcnow
+from taskgate.clock import utcnow
+from taskgate.ids import new_id
 
 revision: str = "0900"
 down_revision: str | Sequence[str] | None = ("0100", "0200", "0400", "0600", "0800")

@@ -1,4 +1,4 @@
-"""The ``taskgate`` command line."""
+"""The commands that run taskgate: migrate, serve, worker, scheduler."""
 
 from __future__ import annotations
 
@@ -9,41 +9,17 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 import uvicorn
-from pydantic import ValidationError
-from rich.console import Console
 from rich.panel import Panel
 
 from taskgate import __version__
-from taskgate.cli_tasks import tasks_app
-from taskgate.data_dir import restrict_new_files
+from taskgate.cli.console import console
 from taskgate.db.engine import create_engine
 from taskgate.db.migrate import Upgrade, upgrade
 from taskgate.db.session import Database
-from taskgate.errors import TaskgateError
-from taskgate.identity.schemas import ApiKeyCreate, PasswordReset, UserCreate
 from taskgate.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
-
-app = typer.Typer(
-    help="taskgate: tasks, sandboxed scripts, AI agents and workflows behind one API.",
-    no_args_is_help=True,
-)
-users_app = typer.Typer(help="Manage accounts.", no_args_is_help=True)
-keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
-app.add_typer(users_app, name="users")
-app.add_typer(keys_app, name="api-keys")
-app.add_typer(tasks_app, name="tasks")
-console = Console()
-
-
-@app.callback()
-def main() -> None:
-    """taskgate: tasks, sandboxed scripts, AI agents and workflows behind one API."""
-    # Before anything is opened: the files this process creates (the database, its WAL, the
-    # secret, sandbox output) are then its owner's only, whatever the shell's umask.
-    restrict_new_files()
 
 
 async def _migrate(settings: Settings) -> Upgrade:
@@ -88,13 +64,6 @@ def _sandbox_notice(settings: Settings) -> None:
         console.print(Panel(problem, title="taskgate: no sandbox", border_style="red"))
 
 
-@app.command()
-def version() -> None:
-    """Print the version."""
-    console.print(__version__)
-
-
-@app.command()
 def migrate() -> None:
     """Apply database migrations."""
     settings = get_settings()
@@ -114,7 +83,6 @@ def migrate() -> None:
         )
 
 
-@app.command()
 def serve(
     host: Annotated[
         str | None, typer.Option(help="Interface to bind (default: TASKGATE_HTTP__HOST).")
@@ -141,7 +109,7 @@ def serve(
         # Worker processes build their own app: uvicorn needs an import path to do that.
         os.environ[_SERVE_BACKGROUND] = "0" if no_worker else "1"
         uvicorn.run(
-            "taskgate.cli:serving_app",
+            "taskgate.cli.server:serving_app",
             factory=True,
             host=host,
             port=port,
@@ -183,7 +151,6 @@ def serving_app(background: bool | None = None) -> FastAPI:
     return application
 
 
-@app.command()
 def scheduler() -> None:
     """Run the scheduler alone (beside `serve --no-worker`); safe to run several on PostgreSQL."""
     from taskgate.schedules.scheduler import run_standalone
@@ -195,7 +162,6 @@ def scheduler() -> None:
     asyncio.run(run_standalone(settings))
 
 
-@app.command()
 def worker(
     concurrency: Annotated[
         int | None, typer.Option(help="Jobs run at once (default: TASKGATE_WORKER__CONCURRENCY).")
@@ -212,94 +178,3 @@ def worker(
         asyncio.run(_migrate(settings))
     _sandbox_notice(settings)
     run(settings, concurrency=concurrency, grace_seconds=grace)
-
-
-@users_app.command("create")
-def users_create(
-    username: str,
-    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
-    email: Annotated[str | None, typer.Option(help="Email address.")] = None,
-    admin: Annotated[bool, typer.Option("--admin", help="Make an administrator.")] = False,
-) -> None:
-    """Create an account."""
-    from taskgate.identity.user_service import create_user
-
-    async def run() -> str:
-        db = Database(create_engine(get_settings()))
-        try:
-            async with db.transaction() as session:
-                user = await create_user(
-                    session,
-                    None,
-                    UserCreate(username=username, password=password, email=email, is_admin=admin),
-                )
-                return str(user.id)
-        finally:
-            await db.dispose()
-
-    try:
-        user_id = asyncio.run(run())
-    except (TaskgateError, ValidationError) as exc:
-        message = exc.message if isinstance(exc, TaskgateError) else _problems(exc)
-        console.print(f"[red]Cannot create user {username!r}:[/] {message}")
-        raise typer.Exit(1) from exc
-    console.print(f"Created user [bold]{username}[/] ({user_id}).")
-
-
-@users_app.command("set-password")
-def users_set_password(
-    username: str,
-    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
-) -> None:
-    """Set an account's password (and sign out its sessions), e.g. the first administrator's."""
-    from taskgate.identity.user_service import set_password
-
-    async def run() -> None:
-        db = Database(create_engine(get_settings()))
-        try:
-            async with db.transaction() as session:
-                await set_password(session, username, PasswordReset(password=password).password)
-        finally:
-            await db.dispose()
-
-    try:
-        asyncio.run(run())
-    except (TaskgateError, ValidationError) as exc:
-        message = exc.message if isinstance(exc, TaskgateError) else _problems(exc)
-        console.print(f"[red]Cannot set the password of {username!r}:[/] {message}")
-        raise typer.Exit(1) from exc
-    console.print(f"Password of [bold]{username}[/] changed; its sessions are signed out.")
-
-
-def _problems(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-
-
-@keys_app.command("create")
-def api_keys_create(
-    username: Annotated[str, typer.Option("--user", help="Owner of the key.")],
-    name: Annotated[str, typer.Option(help="A name to recognise the key by.")] = "cli",
-) -> None:
-    """Create an API key for a user and print it once."""
-    from taskgate.identity import repository
-    from taskgate.identity.api_key_service import create_api_key
-    from taskgate.identity.principal import Principal
-
-    async def run() -> str:
-        db = Database(create_engine(get_settings()))
-        try:
-            async with db.transaction() as session:
-                user = await repository.user_by_login(session, username)
-                if user is None:
-                    raise typer.BadParameter(f"no user {username!r}", param_hint="--user")
-                principal = Principal(user.id, user.username, user.is_admin)
-                _, secret = await create_api_key(session, principal, ApiKeyCreate(name=name))
-                return secret
-        finally:
-            await db.dispose()
-
-    console.print(asyncio.run(run()), soft_wrap=True)
-
-
-if __name__ == "__main__":
-    app()

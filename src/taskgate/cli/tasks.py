@@ -16,8 +16,9 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from taskgate.cli.console import console
+
 tasks_app = typer.Typer(help="Submit and watch tasks on a running server.", no_args_is_help=True)
-console = Console()
 err_console = Console(stderr=True)
 FINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"})
 TERMINAL_EVENTS = frozenset({"task.completed", "task.failed", "task.cancelled", "task.timeout"})

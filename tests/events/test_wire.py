@@ -7,11 +7,11 @@ import uuid
 
 import pytest
 
+from taskgate.clock import utcnow
 from taskgate.errors import ValidationFailed
 from taskgate.events.filters import TypeFilter
-from taskgate.events.records import EventRecord
 from taskgate.events.schemas import EventOut
-from taskgate.ids import utcnow
+from taskgate.events.wire import EventRecord
 
 
 def test_stream_json_is_the_event_out_contract() -> None:

@@ -9,8 +9,9 @@ from typing import Any
 from sqlalchemy import BindParameter, Column, Table, Update, bindparam, case, func, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskgate.clock import utcnow
 from taskgate.events.outbox import events_together, insert_with_events, record_event
-from taskgate.ids import new_id, utcnow
+from taskgate.ids import new_id
 from taskgate.models import Run, Task, TaskJob
 from taskgate.runtime.sandbox import SandboxResult
 

@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from taskgate.ids import isoformat
+from taskgate.clock import isoformat
 
 # The subject columns an event may carry; the API shows all but workflow_id (a filter only).
 SUBJECTS = ("task_id", "run_id", "job_id", "execution_id", "workflow_id", "session_id")

@@ -1,0 +1,5 @@
+"""The console every command prints to."""
+
+from rich.console import Console
+
+console = Console()
