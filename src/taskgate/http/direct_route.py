@@ -55,12 +55,14 @@ class DirectRoute(APIRoute):
                 f"{self.path}: a DirectRoute endpoint takes the request and at most a JSON body"
             )
         endpoint = cast(Endpoint, self.endpoint)
-        check = cast(ScopeCheck, scoped[0].call) if scoped else None
-        caller_name = scoped[0].name if scoped else None
+        check: ScopeCheck | None = None
+        caller_name = ""
+        if scoped:
+            check, caller_name = cast(ScopeCheck, scoped[0].call), scoped[0].name or ""
 
         async def caller(request: Request) -> dict[str, Principal]:
             principal = await get_principal(request)
-            if check is None or caller_name is None:
+            if check is None:
                 return {}
             check.check(principal)
             return {caller_name: principal}
@@ -68,6 +70,9 @@ class DirectRoute(APIRoute):
         if not dependant.body_params:
 
             async def handle(request: Request) -> Response:
+                if check is None:  # GET /users/me: the hottest read, no call more than needed
+                    await get_principal(request)
+                    return await endpoint(request)
                 return await endpoint(request, **await caller(request))
 
             return handle
