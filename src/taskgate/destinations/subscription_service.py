@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
+from taskgate.auth.principal import Principal
 from taskgate.destinations import repository as repo
 from taskgate.destinations.matching import filter_problems, pattern_problem
 from taskgate.destinations.schemas import (
@@ -21,7 +22,6 @@ from taskgate.destinations.service import get_destination, refuse_nulls, refuse_
 from taskgate.errors import NotFound
 from taskgate.governance.access import authorize
 from taskgate.http.pagination import Page, PageParams, page_of
-from taskgate.identity.principal import Principal
 from taskgate.ids import new_id
 from taskgate.models import Subscription
 

@@ -13,8 +13,8 @@ import uuid
 from sqlalchemy import ColumnElement, Select, select, true
 from sqlalchemy.orm import InstrumentedAttribute
 
+from taskgate.auth.principal import Principal
 from taskgate.errors import Conflict, NotFound
-from taskgate.identity.principal import Principal
 from taskgate.models import Project, ProjectMember
 
 _READ_VERBS = frozenset({"read", "list"})

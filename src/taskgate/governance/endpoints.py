@@ -8,13 +8,13 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi import status as http
 
+from taskgate.auth.principal import Principal
 from taskgate.governance import service
 from taskgate.governance.schemas import ProjectCreate, ProjectFilters, ProjectOut, ProjectUpdate
 from taskgate.http.app_state import AppSettings
 from taskgate.http.auth import ProjectsRead, ProjectsWrite, ProjectsWriteRead, Session
 from taskgate.http.json_body import JsonRoute
 from taskgate.http.pagination import Page, PageParams, page_params
-from taskgate.identity.principal import Principal
 from taskgate.openapi import errors
 
 router = APIRouter(prefix="/api/v1", tags=["projects"], route_class=JsonRoute)

@@ -7,10 +7,10 @@ import uuid
 from sqlalchemy import Select, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskgate.auth.principal import Principal
 from taskgate.governance.access import project_visible
 from taskgate.governance.schemas import ProjectFilters
 from taskgate.http.pagination import Listing
-from taskgate.identity.principal import Principal
 from taskgate.models import Project, ProjectMember
 
 

@@ -9,12 +9,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
+from taskgate.auth.principal import Authenticator, Principal
 from taskgate.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from taskgate.governance import repository as repo
 from taskgate.governance.schemas import ProjectCreate, ProjectFilters, ProjectOut, ProjectUpdate
 from taskgate.governance.selection import ProjectDirectory
 from taskgate.http.pagination import Page, PageParams, page_of
-from taskgate.identity.principal import Authenticator, Principal
 from taskgate.models import Project, ProjectMember, User
 from taskgate.settings import GovernanceSettings
 

@@ -10,9 +10,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 
+from taskgate.auth.principal import Principal
 from taskgate.http.auth import ScopeCheck, get_principal
 from taskgate.http.json_body import check_json
-from taskgate.identity.principal import Principal
 
 Endpoint = Callable[..., Awaitable[Response]]
 M = TypeVar("M", bound=BaseModel)

@@ -8,13 +8,13 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
+from taskgate.auth.credentials import generate_api_key
+from taskgate.auth.principal import Authenticator, Principal
 from taskgate.clock import utcnow
 from taskgate.db.session import Database
 from taskgate.errors import NotFound, ValidationFailed
 from taskgate.http.pagination import Page, PageParams, page_of
 from taskgate.identity import repository as repo
-from taskgate.identity.credentials import generate_api_key
-from taskgate.identity.principal import Authenticator, Principal
 from taskgate.identity.schemas import ApiKeyCreate, ApiKeyOut
 from taskgate.models import ApiKey
 

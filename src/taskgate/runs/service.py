@@ -7,12 +7,12 @@ import uuid
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
+from taskgate.auth.principal import Principal
 from taskgate.clock import utcnow
 from taskgate.errors import NotFound, ValidationFailed
 from taskgate.events.outbox import record_event
 from taskgate.governance.access import authorize
 from taskgate.http.pagination import Page, PageParams, page_of
-from taskgate.identity.principal import Principal
 from taskgate.ids import new_id
 from taskgate.models import ChatSession, Run, RunLog, Task, TaskJob
 from taskgate.runs import repository as repo

@@ -10,11 +10,11 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
+from taskgate.auth.principal import Principal
 from taskgate.db.session import signal_after_commit
 from taskgate.errors import Conflict, NotFound, ValidationFailed
 from taskgate.governance.access import authorize
 from taskgate.http.pagination import OffsetParams, Page, PageParams, paginate
-from taskgate.identity.principal import Principal
 from taskgate.ids import new_id
 from taskgate.models import Schedule, ScheduleRun
 from taskgate.schedules import firing, targets

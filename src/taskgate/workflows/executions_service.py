@@ -9,12 +9,12 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
+from taskgate.auth.principal import Principal
 from taskgate.clock import utcnow
 from taskgate.errors import Conflict, NotFound
 from taskgate.events.outbox import record_event
 from taskgate.http.context import current_trace_id
 from taskgate.http.pagination import Page, PageParams, paginate
-from taskgate.identity.principal import Principal
 from taskgate.ids import new_id
 from taskgate.models import ExecutionStep, Task, Workflow, WorkflowExecution
 from taskgate.outbound.secretbox import redact
