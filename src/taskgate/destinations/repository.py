@@ -6,10 +6,12 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Select, func, select, true, update
+from sqlalchemy import func, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskgate.destinations.schemas import DeliveryFilters, DestinationFilters, SubscriptionFilters
+from taskgate.http.pagination import Listing
 from taskgate.models import (
     Delivery,
     DeliveryAttempt,
@@ -34,15 +36,15 @@ async def destination_for(
     return found
 
 
-def destinations_query(
-    owner_id: uuid.UUID, project_id: uuid.UUID | None, *, is_active: bool | None
-) -> Select[tuple[Destination]]:
+def destinations_listing(
+    owner_id: uuid.UUID, project_id: uuid.UUID | None, filters: DestinationFilters
+) -> Listing[Destination]:
     stmt = select(Destination).where(
         Destination.project_id == project_id, Destination.owner_id == owner_id
     )
-    if is_active is not None:
-        stmt = stmt.where(Destination.is_active == is_active)
-    return stmt
+    if filters.is_active is not None:
+        stmt = stmt.where(Destination.is_active == filters.is_active)
+    return Listing(stmt, {"created_at": Destination.created_at}, Destination.id)
 
 
 async def subscription_for(
@@ -56,26 +58,24 @@ async def subscription_for(
     return found
 
 
-def subscriptions_query(
-    owner_id: uuid.UUID, project_id: uuid.UUID | None, *, destination_id: uuid.UUID | None
-) -> Select[tuple[Subscription]]:
+def subscriptions_listing(
+    owner_id: uuid.UUID, project_id: uuid.UUID | None, filters: SubscriptionFilters
+) -> Listing[Subscription]:
     stmt = select(Subscription).where(
         Subscription.project_id == project_id, Subscription.owner_id == owner_id
     )
-    if destination_id is not None:
-        stmt = stmt.where(Subscription.destination_id == destination_id)
-    return stmt
+    if filters.destination_id is not None:
+        stmt = stmt.where(Subscription.destination_id == filters.destination_id)
+    return Listing(stmt, {"created_at": Subscription.created_at}, Subscription.id)
 
 
-def deliveries_query(
-    destination_id: uuid.UUID, *, status: str | None, event_type: str | None
-) -> Select[tuple[Delivery]]:
+def deliveries_listing(destination_id: uuid.UUID, filters: DeliveryFilters) -> Listing[Delivery]:
     stmt = select(Delivery).where(Delivery.destination_id == destination_id)
-    if status is not None:
-        stmt = stmt.where(Delivery.status == status)
-    if event_type is not None:
-        stmt = stmt.where(Delivery.event_type == event_type)
-    return stmt
+    if filters.status is not None:
+        stmt = stmt.where(Delivery.status == filters.status)
+    if filters.event_type is not None:
+        stmt = stmt.where(Delivery.event_type == filters.event_type)
+    return Listing(stmt, {"created_at": Delivery.created_at}, Delivery.id)
 
 
 async def attempts_of(

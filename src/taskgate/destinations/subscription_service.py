@@ -1,4 +1,5 @@
-"""Subscription use cases: route the owner's events to one of the owner's destinations."""
+"""Subscription use cases: route the owner's events to one of the owner's destinations, and
+list those routes."""
 
 from __future__ import annotations
 
@@ -11,10 +12,16 @@ from taskgate.audit.service import audit
 from taskgate.auth.principal import Principal
 from taskgate.destinations import repository as repo
 from taskgate.destinations.matching import filter_problems, pattern_problem
-from taskgate.destinations.schemas import SubscriptionCreate, SubscriptionUpdate
+from taskgate.destinations.schemas import (
+    SubscriptionCreate,
+    SubscriptionFilters,
+    SubscriptionOut,
+    SubscriptionUpdate,
+)
 from taskgate.destinations.service import get_destination, refuse_nulls, refuse_problems
 from taskgate.errors import NotFound
 from taskgate.governance.access import authorize
+from taskgate.http.pagination import Page, PageParams, page_of
 from taskgate.ids import new_id
 from taskgate.models import Subscription
 
@@ -26,6 +33,13 @@ def _validate(event_pattern: str | None, event_filter: dict[str, Any] | None) ->
     if event_filter:
         problems += filter_problems(event_filter)
     refuse_problems("subscription", problems)
+
+
+async def list_subscriptions(
+    session: AsyncSession, principal: Principal, filters: SubscriptionFilters, page: PageParams
+) -> Page[SubscriptionOut]:
+    listing = repo.subscriptions_listing(principal.user_id, principal.project_id, filters)
+    return await page_of(session, listing, page, SubscriptionOut.model_validate)
 
 
 async def create_subscription(

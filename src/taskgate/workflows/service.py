@@ -1,4 +1,5 @@
-"""Workflow use cases: create, read, change (each change a new immutable version), delete."""
+"""Workflow use cases: create, list, read, change (each change a new immutable version),
+delete."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from taskgate.auth.principal import Principal
 from taskgate.clock import utcnow
 from taskgate.errors import Conflict, NotFound
 from taskgate.governance.access import authorize
+from taskgate.http.pagination import Page, PageParams, page_of
 from taskgate.ids import new_id
 from taskgate.models import Workflow, WorkflowVersion
 from taskgate.outbound.secretbox import SecretBox
@@ -23,6 +25,7 @@ from taskgate.workflows.checks import check_graph, check_trigger
 from taskgate.workflows.schemas import (
     DuplicateRequest,
     WorkflowCreate,
+    WorkflowFilters,
     WorkflowOut,
     WorkflowSummary,
     WorkflowUpdate,
@@ -89,7 +92,6 @@ def _snapshot(workflow: Workflow, change: str, principal: Principal) -> Workflow
 async def create_workflow(
     session: AsyncSession, principal: Principal, body: WorkflowCreate, box: SecretBox
 ) -> Workflow:
-    principal.require_scope("workflows:write")
     check_graph(body.graph)
     check_trigger(body.trigger_type, body.trigger_config)
     if body.slug is not None:
@@ -126,10 +128,16 @@ async def create_workflow(
     return workflow
 
 
+async def list_workflows(
+    session: AsyncSession, principal: Principal, filters: WorkflowFilters, page: PageParams
+) -> Page[WorkflowSummary]:
+    listing = repo.workflows_listing(principal.user_id, principal.project_id, filters)
+    return await page_of(session, listing, page, workflow_summary)
+
+
 async def get_workflow(
     session: AsyncSession, principal: Principal, workflow_id: uuid.UUID, *, lock: bool = False
 ) -> Workflow:
-    principal.require_scope("workflows:write" if lock else "workflows:read")
     workflow = await repo.workflow_of(session, principal.user_id, workflow_id, lock=lock)
     if workflow is None:
         raise NotFound("Workflow not found.")
@@ -227,10 +235,12 @@ async def duplicate_workflow(
     return await create_workflow(session, principal, copy, box)
 
 
-async def versions_of(
-    session: AsyncSession, principal: Principal, workflow_id: uuid.UUID
-) -> Workflow:
-    return await get_workflow(session, principal, workflow_id)
+async def list_versions(
+    session: AsyncSession, principal: Principal, workflow_id: uuid.UUID, page: PageParams
+) -> Page[WorkflowVersionOut]:
+    """The versions of one of the principal's workflows (not of a deleted one)."""
+    workflow = await get_workflow(session, principal, workflow_id)
+    return await page_of(session, repo.versions_listing(workflow.id), page, version_out)
 
 
 async def get_version(
