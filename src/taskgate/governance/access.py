@@ -52,6 +52,7 @@ from taskgate.errors import Conflict, Forbidden, NotFound, TaskgateError
 from taskgate.governance.grants import grants_of
 from taskgate.governance.roles import (
     ALL_PERMISSIONS,
+    OR_SCOPES,
     PROJECT_PERMISSIONS,
     is_read,
     scope_for,
@@ -93,7 +94,9 @@ def refusal(
     or None when it may. Visibility and the disabled state are the caller's to check."""
     scope = scope_for(permission)
     if not principal.has_scope(scope):
-        return f"This API key lacks the scope {scope!r} ({permission})."
+        alternative = OR_SCOPES.get(permission)
+        if alternative is None or not principal.has_scope(alternative):
+            return f"This API key lacks the scope {scope!r} ({permission})."
     if project_id is None and principal.key_project_id is not None:
         return f"An API key restricted to one project cannot act instance-wide ({permission})."
     grants = grants_of(principal)

@@ -206,19 +206,18 @@ async def _write(session: AsyncSession, submission: _Submission) -> Accepted:
     return Accepted(task.id, rows.task["session_id"], task.status, task.created_at, task.error)
 
 
-async def get_task(session: AsyncSession, principal: Principal, task_id: uuid.UUID) -> Task:
-    """The task, if ``principal`` may read it (404 when missing or in a project it cannot see)."""
-    task = await session.get(Task, task_id)
+def _authorized(principal: Principal, permission: str, task: Task | None) -> Task:
+    """``task`` if ``principal`` may ``permission`` it: 404 when it is missing or in a project
+    ``principal`` cannot see, 403 when it may not (a member changes only its own)."""
     if task is None:
         raise NotFound("Task not found.")
-    authorize(
-        principal,
-        "task:read",
-        project_id=task.project_id,
-        owner_id=task.owner_id,
-        resource_id=task.id,
-    )
+    owner, project = task.owner_id, task.project_id
+    authorize(principal, permission, project_id=project, owner_id=owner, resource_id=task.id)
     return task
+
+
+async def get_task(session: AsyncSession, principal: Principal, task_id: uuid.UUID) -> Task:
+    return _authorized(principal, "task:read", await session.get(Task, task_id))
 
 
 async def list_tasks(
@@ -241,18 +240,7 @@ async def list_tasks(
 async def _task_to_change(
     session: AsyncSession, principal: Principal, task_id: uuid.UUID, permission: str
 ) -> Task:
-    """The task, locked, if ``principal`` may ``permission`` it (a member: only its own)."""
-    task = await repo.task_for_update(session, task_id)
-    if task is None:
-        raise NotFound("Task not found.")
-    authorize(
-        principal,
-        permission,
-        project_id=task.project_id,
-        owner_id=task.owner_id,
-        resource_id=task.id,
-    )
-    return task
+    return _authorized(principal, permission, await repo.task_for_update(session, task_id))
 
 
 async def list_events(
