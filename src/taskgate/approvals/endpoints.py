@@ -7,7 +7,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from taskgate.approvals import repository as repo
 from taskgate.approvals import service
 from taskgate.approvals.schemas import (
     ApprovalOut,
@@ -26,7 +25,7 @@ router = APIRouter(prefix="/api/v1", tags=["approvals"], route_class=JsonRoute)
 ApprovalPage = Annotated[PageParams, Depends(page_params(["created_at", "-created_at"]))]
 
 
-@router.get("/approvals", responses=errors(400, 401, 403))
+@router.get("/approvals", responses=errors(400, 401, 403, 404))
 async def list_approvals(
     session: Session,
     principal: CurrentPrincipal,
@@ -35,17 +34,11 @@ async def list_approvals(
     execution_id: uuid.UUID | None = None,
     task_id: uuid.UUID | None = None,
 ) -> Page[ApprovalOut]:
-    """Approvals you own or are named an approver of; ``status=PENDING`` for what waits."""
-    principal.require_scope("approvals:read")
+    """The approvals of the project; ``status=PENDING`` for what waits."""
     return await page_of(
         session,
-        repo.visible_query(
-            principal.user_id,
-            principal.username,
-            principal.project_id,
-            statuses=status or [],
-            execution_id=execution_id,
-            task_id=task_id,
+        service.approvals_query(
+            principal, statuses=status or [], execution_id=execution_id, task_id=task_id
         ),
         page,
         {"created_at": Approval.created_at},

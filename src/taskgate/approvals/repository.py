@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import Select, and_, or_, select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.models import Approval
@@ -24,24 +24,15 @@ def decode_approvers(stored: str) -> list[str]:
     return [name for name in stored.split(",") if name]
 
 
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def visible_query(
-    user_id: uuid.UUID,
-    username: str,
-    project_id: uuid.UUID | None,
+def approvals_query(
+    project_id: uuid.UUID,
     *,
     statuses: Sequence[str],
     execution_id: uuid.UUID | None,
     task_id: uuid.UUID | None,
 ) -> Select[tuple[Approval]]:
-    """Approvals the user owns in the project, or is named an approver of."""
-    named = Approval.approvers.like(f"%{_escape_like(approver_key(username))}%", escape="\\")
-    # An approver named on an approval sees it whichever project the request works in.
-    mine = and_(Approval.project_id == project_id, Approval.owner_id == user_id)
-    stmt = select(Approval).where(or_(mine, named))
+    """A project's approvals (everyone's), narrowed by status and what they belong to."""
+    stmt = select(Approval).where(Approval.project_id == project_id)
     if statuses:
         stmt = stmt.where(Approval.status.in_(statuses))
     if execution_id is not None:

@@ -1,6 +1,9 @@
-"""Which events a stream carries: the principal's own, narrowed to a subject it owns, and
-which events end it. Subjects belong to other features, looked up through their services
-(imported when needed: a feature that is not installed has no subjects to find)."""
+"""Which events a stream carries: a project's, narrowed to a subject, and which events end
+it. A subject's stream follows the subject's project once its service found the subject for
+the principal (which asks the authorization seam); a feed follows the request's project, if
+the seam lets the principal read its events. Subjects belong to other features, looked up
+through their services (imported when needed: a feature that is not installed has no
+subjects to find)."""
 
 from __future__ import annotations
 
@@ -19,7 +22,8 @@ from taskgate.events.filters import (
     StreamSpec,
     TypeFilter,
 )
-from taskgate.events.visibility import readable_families
+from taskgate.events.visibility import readable_families, reading_permission
+from taskgate.governance.access import authorize
 from taskgate.identity.principal import Principal
 
 _TASKS = ("taskgate.tasks.service", "get_task", "Task not found.")
@@ -49,8 +53,9 @@ async def _lookup(
     *,
     required: bool,
 ) -> Any | None:
-    """The subject from its service (NotFound when missing or someone else's); None when the
-    feature is not installed and ``required`` is false (the owner filter still applies)."""
+    """The subject from its service (NotFound when missing or in a project the principal does
+    not see); None when the feature is not installed and ``required`` is false (the stream
+    then follows the request's project)."""
     module_name, function, missing = target
     module = _feature(module_name)
     finder = getattr(module, function, None) if module is not None else None
@@ -62,15 +67,17 @@ async def _lookup(
         return await finder(session, principal, subject_id)
 
 
-def _spec(principal: Principal, **fields: Any) -> StreamSpec:
-    """Every stream shows only the events its principal may read (``visibility``), in the
-    project its request works in."""
-    return StreamSpec(
-        principal.user_id,
-        readable=readable_families(principal),
-        project_id=principal.project_id,
-        **fields,
-    )
+def _project(subject: Any) -> uuid.UUID | None:
+    project_id: uuid.UUID | None = getattr(subject, "project_id", None)
+    return project_id
+
+
+def _spec(principal: Principal, project_id: uuid.UUID | None, **fields: Any) -> StreamSpec:
+    """A stream of the events its principal may read (``visibility``) in ``project_id`` (the
+    subject's), or in the request's project (None)."""
+    readable = readable_families(principal)
+    project = authorize(principal, reading_permission(readable), project_id=project_id)
+    return StreamSpec(project, readable=readable, **fields)
 
 
 def _task_end(task_id: uuid.UUID) -> EndCondition:
@@ -80,9 +87,10 @@ def _task_end(task_id: uuid.UUID) -> EndCondition:
 async def task_stream(
     db: Database, principal: Principal, task_id: uuid.UUID, types: TypeFilter | None
 ) -> StreamSpec:
-    await _lookup(db, principal, _TASKS, task_id, required=True)
+    task = await _lookup(db, principal, _TASKS, task_id, required=True)
     return _spec(
         principal,
+        _project(task),
         equals=(("task_id", task_id),),
         types=types,
         ends=(_task_end(task_id),),
@@ -94,36 +102,51 @@ async def run_stream(
     db: Database, principal: Principal, run_id: uuid.UUID, types: TypeFilter | None
 ) -> StreamSpec:
     run = await _lookup(db, principal, _RUNS, run_id, required=True)
-    return _run_spec(principal, run_id, getattr(run, "task_id", None), types)
+    return _run_spec(principal, run, run_id, types)
+
+
+def _run_ends(run: Any, run_id: uuid.UUID) -> tuple[EndCondition, ...]:
+    # A run ends with its own terminal event, or when the task it belongs to ends.
+    ends = [EndCondition("run_id", run_id, RUN_TERMINAL)]
+    task_id: uuid.UUID | None = getattr(run, "task_id", None)
+    if task_id is not None:
+        ends.append(_task_end(task_id))
+    return tuple(ends)
 
 
 def _run_spec(
-    principal: Principal, run_id: uuid.UUID, task_id: uuid.UUID | None, types: TypeFilter | None
+    principal: Principal, run: Any, run_id: uuid.UUID, types: TypeFilter | None
 ) -> StreamSpec:
-    # A run ends with its own terminal event, or when the task it belongs to ends.
-    ends = [EndCondition("run_id", run_id, RUN_TERMINAL)]
-    if task_id is not None:
-        ends.append(_task_end(task_id))
     return _spec(
-        principal, equals=(("run_id", run_id),), types=types, ends=tuple(ends), replay=True
+        principal,
+        _project(run),
+        equals=(("run_id", run_id),),
+        types=types,
+        ends=_run_ends(run, run_id),
+        replay=True,
     )
 
 
 async def execution_stream(
     db: Database, principal: Principal, execution_id: uuid.UUID, types: TypeFilter | None
 ) -> StreamSpec:
-    await _lookup(db, principal, _EXECUTIONS, execution_id, required=True)
-    return _execution_spec(principal, execution_id, types)
+    execution = await _lookup(db, principal, _EXECUTIONS, execution_id, required=True)
+    return _execution_spec(principal, execution, execution_id, types)
+
+
+def _execution_ends(execution_id: uuid.UUID) -> tuple[EndCondition, ...]:
+    return (EndCondition("execution_id", execution_id, EXECUTION_TERMINAL),)
 
 
 def _execution_spec(
-    principal: Principal, execution_id: uuid.UUID, types: TypeFilter | None
+    principal: Principal, execution: Any, execution_id: uuid.UUID, types: TypeFilter | None
 ) -> StreamSpec:
     return _spec(
         principal,
+        _project(execution),
         equals=(("execution_id", execution_id),),
         types=types,
-        ends=(EndCondition("execution_id", execution_id, EXECUTION_TERMINAL),),
+        ends=_execution_ends(execution_id),
         replay=True,
     )
 
@@ -131,8 +154,10 @@ def _execution_spec(
 async def session_stream(
     db: Database, principal: Principal, session_id: uuid.UUID, types: TypeFilter | None
 ) -> StreamSpec:
-    await _lookup(db, principal, _SESSIONS, session_id, required=False)
-    return _spec(principal, equals=(("session_id", session_id),), types=types, replay=True)
+    chat = await _lookup(db, principal, _SESSIONS, session_id, required=False)
+    return _spec(
+        principal, _project(chat), equals=(("session_id", session_id),), types=types, replay=True
+    )
 
 
 async def filtered_stream(
@@ -147,22 +172,28 @@ async def filtered_stream(
     types: TypeFilter | None = None,
 ) -> StreamSpec:
     """``GET /stream/sse``: any combination of filters. A named subject is checked when its
-    feature is installed, and the stream ends with it (the most specific one given)."""
+    feature is installed, and the stream ends with it (the most specific one given) and
+    follows its project; without one, the request's project."""
     if workflow_id is not None and task_id is None and await _is_task(db, principal, workflow_id):
         # Shannon clients name the task they follow ``workflow_id``.
         task_id, workflow_id = workflow_id, None
     ends: tuple[EndCondition, ...] = ()
+    # The project of the subjects named (events must match them all, so one project).
+    project: uuid.UUID | None = None
+    if session_id is not None:
+        project = _project(await _lookup(db, principal, _SESSIONS, session_id, required=False))
     if execution_id is not None:
-        await _lookup(db, principal, _EXECUTIONS, execution_id, required=False)
-        ends = _execution_spec(principal, execution_id, None).ends
+        execution = await _lookup(db, principal, _EXECUTIONS, execution_id, required=False)
+        ends = _execution_ends(execution_id)
+        project = _project(execution) or project
     if run_id is not None:
         run = await _lookup(db, principal, _RUNS, run_id, required=False)
-        ends = _run_spec(principal, run_id, getattr(run, "task_id", None), None).ends
+        ends = _run_ends(run, run_id)
+        project = _project(run) or project
     if task_id is not None:
-        await _lookup(db, principal, _TASKS, task_id, required=False)
+        task = await _lookup(db, principal, _TASKS, task_id, required=False)
         ends = (_task_end(task_id),)
-    if session_id is not None:
-        await _lookup(db, principal, _SESSIONS, session_id, required=False)
+        project = _project(task) or project
     named = {
         "task_id": task_id,
         "run_id": run_id,
@@ -172,7 +203,7 @@ async def filtered_stream(
     }
     equals = tuple((column, value) for column, value in named.items() if value is not None)
     subject = any(v is not None for v in (task_id, run_id, execution_id, session_id))
-    return _spec(principal, equals=equals, types=types, ends=ends, replay=subject)
+    return _spec(principal, project, equals=equals, types=types, ends=ends, replay=subject)
 
 
 async def _is_task(db: Database, principal: Principal, subject_id: uuid.UUID) -> bool:
@@ -194,7 +225,7 @@ async def channel_stream(
     if not colon:
         if kind not in _FEEDS:
             raise ValidationFailed.field("channel", f"unknown channel {channel[:80]!r}")
-        return _spec(principal, present=_FEEDS[kind], types=types)
+        return _spec(principal, None, present=_FEEDS[kind], types=types)
     try:
         subject_id = uuid.UUID(raw)
     except ValueError:

@@ -33,7 +33,7 @@ OldestFirst = Annotated[
 ]
 
 
-@router.get("/runs", tags=["runs"], responses=errors(400, 401, 403))
+@router.get("/runs", tags=["runs"], responses=errors(400, 401, 403, 404))
 async def list_runs(
     session: Session,
     principal: CurrentPrincipal,
@@ -46,11 +46,10 @@ async def list_runs(
     since: Instant | None = None,
     until: Instant | None = None,
 ) -> Page[RunOut]:
-    principal.require_scope("tasks:read")
     filters = repo.RunFilters(task_id, job_id, session_id, parent_run_id, status, since, until)
     rows, next_link, total = await paginate(
         session,
-        repo.runs_query(principal.user_id, principal.project_id, filters),
+        service.runs_query(principal, filters),
         page,
         {"created_at": Run.created_at},
         Run.id,
@@ -62,7 +61,7 @@ async def list_runs(
     "/runs",
     tags=["runs"],
     status_code=status.HTTP_201_CREATED,
-    responses=errors(400, 401, 403),
+    responses=errors(400, 401, 403, 404, 409),
 )
 async def create_run(
     body: RunCreate, response: Response, session: Session, principal: CurrentPrincipal
@@ -81,7 +80,7 @@ async def get_run(run_id: uuid.UUID, session: Session, principal: CurrentPrincip
     "/runs/{run_id}/logs",
     tags=["runs"],
     status_code=status.HTTP_201_CREATED,
-    responses=errors(400, 401, 403, 404),
+    responses=errors(400, 401, 403, 404, 409),
 )
 async def append_run_logs(
     run_id: uuid.UUID, body: RunLogsIn, session: Session, principal: CurrentPrincipal
@@ -109,7 +108,7 @@ async def run_logs(
     return Page(results=[RunLogOut.model_validate(r) for r in rows], next=next_link, count=total)
 
 
-@router.get("/jobs", tags=["jobs"], responses=errors(400, 401, 403))
+@router.get("/jobs", tags=["jobs"], responses=errors(400, 401, 403, 404))
 async def list_jobs(
     session: Session,
     principal: CurrentPrincipal,
@@ -118,10 +117,9 @@ async def list_jobs(
     run_id: uuid.UUID | None = None,
     status: str | None = None,
 ) -> Page[JobOut]:
-    principal.require_scope("tasks:read")
     rows, next_link, total = await paginate(
         session,
-        repo.jobs_query(principal.user_id, principal.project_id, task_id, run_id, status),
+        service.jobs_query(principal, repo.JobFilters(task_id, run_id, status)),
         page,
         {"created_at": TaskJob.created_at},
         TaskJob.id,

@@ -22,10 +22,16 @@ class RunFilters:
     until: datetime | None = None
 
 
-def runs_query(
-    owner_id: uuid.UUID, project_id: uuid.UUID | None, filters: RunFilters
-) -> Select[tuple[Run]]:
-    stmt = select(Run).where(Run.project_id == project_id, Run.owner_id == owner_id)
+@dataclass(frozen=True)
+class JobFilters:
+    task_id: uuid.UUID | None = None
+    run_id: uuid.UUID | None = None
+    status: str | None = None
+
+
+def runs_query(project_id: uuid.UUID, filters: RunFilters) -> Select[tuple[Run]]:
+    """A project's runs (everyone's), narrowed by ``filters``."""
+    stmt = select(Run).where(Run.project_id == project_id)
     if filters.task_id is not None:
         stmt = stmt.where(Run.task_id == filters.task_id)
     if filters.job_id is not None:
@@ -55,18 +61,13 @@ def logs_query(
     return stmt
 
 
-def jobs_query(
-    owner_id: uuid.UUID,
-    project_id: uuid.UUID | None,
-    task_id: uuid.UUID | None,
-    run_id: uuid.UUID | None,
-    status: str | None,
-) -> Select[tuple[TaskJob]]:
-    stmt = select(TaskJob).where(TaskJob.project_id == project_id, TaskJob.owner_id == owner_id)
-    if task_id is not None:
-        stmt = stmt.where(TaskJob.task_id == task_id)
-    if run_id is not None:
-        stmt = stmt.where(TaskJob.run_id == run_id)
-    if status:
-        stmt = stmt.where(TaskJob.status == status)
+def jobs_query(project_id: uuid.UUID, filters: JobFilters) -> Select[tuple[TaskJob]]:
+    """A project's jobs (everyone's), narrowed by ``filters``."""
+    stmt = select(TaskJob).where(TaskJob.project_id == project_id)
+    if filters.task_id is not None:
+        stmt = stmt.where(TaskJob.task_id == filters.task_id)
+    if filters.run_id is not None:
+        stmt = stmt.where(TaskJob.run_id == filters.run_id)
+    if filters.status:
+        stmt = stmt.where(TaskJob.status == filters.status)
     return stmt

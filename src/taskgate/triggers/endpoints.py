@@ -26,7 +26,7 @@ from taskgate.triggers.schemas import (
     WebhookSourceOut,
     WebhookSourceUpdate,
 )
-from taskgate.triggers.service import submit_event
+from taskgate.triggers.service import events_query, submit_event
 from taskgate.workflows.endpoints import Box
 
 router = APIRouter(prefix="/api/v1", route_class=JsonRoute)
@@ -57,7 +57,7 @@ async def create_event(
     )
 
 
-@router.get("/events", tags=["events"], responses=errors(400, 401, 403))
+@router.get("/events", tags=["events"], responses=errors(400, 401, 403, 404))
 async def list_events(
     session: Session,
     principal: CurrentPrincipal,
@@ -66,12 +66,11 @@ async def list_events(
         list[str] | None, Query(description="Exact types or prefixes such as order.*")
     ] = None,
 ) -> Page[EventOut]:
-    """The caller's events, newest first."""
-    principal.require_scope("events:read")
+    """The project's events, newest first."""
     types = [t.strip() for item in type or [] for t in item.split(",") if t.strip()]
     return await page_of(
         session,
-        repo.events_query(principal.user_id, principal.project_id, types=types),
+        events_query(principal, types),
         page,
         {"id": Event.id},
         Event.id,

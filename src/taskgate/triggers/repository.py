@@ -18,10 +18,9 @@ async def event_by_dedupe_key(
     return (await session.scalars(stmt)).first()
 
 
-def events_query(
-    owner_id: uuid.UUID, project_id: uuid.UUID | None, *, types: list[str]
-) -> Select[tuple[Event]]:
-    stmt = select(Event).where(Event.project_id == project_id, Event.owner_id == owner_id)
+def events_query(project_id: uuid.UUID, *, types: list[str]) -> Select[tuple[Event]]:
+    """A project's events (whoever caused them), of ``types`` (exact, or prefixes ``a.*``)."""
+    stmt = select(Event).where(Event.project_id == project_id)
     exact = [t for t in types if not t.endswith(".*") and t != "*"]
     prefixes = [t[:-1] for t in types if t.endswith(".*")]
     if "*" in types or not types:

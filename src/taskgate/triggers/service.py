@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import Select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -63,6 +64,12 @@ def check_event_type(event_type: str) -> None:
         )
 
 
+def events_query(principal: Principal, types: list[str]) -> Select[tuple[Event]]:
+    """``GET /events``: the events of the request's project (``event:read``)."""
+    project_id = authorize(principal, "event:read")
+    return repo.events_query(project_id, types=types)
+
+
 async def submit_event(
     session: AsyncSession,
     principal: Principal,
@@ -72,7 +79,6 @@ async def submit_event(
     dedupe_key: str | None,
 ) -> Ingested:
     """``POST /events``: the caller's own event, which may start event-triggered workflows."""
-    principal.require_scope("events:write")
     check_event_type(type)
     project_id = authorize(principal, "event:create")
     ingested = await ingest_event(
