@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from tests.events.support import LiveServer, sse
 from tests.events.test_websocket import close_code, receive, subscribe, ws
-from tests.governance.support import assert_error, submit, team
+from tests.governance.support import assert_error, denial, submit, team
 
 
 async def test_a_viewer_follows_and_lists_anyones_events_of_the_project(
@@ -88,3 +88,13 @@ async def test_a_project_key_follows_its_project_only(server: LiveServer) -> Non
         "/api/v1/events", headers={**home, "X-Tenant-ID": studio.project_id}
     )
     assert_error(listed, 404, "NOT_FOUND", "No such project")
+
+
+async def test_a_refused_subscription_is_audited(server: LiveServer) -> None:
+    studio = await team(server.client, server.admin)
+    task_id = await submit(server.client, studio.headers(studio.member))
+    async with ws(server, studio.outsider) as conn:
+        await conn.send(f'{{"action": "subscribe", "channel": "tasks:{task_id}"}}')
+        assert (await receive(conn))["type"] == "error"
+    record = await denial(server.client, server.admin, studio.outsider, "task:read")
+    assert (record["resource_id"], record["detail"]["status"]) == (task_id, 404)

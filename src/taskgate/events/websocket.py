@@ -19,6 +19,7 @@ from typing import Any
 import structlog
 from starlette.websockets import WebSocket, WebSocketState
 
+from taskgate.audit.service import record
 from taskgate.db.session import Database
 from taskgate.errors import NotFound, RateLimited, TaskgateError, Unauthorized
 from taskgate.events import subjects
@@ -179,7 +180,11 @@ class ChannelSession:
             spec = await subjects.channel_stream(self.db, self.principal, channel, types)
             stream = EventStream(self.bus, spec, last, ping=False)
         except TaskgateError as exc:
-            # Someone else's subject reads exactly like a missing one.
+            # Someone else's subject reads exactly like a missing one. A denial is audited
+            # as an HTTP request's is (taskgate.http.errors), though the connection lives on.
+            if exc.denial is not None:
+                denial = exc.denial
+                self.db.in_background(lambda: record(self.db, denial))
             self._error(exc.message, channel)
             return
         previous = self.channels.pop(channel, None)
