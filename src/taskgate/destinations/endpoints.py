@@ -43,10 +43,9 @@ async def list_destinations(
     page: CreatedPage,
     is_active: bool | None = None,
 ) -> Page[DestinationOut]:
-    principal.require_scope("destinations:read")
     return await page_of(
         session,
-        repo.destinations_query(principal.user_id, principal.project_id, is_active=is_active),
+        service.destinations_query(principal, is_active=is_active),
         page,
         {"created_at": Destination.created_at},
         Destination.id,
@@ -67,7 +66,6 @@ async def create_destination(
     settings: AppSettings,
     response: Response,
 ) -> DestinationOut:
-    principal.require_scope("destinations:write")
     destination = await service.create_destination(session, settings, principal, body)
     response.headers["Location"] = f"/api/v1/destinations/{destination.id}"
     return service.destination_out(destination)
@@ -79,7 +77,6 @@ async def create_destination(
 async def get_destination(
     destination_id: uuid.UUID, session: Session, principal: CurrentPrincipal
 ) -> DestinationOut:
-    principal.require_scope("destinations:read")
     destination = await service.get_destination(session, principal, destination_id)
     return service.destination_out(destination)
 
@@ -94,7 +91,6 @@ async def update_destination(
     principal: CurrentPrincipal,
     settings: AppSettings,
 ) -> DestinationOut:
-    principal.require_scope("destinations:write")
     destination = await service.update_destination(
         session, settings, principal, destination_id, body
     )
@@ -110,7 +106,6 @@ async def update_destination(
 async def delete_destination(
     destination_id: uuid.UUID, session: Session, principal: CurrentPrincipal
 ) -> None:
-    principal.require_scope("destinations:write")
     await service.delete_destination(session, principal, destination_id)
 
 
@@ -123,7 +118,6 @@ async def delete_destination(
 async def test_destination(
     destination_id: uuid.UUID, db: Db, principal: CurrentPrincipal, settings: AppSettings
 ) -> DestinationTestResult:
-    principal.require_scope("destinations:write")
     return await probe_destination(db, settings, principal, destination_id)
 
 
@@ -141,7 +135,6 @@ async def list_deliveries(
     status: DeliveryStatus | None = None,
     event_type: str | None = None,
 ) -> Page[DeliveryOut]:
-    principal.require_scope("destinations:read")
     destination = await service.get_destination(session, principal, destination_id)
     rows, next_link, total = await paginate(
         session,
@@ -179,12 +172,9 @@ async def list_subscriptions(
     page: CreatedPage,
     destination_id: uuid.UUID | None = None,
 ) -> Page[SubscriptionOut]:
-    principal.require_scope("subscriptions:read")
     return await page_of(
         session,
-        repo.subscriptions_query(
-            principal.user_id, principal.project_id, destination_id=destination_id
-        ),
+        subscription_service.subscriptions_query(principal, destination_id=destination_id),
         page,
         {"created_at": Subscription.created_at},
         Subscription.id,
@@ -201,7 +191,6 @@ async def list_subscriptions(
 async def create_subscription(
     body: SubscriptionCreate, session: Session, principal: CurrentPrincipal, response: Response
 ) -> SubscriptionOut:
-    principal.require_scope("subscriptions:write")
     subscription = await subscription_service.create_subscription(session, principal, body)
     response.headers["Location"] = f"/api/v1/subscriptions/{subscription.id}"
     return SubscriptionOut.model_validate(subscription)
@@ -213,7 +202,6 @@ async def create_subscription(
 async def get_subscription(
     subscription_id: uuid.UUID, session: Session, principal: CurrentPrincipal
 ) -> SubscriptionOut:
-    principal.require_scope("subscriptions:read")
     subscription = await subscription_service.get_subscription(session, principal, subscription_id)
     return SubscriptionOut.model_validate(subscription)
 
@@ -227,7 +215,6 @@ async def update_subscription(
     session: Session,
     principal: CurrentPrincipal,
 ) -> SubscriptionOut:
-    principal.require_scope("subscriptions:write")
     subscription = await subscription_service.update_subscription(
         session, principal, subscription_id, body
     )
@@ -243,5 +230,4 @@ async def update_subscription(
 async def delete_subscription(
     subscription_id: uuid.UUID, session: Session, principal: CurrentPrincipal
 ) -> None:
-    principal.require_scope("subscriptions:write")
     await subscription_service.delete_subscription(session, principal, subscription_id)

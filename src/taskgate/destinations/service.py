@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 
 import structlog
 from pydantic import BaseModel
+from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
@@ -83,11 +84,12 @@ async def _validate(
 async def create_destination(
     session: AsyncSession, settings: Settings, principal: Principal, body: DestinationCreate
 ) -> Destination:
+    project_id = authorize(principal, "destination:create")
     await _validate(settings, body.destination_type, body.destination_config, body.secret)
     destination = Destination(
         id=new_id(),
         owner_id=principal.user_id,
-        project_id=authorize(principal, "destination:create"),
+        project_id=project_id,
         name=body.name,
         destination_type=body.destination_type,
         destination_config=body.destination_config,
@@ -109,12 +111,32 @@ async def create_destination(
     return destination
 
 
+def destinations_query(
+    principal: Principal, *, is_active: bool | None
+) -> Select[tuple[Destination]]:
+    """The destinations of the request's project, whoever made them."""
+    project_id = authorize(principal, "destination:read")
+    return repo.destinations_query(project_id, is_active=is_active)
+
+
 async def get_destination(
-    session: AsyncSession, principal: Principal, destination_id: uuid.UUID
+    session: AsyncSession,
+    principal: Principal,
+    destination_id: uuid.UUID,
+    permission: str = "destination:read",
 ) -> Destination:
-    destination = await repo.destination_for(session, destination_id, principal.user_id)
+    """The destination, if ``principal`` holds ``permission`` in its project (reading: any
+    role there; changing: its admins); 404 when missing or in a project it does not see."""
+    destination = await repo.destination_for(session, destination_id)
     if destination is None:
         raise NotFound("No such destination.")
+    authorize(
+        principal,
+        permission,
+        project_id=destination.project_id,
+        owner_id=destination.owner_id,
+        resource_id=destination.id,
+    )
     return destination
 
 
@@ -125,7 +147,7 @@ async def update_destination(
     destination_id: uuid.UUID,
     body: DestinationUpdate,
 ) -> Destination:
-    destination = await get_destination(session, principal, destination_id)
+    destination = await get_destination(session, principal, destination_id, "destination:update")
     sent = body.model_fields_set
     refuse_nulls(body, ("name", "destination_type", "destination_config", "is_active"))
     changed = sorted(sent)
@@ -175,7 +197,7 @@ async def update_destination(
 async def delete_destination(
     session: AsyncSession, principal: Principal, destination_id: uuid.UUID
 ) -> None:
-    destination = await get_destination(session, principal, destination_id)
+    destination = await get_destination(session, principal, destination_id, "destination:delete")
     await session.delete(destination)
     await session.flush()
     await audit(

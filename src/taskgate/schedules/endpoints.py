@@ -72,11 +72,9 @@ async def list_schedules(
     shannon_page: Annotated[PageNumber | None, Query(alias="page")] = None,
     page_size: Annotated[int | None, Query(ge=1, le=100)] = None,
 ) -> ScheduleList:
-    """Your schedules. `page`/`page_size` (Shannon) answer with `schedules` and `total` too."""
-    principal.require_scope("schedules:read")
-    stmt = repo.schedules_query(
-        principal.user_id, principal.project_id, status=status_filter, search=search
-    )
+    """The schedules of the project, everyone's. `page`/`page_size` (Shannon) answer with
+    `schedules` and `total` too."""
+    stmt = service.schedules_query(principal, status=status_filter, search=search)
     if shannon_page is not None or page_size is not None:
         size = page_size or 50
         number = shannon_page or 1

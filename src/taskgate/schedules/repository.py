@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from taskgate.models import Schedule, ScheduleRun, User
+from taskgate.models import Project, Schedule, ScheduleRun, User
 
 
 def _is_postgres(session: AsyncSession) -> bool:
@@ -54,9 +54,10 @@ async def live_schedule_count(session: AsyncSession, owner_id: uuid.UUID) -> int
 
 
 def schedules_query(
-    owner_id: uuid.UUID, project_id: uuid.UUID | None, *, status: str | None, search: str | None
+    project_id: uuid.UUID, *, status: str | None, search: str | None
 ) -> Select[tuple[Schedule]]:
-    stmt = select(Schedule).where(Schedule.project_id == project_id, Schedule.owner_id == owner_id)
+    """The schedules of a project, everyone's."""
+    stmt = select(Schedule).where(Schedule.project_id == project_id)
     if status:
         stmt = stmt.where(Schedule.status == status)
     if search:
@@ -97,6 +98,20 @@ async def run_for(
 async def owners(session: AsyncSession, owner_ids: set[uuid.UUID]) -> dict[uuid.UUID, User]:
     rows = await session.scalars(select(User).where(User.id.in_(owner_ids)))
     return {user.id: user for user in rows}
+
+
+async def owner_of(session: AsyncSession, owner_id: uuid.UUID) -> User | None:
+    return await session.get(User, owner_id)
+
+
+async def disabled_projects(session: AsyncSession, project_ids: set[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of these projects are disabled (their schedules do not fire)."""
+    if not project_ids:
+        return set()
+    rows = await session.scalars(
+        select(Project.id).where(Project.id.in_(project_ids), Project.status == "disabled")
+    )
+    return set(rows)
 
 
 async def owner_timezone(session: AsyncSession, owner_id: uuid.UUID) -> str | None:

@@ -131,18 +131,22 @@ def _executions_service() -> Any:
         return None
 
 
-async def check_workflow(session: AsyncSession, owner: Principal, workflow_id: uuid.UUID) -> None:
-    """Refuse a workflow target the owner cannot run (400 on workflow_id, not a 404)."""
+async def check_workflow(
+    session: AsyncSession, principal: Principal, workflow_id: uuid.UUID, project_id: uuid.UUID
+) -> None:
+    """Refuse a workflow target ``principal`` may not run, or of another project than the
+    schedule's ``project_id`` (its firings run there): a 400 on workflow_id, the same for a
+    workflow it cannot see, of another project, and none at all, so it tells nothing."""
     if _executions_service() is None:
         raise ValidationFailed.field("workflow_id", "workflows are not available")
-    from taskgate.workflows.service import get_workflow
+    from taskgate.workflows.service import authorized_workflow
 
     try:
-        workflow = await get_workflow(session, owner, workflow_id)
+        workflow = await authorized_workflow(session, principal, workflow_id, "workflow:run")
     except NotFound:
         raise ValidationFailed.field("workflow_id", "no such workflow") from None
-    if getattr(workflow, "deleted_at", None) is not None:
-        raise ValidationFailed.field("workflow_id", "no such workflow")
+    if workflow.project_id != project_id:
+        raise ValidationFailed.field("workflow_id", "no such workflow in this project")
 
 
 async def progress_of(

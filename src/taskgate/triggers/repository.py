@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, Select, case, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from taskgate.models import Event, WebhookReceipt, WebhookSource
+from taskgate.models import Event, Project, WebhookReceipt, WebhookSource
 
 
 async def event_by_dedupe_key(
@@ -18,10 +18,9 @@ async def event_by_dedupe_key(
     return (await session.scalars(stmt)).first()
 
 
-def events_query(
-    owner_id: uuid.UUID, project_id: uuid.UUID | None, *, types: list[str]
-) -> Select[tuple[Event]]:
-    stmt = select(Event).where(Event.project_id == project_id, Event.owner_id == owner_id)
+def events_query(project_id: uuid.UUID, *, types: list[str]) -> Select[tuple[Event]]:
+    """The events of a project, everyone's, of these types (exact or ``prefix.*``)."""
+    stmt = select(Event).where(Event.project_id == project_id)
     exact = [t for t in types if not t.endswith(".*") and t != "*"]
     prefixes = [t[:-1] for t in types if t.endswith(".*")]
     if "*" in types or not types:
@@ -33,21 +32,19 @@ def events_query(
     return stmt.where(or_(*conditions))
 
 
-def sources_query(
-    owner_id: uuid.UUID, project_id: uuid.UUID | None
-) -> Select[tuple[WebhookSource]]:
-    return select(WebhookSource).where(
-        WebhookSource.project_id == project_id, WebhookSource.owner_id == owner_id
-    )
+def sources_query(project_id: uuid.UUID) -> Select[tuple[WebhookSource]]:
+    """The webhook sources of a project, everyone's."""
+    return select(WebhookSource).where(WebhookSource.project_id == project_id)
 
 
-async def source_of(
-    session: AsyncSession, owner_id: uuid.UUID, source_id: uuid.UUID
-) -> WebhookSource | None:
-    stmt = select(WebhookSource).where(
-        WebhookSource.id == source_id, WebhookSource.owner_id == owner_id
-    )
-    return (await session.scalars(stmt)).first()
+async def source_of(session: AsyncSession, source_id: uuid.UUID) -> WebhookSource | None:
+    """The source, wherever it is: the caller authorizes."""
+    return await session.get(WebhookSource, source_id)
+
+
+async def project_disabled(session: AsyncSession, project_id: uuid.UUID) -> bool:
+    status = await session.scalar(select(Project.status).where(Project.id == project_id))
+    return status == "disabled"
 
 
 async def inbound_candidates(session: AsyncSession, ref: str, *, limit: int) -> list[WebhookSource]:

@@ -6,6 +6,7 @@ import re
 import secrets as _random
 import uuid
 
+from sqlalchemy import Select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -56,7 +57,6 @@ def _slug_taken(slug: str) -> Conflict:
 async def create_source(
     session: AsyncSession, principal: Principal, body: WebhookSourceCreate, box: SecretBox
 ) -> tuple[WebhookSource, str]:
-    principal.require_scope("webhooks:write")
     # Slugs are unique within a project only, so a taken one tells nothing about other
     # projects' sources.
     project_id = authorize(principal, "webhook_source:create")
@@ -96,13 +96,29 @@ async def create_source(
     return source, secret
 
 
+def sources_query(principal: Principal) -> Select[tuple[WebhookSource]]:
+    """The webhook sources of the request's project, whoever made them."""
+    return repo.sources_query(authorize(principal, "webhook_source:read"))
+
+
 async def get_source(
-    session: AsyncSession, principal: Principal, source_id: uuid.UUID, *, write: bool = False
+    session: AsyncSession,
+    principal: Principal,
+    source_id: uuid.UUID,
+    permission: str = "webhook_source:read",
 ) -> WebhookSource:
-    principal.require_scope("webhooks:write" if write else "webhooks:read")
-    source = await repo.source_of(session, principal.user_id, source_id)
+    """The source, if ``principal`` holds ``permission`` in its project (reading: any role
+    there; changing: its admins); 404 when missing or in a project it does not see."""
+    source = await repo.source_of(session, source_id)
     if source is None:
         raise NotFound("Webhook source not found.")
+    authorize(
+        principal,
+        permission,
+        project_id=source.project_id,
+        owner_id=source.owner_id,
+        resource_id=source.id,
+    )
     return source
 
 
@@ -113,7 +129,7 @@ async def update_source(
     body: WebhookSourceUpdate,
     box: SecretBox,
 ) -> WebhookSource:
-    source = await get_source(session, principal, source_id, write=True)
+    source = await get_source(session, principal, source_id, "webhook_source:update")
     changes = body.model_dump(exclude_unset=True)
     secret = changes.pop("secret", None)
     for key, value in changes.items():
@@ -135,7 +151,7 @@ async def update_source(
 
 
 async def delete_source(session: AsyncSession, principal: Principal, source_id: uuid.UUID) -> None:
-    source = await get_source(session, principal, source_id, write=True)
+    source = await get_source(session, principal, source_id, "webhook_source:delete")
     await session.delete(source)
     await audit(
         session,

@@ -68,12 +68,10 @@ async def list_workflows(
     search: Annotated[str | None, Query(max_length=200, description="In name or slug.")] = None,
     trigger_type: TriggerType | None = None,
 ) -> Page[WorkflowSummary]:
-    principal.require_scope("workflows:read")
     return await page_of(
         session,
-        repo.workflows_query(
-            principal.user_id,
-            principal.project_id,
+        service.workflows_query(
+            principal,
             enabled=enabled,
             search=search,
             trigger_type=trigger_type,

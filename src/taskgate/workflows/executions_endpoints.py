@@ -45,8 +45,6 @@ async def run_workflow(
     response: Response,
     body: RunRequest | None = None,
 ) -> RunAccepted:
-    if not principal.has_scope("workflows:write"):
-        principal.require_scope("executions:write")
     execution = await service.start_execution(
         session, principal, workflow_id, (body or RunRequest()).input
     )
@@ -64,12 +62,10 @@ async def list_executions(
     since: Annotated[Instant | None, Query(description="Created at or after.")] = None,
     until: Annotated[Instant | None, Query(description="Created at or before.")] = None,
 ) -> Page[ExecutionOut]:
-    principal.require_scope("executions:read")
     rows, next_link, total = await paginate(
         session,
-        repo.executions_query(
-            principal.user_id,
-            principal.project_id,
+        service.executions_query(
+            principal,
             workflow_id=workflow,
             statuses=status or [],
             since=_aware(since),
@@ -97,7 +93,6 @@ def _aware(value: datetime | None) -> datetime | None:
 async def get_execution(
     execution_id: uuid.UUID, session: Session, principal: CurrentPrincipal
 ) -> ExecutionDetail:
-    principal.require_scope("executions:read")
     execution = await service.get_execution(session, principal, execution_id)
     return await service.execution_detail(session, execution)
 

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
 from taskgate.clock import utcnow
 from taskgate.errors import Conflict, NotFound
 from taskgate.events.outbox import record_event
+from taskgate.governance.access import authorize
 from taskgate.http.context import current_trace_id
 from taskgate.identity.principal import Principal
 from taskgate.ids import new_id
@@ -112,22 +116,30 @@ async def create_execution(
 
 async def start_execution(
     session: AsyncSession,
-    owner: Principal,
+    principal: Principal,
     workflow_id: uuid.UUID,
     input: dict[str, Any],
     trigger: str = "manual",
 ) -> WorkflowExecution:
-    """Run the owner's workflow now (the run endpoint, and the scheduler's firings)."""
-    workflow = await repo.workflow_of(session, owner.user_id, workflow_id)
+    """Run a workflow now (the run endpoint, and the scheduler's firings as the schedule's
+    owner): anyone who may run workflows in its project (``workflow:run``)."""
+    workflow = await repo.live_workflow(session, workflow_id)
     if workflow is None:
         raise NotFound("Workflow not found.")
+    authorize(
+        _runner(principal),
+        "workflow:run",
+        project_id=workflow.project_id,
+        owner_id=workflow.owner_id,
+        resource_id=workflow.id,
+    )
     if not workflow.enabled:
         raise Conflict("The workflow is disabled; enable it to run it.")
     execution = await create_execution(session, workflow, input=input, trigger=trigger)
     await audit(
         session,
         "workflow.run",
-        owner,
+        principal,
         resource_type="workflow",
         resource_id=workflow.id,
         detail={"execution_id": str(execution.id), "trigger": trigger},
@@ -135,21 +147,57 @@ async def start_execution(
     return execution
 
 
+def _runner(principal: Principal) -> Principal:
+    """An API key may run workflows with ``executions:write`` as well as with the
+    ``workflows:write`` that ``workflow:run`` asks for (starting one is making an execution)."""
+    if principal.has_scope("workflows:write") or not principal.has_scope("executions:write"):
+        return principal
+    return dataclasses.replace(principal, scopes=principal.scopes | {"workflows:write"})
+
+
+def executions_query(
+    principal: Principal,
+    *,
+    workflow_id: uuid.UUID | None,
+    statuses: Sequence[str],
+    since: datetime | None,
+    until: datetime | None,
+) -> Select[tuple[WorkflowExecution]]:
+    """The executions of the request's project, everyone's."""
+    project_id = authorize(principal, "execution:read")
+    return repo.executions_query(
+        project_id, workflow_id=workflow_id, statuses=statuses, since=since, until=until
+    )
+
+
+async def _authorized_execution(
+    session: AsyncSession, principal: Principal, execution_id: uuid.UUID, permission: str
+) -> WorkflowExecution:
+    execution = await session.get(WorkflowExecution, execution_id)
+    if execution is None:
+        raise NotFound("Execution not found.")
+    authorize(
+        principal,
+        permission,
+        project_id=execution.project_id,
+        owner_id=execution.owner_id,
+        resource_id=execution.id,
+    )
+    return execution
+
+
 async def get_execution(
     session: AsyncSession, principal: Principal, execution_id: uuid.UUID
 ) -> WorkflowExecution:
-    """The principal's execution; NotFound when missing or someone else's."""
-    execution = await session.get(WorkflowExecution, execution_id)
-    if execution is None or execution.owner_id != principal.user_id:
-        raise NotFound("Execution not found.")
-    return execution
+    """An execution of a project ``principal`` reads executions in, whoever started it;
+    NotFound when missing or in a project it does not see."""
+    return await _authorized_execution(session, principal, execution_id, "execution:read")
 
 
 async def replay_execution(
     session: AsyncSession, principal: Principal, execution_id: uuid.UUID, *, latest: bool
 ) -> WorkflowExecution:
-    principal.require_scope("executions:write")
-    original = await get_execution(session, principal, execution_id)
+    original = await _authorized_execution(session, principal, execution_id, "execution:replay")
     if original.status not in EXECUTION_FINAL:
         raise Conflict(f"The execution is {original.status}; only a finished one can be replayed.")
     workflow = await repo.any_workflow(session, original.workflow_id)
@@ -179,8 +227,7 @@ async def replay_execution(
 async def cancel_execution(
     session: AsyncSession, principal: Principal, execution_id: uuid.UUID
 ) -> str:
-    principal.require_scope("executions:write")
-    await get_execution(session, principal, execution_id)
+    await _authorized_execution(session, principal, execution_id, "execution:cancel")
     execution = await repo.execution_for_update(session, execution_id)
     assert execution is not None
     if execution.status in EXECUTION_FINAL:
@@ -191,22 +238,33 @@ async def cancel_execution(
     )
     for step in steps:
         if step.task_id is not None and step.status == CANCELLED:
-            await _cancel_task(session, principal, step.task_id)
+            await _cancel_task(session, principal, execution, step.task_id)
     await audit(
         session, "execution.cancel", principal, resource_type="execution", resource_id=execution.id
     )
     return "Execution cancelled."
 
 
-async def _cancel_task(session: AsyncSession, principal: Principal, task_id: uuid.UUID) -> None:
+async def _cancel_task(
+    session: AsyncSession, principal: Principal, execution: WorkflowExecution, task_id: uuid.UUID
+) -> None:
     from taskgate.tasks.service import cancel_task
     from taskgate.tasks.states import is_final
 
     task = await session.get(Task, task_id)
     if task is not None and not is_final(task.status):
-        # The step's task goes with the execution, whatever scopes the caller's key has.
-        owner = dataclasses.replace(principal, scopes=frozenset({"*"}), api_key_id=None)
-        await cancel_task(session, owner, task_id, "The workflow execution was cancelled.")
+        # The step's task goes with the execution, whatever the caller's key or roles say of
+        # tasks: the caller, trusted with the execution's project alone (no grants, like a
+        # principal of the runtime), cancels it.
+        canceller = dataclasses.replace(
+            principal,
+            scopes=frozenset({"*"}),
+            api_key_id=None,
+            key_project_id=None,
+            grants=None,
+            project_id=execution.project_id,
+        )
+        await cancel_task(session, canceller, task_id, "The workflow execution was cancelled.")
 
 
 async def finish_execution(
