@@ -75,15 +75,17 @@ async def create_execution(
     event: dict[str, Any] | None = None,
     trigger_event_id: int | None = None,
     replay_of: WorkflowExecution | None = None,
+    owner_id: uuid.UUID | None = None,
 ) -> WorkflowExecution:
     """A QUEUED execution pinned to a version, its event and its first advance job, all in
-    the caller's transaction."""
+    the caller's transaction. Its owner is who started it (``owner_id``); an event starts
+    its workflow as the workflow's owner."""
     pinned = await repo.version_of(session, workflow.id, version or workflow.version)
     if pinned is None:
         raise NotFound("Workflow version not found.")
     execution = WorkflowExecution(
         id=new_id(),
-        owner_id=workflow.owner_id,
+        owner_id=owner_id or workflow.owner_id,
         project_id=workflow.project_id,
         workflow_id=workflow.id,
         version_id=pinned.id,
@@ -122,7 +124,8 @@ async def start_execution(
     trigger: str = "manual",
 ) -> WorkflowExecution:
     """Run a workflow now (the run endpoint, and the scheduler's firings as the schedule's
-    owner): anyone who may run workflows in its project (``workflow:run``)."""
+    owner): anyone who may run workflows in its project (``workflow:run``), who owns the
+    execution (a member controls the runs it started)."""
     workflow = await repo.live_workflow(session, workflow_id)
     if workflow is None:
         raise NotFound("Workflow not found.")
@@ -135,7 +138,9 @@ async def start_execution(
     )
     if not workflow.enabled:
         raise Conflict("The workflow is disabled; enable it to run it.")
-    execution = await create_execution(session, workflow, input=input, trigger=trigger)
+    execution = await create_execution(
+        session, workflow, input=input, trigger=trigger, owner_id=principal.user_id
+    )
     await audit(
         session,
         "workflow.run",
@@ -212,6 +217,7 @@ async def replay_execution(
         event=original.event,
         trigger_event_id=original.trigger_event_id,
         replay_of=original,
+        owner_id=principal.user_id,
     )
     await audit(
         session,
