@@ -62,7 +62,7 @@ def _out(response: Response, schedule: Schedule) -> ScheduleOut:
     return ScheduleOut.of(schedule)
 
 
-@router.get("", responses=errors(400, 401))
+@router.get("", responses=errors(400, 401, 403))
 async def list_schedules(
     session: Session,
     principal: CurrentPrincipal,
@@ -113,7 +113,7 @@ async def create_schedule(
     return ScheduleCreated(**ScheduleOut.of(schedule).model_dump())
 
 
-@router.get("/{schedule_id}", responses=errors(401, 404))
+@router.get("/{schedule_id}", responses=errors(401, 403, 404))
 async def get_schedule(
     schedule_id: uuid.UUID, session: Session, principal: CurrentPrincipal, response: Response
 ) -> ScheduleOut:
@@ -138,18 +138,20 @@ async def update_schedule(
 
 router.patch(
     "/{schedule_id}",
-    responses=errors(400, 401, 404, 412),
+    responses=errors(400, 401, 403, 404, 409, 412),
     summary="Update a schedule (only the fields sent change)",
 )(update_schedule)
 router.put(
     "/{schedule_id}",
-    responses=errors(400, 401, 404, 412),
+    responses=errors(400, 401, 403, 404, 409, 412),
     summary="Update a schedule (Shannon: partial, like PATCH)",
 )(update_schedule)
 
 
 @router.delete(
-    "/{schedule_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(401, 404, 412)
+    "/{schedule_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=errors(401, 403, 404, 409, 412),
 )
 async def delete_schedule(
     schedule_id: uuid.UUID, session: Session, principal: CurrentPrincipal, if_match: IfMatch = None
@@ -158,7 +160,7 @@ async def delete_schedule(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/{schedule_id}/pause", responses=errors(401, 404, 409))
+@router.post("/{schedule_id}/pause", responses=errors(401, 403, 404, 409))
 async def pause_schedule(
     schedule_id: uuid.UUID,
     session: Session,
@@ -173,7 +175,7 @@ async def pause_schedule(
     return _out(response, schedule)
 
 
-@router.post("/{schedule_id}/resume", responses=errors(401, 404, 409))
+@router.post("/{schedule_id}/resume", responses=errors(401, 403, 404, 409))
 async def resume_schedule(
     schedule_id: uuid.UUID,
     session: Session,
@@ -191,7 +193,7 @@ async def resume_schedule(
 @router.post(
     "/{schedule_id}/trigger",
     status_code=status.HTTP_202_ACCEPTED,
-    responses=errors(400, 401, 403, 404),
+    responses=errors(400, 401, 403, 404, 409),
     summary="Run now (recorded as a manual fire; works while paused)",
 )
 async def trigger_schedule(
@@ -206,7 +208,7 @@ async def trigger_schedule(
     return ScheduleRunOut.of(run, schedule.timezone)
 
 
-@router.post("/{schedule_id}/skip-next", responses=errors(401, 404, 409))
+@router.post("/{schedule_id}/skip-next", responses=errors(401, 403, 404, 409))
 async def skip_next_occurrence(
     schedule_id: uuid.UUID,
     session: Session,
@@ -224,7 +226,7 @@ async def skip_next_occurrence(
     )
 
 
-@router.get("/{schedule_id}/runs", responses=errors(400, 401, 404))
+@router.get("/{schedule_id}/runs", responses=errors(400, 401, 403, 404))
 async def list_schedule_runs(
     schedule_id: uuid.UUID,
     session: Session,

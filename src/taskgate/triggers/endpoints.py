@@ -38,7 +38,10 @@ SourcePage = Annotated[PageParams, Depends(page_params(["created_at", "-created_
     "/events",
     tags=["events"],
     status_code=status.HTTP_201_CREATED,
-    responses={200: {"description": "A repeated dedupe_key: the first event"}, **errors(400, 401)},
+    responses={
+        200: {"description": "A repeated dedupe_key: the first event"},
+        **errors(400, 401, 403, 409),
+    },
 )
 async def create_event(
     body: EventCreate, session: Session, principal: CurrentPrincipal, response: Response
@@ -171,7 +174,7 @@ async def get_source(
 
 
 @router.patch(
-    "/webhook-sources/{source_id}", tags=["webhooks"], responses=errors(400, 401, 403, 404)
+    "/webhook-sources/{source_id}", tags=["webhooks"], responses=errors(400, 401, 403, 404, 409)
 )
 async def update_source(
     source_id: uuid.UUID,
@@ -189,7 +192,7 @@ async def update_source(
     "/webhook-sources/{source_id}",
     tags=["webhooks"],
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=errors(401, 403, 404),
+    responses=errors(401, 403, 404, 409),
 )
 async def delete_source(
     source_id: uuid.UUID, session: Session, principal: CurrentPrincipal
