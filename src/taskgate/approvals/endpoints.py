@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 
 from taskgate.approvals import repository as repo
 from taskgate.approvals import service
@@ -16,6 +16,7 @@ from taskgate.approvals.schemas import (
     DecisionRequest,
     DecisionResult,
 )
+from taskgate.approvals.waiters import Waiters
 from taskgate.http.auth import CurrentPrincipal, Session
 from taskgate.http.json_body import JsonRoute
 from taskgate.http.pagination import Page, PageParams, page_of, page_params
@@ -24,6 +25,15 @@ from taskgate.openapi import errors
 
 router = APIRouter(prefix="/api/v1", tags=["approvals"], route_class=JsonRoute)
 ApprovalPage = Annotated[PageParams, Depends(page_params(["created_at", "-created_at"]))]
+
+
+async def app_waiters(request: Request) -> Waiters:
+    """What resumes once an approval is decided: built with the app (``create_app``)."""
+    waiters: Waiters = request.app.state.approval_waiters
+    return waiters
+
+
+AppWaiters = Annotated[Waiters, Depends(app_waiters)]
 
 
 @router.get("/approvals", responses=errors(400, 401, 403))
@@ -56,7 +66,10 @@ async def list_approvals(
 
 @router.post("/approvals/decision", responses=errors(400, 401, 403, 404, 409))
 async def decide_compat(
-    body: CompatDecisionRequest, session: Session, principal: CurrentPrincipal
+    body: CompatDecisionRequest,
+    session: Session,
+    principal: CurrentPrincipal,
+    waiters: AppWaiters,
 ) -> DecisionResult:
     """Shannon's body: the approval (and optionally what it belongs to) named in the body."""
     approval = await service.decide(
@@ -66,6 +79,7 @@ async def decide_compat(
         approved=body.approved,
         feedback=body.feedback,
         modified_action=body.modified_action,
+        waiters=waiters,
         subject_id=body.workflow_id,
         approved_by=body.approved_by,
     )
@@ -81,7 +95,11 @@ async def get_approval(
 
 @router.post("/approvals/{approval_id}/decision", responses=errors(400, 401, 403, 404, 409))
 async def decide(
-    approval_id: uuid.UUID, body: DecisionRequest, session: Session, principal: CurrentPrincipal
+    approval_id: uuid.UUID,
+    body: DecisionRequest,
+    session: Session,
+    principal: CurrentPrincipal,
+    waiters: AppWaiters,
 ) -> DecisionResult:
     approval = await service.decide(
         session,
@@ -90,6 +108,7 @@ async def decide(
         approved=body.approved,
         feedback=body.feedback,
         modified_action=body.modified_action,
+        waiters=waiters,
     )
     return _result(approval, None)
 

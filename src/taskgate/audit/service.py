@@ -7,10 +7,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskgate.auth.principal import Principal
 from taskgate.clock import utcnow
 from taskgate.db.session import Database
 from taskgate.http.context import current_client_ip, current_trace_id
-from taskgate.identity.principal import Principal
 from taskgate.ids import new_id
 from taskgate.models import AuditRecord
 from taskgate.outbound.secretbox import redact

@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from taskgate.clock import utcnow
 from taskgate.db.session import Database
 from taskgate.destinations import repository as repo
-from taskgate.destinations.delivery import DELIVERY_KIND, MAX_JOB_ATTEMPTS
+from taskgate.destinations.jobs import DELIVERY_KIND, MAX_JOB_ATTEMPTS
 from taskgate.destinations.matching import filter_document, filter_matches, pattern_matches
 from taskgate.events.bus import EventBus, Notifications
 from taskgate.events.outbox import EVENTS_COMMITTED

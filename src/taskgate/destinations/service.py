@@ -11,17 +11,17 @@ from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
+from taskgate.auth.principal import Principal
 from taskgate.destinations import repository as repo
 from taskgate.destinations.schemas import DestinationCreate, DestinationOut, DestinationUpdate
-from taskgate.destinations.sealing import open_secret, seal_secret, secret_box, url_policy
+from taskgate.destinations.sealing import open_secret, seal_secret
 from taskgate.errors import FieldProblem, NotFound, ValidationFailed
 from taskgate.governance.access import authorize
-from taskgate.identity.principal import Principal
 from taskgate.ids import new_id
 from taskgate.models import Destination
 from taskgate.outbound.adapters import validate_config
-from taskgate.outbound.secretbox import SecretBoxError
-from taskgate.outbound.ssrf import BlockedURLError, check_url
+from taskgate.outbound.secretbox import SecretBoxError, secret_box
+from taskgate.outbound.ssrf import BlockedURLError, check_url, url_policy
 from taskgate.settings import Settings
 
 log = structlog.get_logger()

@@ -9,13 +9,13 @@ from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
+from taskgate.auth.principal import Principal
 from taskgate.destinations import repository as repo
 from taskgate.destinations.matching import filter_problems, pattern_problem
 from taskgate.destinations.schemas import SubscriptionCreate, SubscriptionUpdate
 from taskgate.destinations.service import refuse_nulls, refuse_problems
 from taskgate.errors import NotFound
 from taskgate.governance.access import authorize
-from taskgate.identity.principal import Principal
 from taskgate.ids import new_id
 from taskgate.models import Subscription
 

@@ -1,14 +1,17 @@
 """Which events a stream carries: the principal's own, narrowed to a subject it owns, and
-which events end it. Subjects belong to other features, looked up through their services
-(imported when needed: a feature that is not installed has no subjects to find)."""
+which events end it. Subjects belong to other features; their services find them, handed in
+by the app (``Subjects``), so events import no feature."""
 
 from __future__ import annotations
 
-import importlib
 import uuid
-from types import ModuleType
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskgate.auth.principal import Principal
 from taskgate.db.session import Database
 from taskgate.errors import NotFound, ValidationFailed
 from taskgate.events.filters import (
@@ -20,46 +23,24 @@ from taskgate.events.filters import (
     TypeFilter,
 )
 from taskgate.events.visibility import readable_families
-from taskgate.identity.principal import Principal
 
-_TASKS = ("taskgate.tasks.service", "get_task", "Task not found.")
-_RUNS = ("taskgate.runs.service", "get_run", "Run not found.")
-_EXECUTIONS = (
-    "taskgate.workflows.executions_service",
-    "get_execution",
-    "Workflow executions are not available on this server.",
-)
-_SESSIONS = ("taskgate.sessions.service", "get_session", "Session not found.")
+# A service's ``get_…(session, principal, id)``: the subject, or NotFound when it is missing or
+# not the principal's to see.
+Finder = Callable[[AsyncSession, Principal, uuid.UUID], Awaitable[Any]]
 
 
-def _feature(module: str) -> ModuleType | None:
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and (module == exc.name or module.startswith(exc.name + ".")):
-            return None
-        raise
+@dataclass(frozen=True)
+class Subjects:
+    """Where streams find their subjects (``taskgate/api.py:stream_subjects``)."""
 
+    db: Database
+    task: Finder
+    run: Finder
+    execution: Finder
 
-async def _lookup(
-    db: Database,
-    principal: Principal,
-    target: tuple[str, str, str],
-    subject_id: uuid.UUID,
-    *,
-    required: bool,
-) -> Any | None:
-    """The subject from its service (NotFound when missing or someone else's); None when the
-    feature is not installed and ``required`` is false (the owner filter still applies)."""
-    module_name, function, missing = target
-    module = _feature(module_name)
-    finder = getattr(module, function, None) if module is not None else None
-    if finder is None:
-        if required:
-            raise NotFound(missing)
-        return None
-    async with db.transaction(write=False) as session:
-        return await finder(session, principal, subject_id)
+    async def find(self, finder: Finder, principal: Principal, subject_id: uuid.UUID) -> Any:
+        async with self.db.transaction(write=False) as session:
+            return await finder(session, principal, subject_id)
 
 
 def _spec(principal: Principal, **fields: Any) -> StreamSpec:
@@ -78,9 +59,9 @@ def _task_end(task_id: uuid.UUID) -> EndCondition:
 
 
 async def task_stream(
-    db: Database, principal: Principal, task_id: uuid.UUID, types: TypeFilter | None
+    subjects: Subjects, principal: Principal, task_id: uuid.UUID, types: TypeFilter | None
 ) -> StreamSpec:
-    await _lookup(db, principal, _TASKS, task_id, required=True)
+    await subjects.find(subjects.task, principal, task_id)
     return _spec(
         principal,
         equals=(("task_id", task_id),),
@@ -91,9 +72,9 @@ async def task_stream(
 
 
 async def run_stream(
-    db: Database, principal: Principal, run_id: uuid.UUID, types: TypeFilter | None
+    subjects: Subjects, principal: Principal, run_id: uuid.UUID, types: TypeFilter | None
 ) -> StreamSpec:
-    run = await _lookup(db, principal, _RUNS, run_id, required=True)
+    run = await subjects.find(subjects.run, principal, run_id)
     return _run_spec(principal, run_id, getattr(run, "task_id", None), types)
 
 
@@ -110,9 +91,9 @@ def _run_spec(
 
 
 async def execution_stream(
-    db: Database, principal: Principal, execution_id: uuid.UUID, types: TypeFilter | None
+    subjects: Subjects, principal: Principal, execution_id: uuid.UUID, types: TypeFilter | None
 ) -> StreamSpec:
-    await _lookup(db, principal, _EXECUTIONS, execution_id, required=True)
+    await subjects.find(subjects.execution, principal, execution_id)
     return _execution_spec(principal, execution_id, types)
 
 
@@ -128,15 +109,15 @@ def _execution_spec(
     )
 
 
-async def session_stream(
-    db: Database, principal: Principal, session_id: uuid.UUID, types: TypeFilter | None
+def session_stream(
+    principal: Principal, session_id: uuid.UUID, types: TypeFilter | None
 ) -> StreamSpec:
-    await _lookup(db, principal, _SESSIONS, session_id, required=False)
+    """A session's events: the owner filter is the check (sessions have no service yet)."""
     return _spec(principal, equals=(("session_id", session_id),), types=types, replay=True)
 
 
 async def filtered_stream(
-    db: Database,
+    subjects: Subjects,
     principal: Principal,
     *,
     task_id: uuid.UUID | None = None,
@@ -146,23 +127,25 @@ async def filtered_stream(
     workflow_id: uuid.UUID | None = None,
     types: TypeFilter | None = None,
 ) -> StreamSpec:
-    """``GET /stream/sse``: any combination of filters. A named subject is checked when its
-    feature is installed, and the stream ends with it (the most specific one given)."""
-    if workflow_id is not None and task_id is None and await _is_task(db, principal, workflow_id):
+    """``GET /stream/sse``: any combination of filters. A named task, run or execution is
+    checked, and the stream ends with it (the most specific one given)."""
+    if (
+        workflow_id is not None
+        and task_id is None
+        and await _is_task(subjects, principal, workflow_id)
+    ):
         # Shannon clients name the task they follow ``workflow_id``.
         task_id, workflow_id = workflow_id, None
     ends: tuple[EndCondition, ...] = ()
     if execution_id is not None:
-        await _lookup(db, principal, _EXECUTIONS, execution_id, required=False)
+        await subjects.find(subjects.execution, principal, execution_id)
         ends = _execution_spec(principal, execution_id, None).ends
     if run_id is not None:
-        run = await _lookup(db, principal, _RUNS, run_id, required=False)
+        run = await subjects.find(subjects.run, principal, run_id)
         ends = _run_spec(principal, run_id, getattr(run, "task_id", None), None).ends
     if task_id is not None:
-        await _lookup(db, principal, _TASKS, task_id, required=False)
+        await subjects.find(subjects.task, principal, task_id)
         ends = (_task_end(task_id),)
-    if session_id is not None:
-        await _lookup(db, principal, _SESSIONS, session_id, required=False)
     named = {
         "task_id": task_id,
         "run_id": run_id,
@@ -175,9 +158,9 @@ async def filtered_stream(
     return _spec(principal, equals=equals, types=types, ends=ends, replay=subject)
 
 
-async def _is_task(db: Database, principal: Principal, subject_id: uuid.UUID) -> bool:
+async def _is_task(subjects: Subjects, principal: Principal, subject_id: uuid.UUID) -> bool:
     try:
-        return await _lookup(db, principal, _TASKS, subject_id, required=False) is not None
+        return await subjects.find(subjects.task, principal, subject_id) is not None
     except NotFound:
         return False
 
@@ -186,7 +169,7 @@ _FEEDS = {"events": (), "tasks": ("task_id",), "executions": ("execution_id",)}
 
 
 async def channel_stream(
-    db: Database, principal: Principal, channel: str, types: TypeFilter | None
+    subjects: Subjects, principal: Principal, channel: str, types: TypeFilter | None
 ) -> StreamSpec:
     """A WebSocket channel: ``tasks:<id>``, ``runs:<id>``, ``executions:<id>``,
     ``sessions:<id>``, or the feeds ``tasks``, ``executions``, ``events``."""
@@ -200,11 +183,11 @@ async def channel_stream(
     except ValueError:
         raise ValidationFailed.field("channel", f"{raw[:80]!r} is not an id") from None
     if kind == "tasks":
-        return await task_stream(db, principal, subject_id, types)
+        return await task_stream(subjects, principal, subject_id, types)
     if kind == "runs":
-        return await run_stream(db, principal, subject_id, types)
+        return await run_stream(subjects, principal, subject_id, types)
     if kind == "executions":
-        return await execution_stream(db, principal, subject_id, types)
+        return await execution_stream(subjects, principal, subject_id, types)
     if kind == "sessions":
-        return await session_stream(db, principal, subject_id, types)
+        return session_stream(principal, subject_id, types)
     raise ValidationFailed.field("channel", f"unknown channel {channel[:80]!r}")

@@ -6,9 +6,9 @@ to each event, live and on replay, whatever channel or type filter the client as
 
 from __future__ import annotations
 
+from taskgate.auth.principal import Principal
 from taskgate.errors import Forbidden
 from taskgate.events.wire import EventRecord
-from taskgate.identity.principal import Principal
 
 # The resource an event is about, by the first subject column it carries, named by its scope
 # family; an event about none of them is only in the owner's event list.

@@ -35,7 +35,7 @@ it in a unit of work of its own once the request's has rolled back
 
 Principals built by hand for the runtime (a schedule firing as its owner) carry no grants:
 they are trusted with their one project and checked only for its state. Every HTTP principal
-carries its user's grants (taskgate.identity.principal.Authenticator).
+carries its user's grants (taskgate.auth.principal.Authenticator).
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from sqlalchemy import ColumnElement, Select, false, select, true
 from sqlalchemy.orm import InstrumentedAttribute
 
 from taskgate.audit.service import audit_values
+from taskgate.auth.principal import Principal
 from taskgate.errors import Conflict, Forbidden, NotFound, TaskgateError
 from taskgate.governance.roles import (
     ALL_PERMISSIONS,
@@ -55,7 +56,6 @@ from taskgate.governance.roles import (
     split,
 )
 from taskgate.governance.rules import decide
-from taskgate.identity.principal import Principal
 from taskgate.models import Project
 
 # Disabling is idempotent, and enabling is how a disabled project comes back.

@@ -21,13 +21,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
+from taskgate.auth.principal import Principal
 from taskgate.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from taskgate.governance import access_repository as repo
 from taskgate.governance.access import authorize, authorize_system, denied, may
 from taskgate.governance.access_schemas import BindingCreate
 from taskgate.governance.changes import changed
 from taskgate.governance.roles import INSTANCE_ADMIN, ROLES, SYSTEM_ROLES
-from taskgate.identity.principal import Principal
 from taskgate.models import Group, Project, RoleBinding, User
 
 

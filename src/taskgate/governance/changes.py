@@ -1,7 +1,7 @@
 """How a change to who may do what reaches every process by its next request.
 
 Each process caches, per credential, the principal with its user's grants
-(taskgate.identity.principal.Authenticator), and the projects requests name
+(taskgate.auth.principal.Authenticator), and the projects requests name
 (taskgate.governance.selection.ProjectDirectory), so that authorization costs no query on
 the hot paths. A governance change (a role binding, a group or its members, an access rule,
 a project's state, an instance administrator, a user disabled, an API key revoked) calls

@@ -12,13 +12,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
+from taskgate.auth.principal import Principal
 from taskgate.errors import Conflict, NotFound, ValidationFailed
 from taskgate.governance import access_repository as repo
 from taskgate.governance.access import authorize_system, may
 from taskgate.governance.access_schemas import GroupCreate, GroupUpdate, MemberAdd
 from taskgate.governance.changes import changed
 from taskgate.governance.service import slugify
-from taskgate.identity.principal import Principal
 from taskgate.models import Group, GroupMember, User
 
 

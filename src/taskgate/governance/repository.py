@@ -7,8 +7,8 @@ import uuid
 from sqlalchemy import Select, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskgate.auth.principal import Principal
 from taskgate.governance.access import project_visible
-from taskgate.identity.principal import Principal
 from taskgate.models import Project
 
 

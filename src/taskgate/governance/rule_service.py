@@ -9,13 +9,13 @@ from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
+from taskgate.auth.principal import Principal
 from taskgate.errors import NotFound, ValidationFailed
 from taskgate.governance import access_repository as repo
 from taskgate.governance.access import authorize_system
 from taskgate.governance.access_schemas import RuleCreate, RuleUpdate
 from taskgate.governance.changes import changed
 from taskgate.governance.rules import check_conditions, check_target
-from taskgate.identity.principal import Principal
 from taskgate.models import AccessRule, Group, Project, User
 
 _SUBJECTS: dict[str, type[User | Group | Project]] = {

@@ -10,12 +10,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
+from taskgate.auth.principal import Principal
 from taskgate.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from taskgate.governance import repository as repo
 from taskgate.governance.access import authorize
 from taskgate.governance.changes import changed
 from taskgate.governance.schemas import ProjectCreate, ProjectUpdate
-from taskgate.identity.principal import Principal
 from taskgate.models import Project, RoleBinding, User
 from taskgate.settings import GovernanceSettings
 

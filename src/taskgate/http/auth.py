@@ -10,11 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
+from taskgate.auth.principal import INVALID_API_KEY, Authenticator, Principal
 from taskgate.db.session import Database, run_after_commit
 from taskgate.errors import Unauthorized
-from taskgate.governance.selection import request_principal
-from taskgate.identity import stream_tickets
-from taskgate.identity.principal import INVALID_API_KEY, Authenticator, Principal
+from taskgate.http.projects import request_principal
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -81,8 +80,9 @@ async def get_stream_principal(conn: HTTPConnection) -> Principal:
     if credential_from_scope(conn.scope) is None:
         ticket = conn.query_params.get("ticket")
         if ticket:
-            authenticator: Authenticator = conn.app.state.authenticator
-            principal = await stream_tickets.redeem(conn.app.state.db, authenticator, ticket)
+            # identity/stream_tickets.py:redeem, bound to the app's database and authenticator.
+            redeem: Callable[[str], Awaitable[Principal]] = conn.app.state.redeem_stream_ticket
+            principal = await redeem(ticket)
             conn.scope.setdefault("state", {})["principal"] = principal
             return await _in_project(conn, principal)
     return await get_principal(conn)

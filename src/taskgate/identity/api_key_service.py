@@ -13,14 +13,14 @@ from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
+from taskgate.auth.credentials import generate_api_key
+from taskgate.auth.principal import Authenticator, Principal
 from taskgate.clock import utcnow
 from taskgate.db.session import Database
 from taskgate.errors import Forbidden, NotFound, ValidationFailed
 from taskgate.governance.access import sees
 from taskgate.governance.changes import changed
 from taskgate.identity import repository as repo
-from taskgate.identity.credentials import generate_api_key
-from taskgate.identity.principal import Authenticator, Principal
 from taskgate.identity.schemas import ApiKeyCreate
 from taskgate.models import ApiKey, Project
 

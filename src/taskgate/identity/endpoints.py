@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response, status
 
+from taskgate.auth.principal import Authenticator, Principal, UserProfile
 from taskgate.errors import Unauthorized
 from taskgate.governance.access import effective_permissions, sees
 from taskgate.http.auth import CurrentPrincipal, Session, get_principal
@@ -17,7 +18,6 @@ from taskgate.http.json_body import JsonRoute
 from taskgate.http.pagination import Page, PageParams, page_params, paginate
 from taskgate.identity import api_key_service, user_service
 from taskgate.identity.auth_service import AuthService
-from taskgate.identity.principal import Authenticator, Principal, UserProfile
 from taskgate.identity.schemas import (
     ActionResult,
     ApiKeyCreate,

@@ -12,6 +12,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
+from taskgate.auth.credentials import hash_password
+from taskgate.auth.principal import Authenticator, Principal
 from taskgate.errors import Conflict, NotFound, ValidationFailed
 from taskgate.governance.access import authorize_system
 from taskgate.governance.binding_service import set_instance_admin
@@ -19,8 +21,6 @@ from taskgate.governance.changes import changed
 from taskgate.governance.service import create_default_project
 from taskgate.identity import repository as repo
 from taskgate.identity.auth_service import revoke_sessions
-from taskgate.identity.credentials import hash_password
-from taskgate.identity.principal import Authenticator, Principal
 from taskgate.identity.schemas import UserCreate, UserUpdate
 from taskgate.models import User
 from taskgate.timezones import validate_timezone

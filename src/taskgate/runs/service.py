@@ -7,11 +7,11 @@ import uuid
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
+from taskgate.auth.principal import Principal
 from taskgate.clock import utcnow
 from taskgate.errors import NotFound, ValidationFailed
 from taskgate.events.outbox import record_event
 from taskgate.governance.access import authorize
-from taskgate.identity.principal import Principal
 from taskgate.ids import new_id
 from taskgate.models import ChatSession, Run, RunLog, Task, TaskJob
 from taskgate.runs.schemas import RunCreate, RunLogsIn

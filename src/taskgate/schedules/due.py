@@ -15,8 +15,8 @@ from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskgate.auth.principal import Principal
 from taskgate.errors import TaskgateError
-from taskgate.identity.principal import Principal
 from taskgate.models import Schedule, User
 from taskgate.schedules import firing, targets
 from taskgate.schedules import repository as repo

@@ -10,10 +10,10 @@ from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
+from taskgate.auth.principal import Principal
 from taskgate.db.session import signal_after_commit
 from taskgate.errors import Conflict, NotFound
 from taskgate.governance.access import authorize
-from taskgate.identity.principal import Principal
 from taskgate.ids import new_id
 from taskgate.models import Schedule, ScheduleRun
 from taskgate.schedules import firing, targets

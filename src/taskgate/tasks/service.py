@@ -12,12 +12,12 @@ from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit, audit_values
+from taskgate.auth.principal import Principal
 from taskgate.clock import utcnow
 from taskgate.db.session import Database
 from taskgate.errors import Conflict, FieldProblem, NotFound, ValidationFailed
 from taskgate.events.outbox import event_values
 from taskgate.governance.access import authorize
-from taskgate.identity.principal import Principal
 from taskgate.ids import new_id
 from taskgate.models import ChatSession, Event, Task
 from taskgate.runtime.queue import NewJob, job_values, request_cancel

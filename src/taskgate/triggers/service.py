@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
+from taskgate.auth.principal import Principal
 from taskgate.clock import isoformat
 from taskgate.db.session import signal_after_commit
 from taskgate.destinations.matching import filter_matches, pattern_matches
@@ -24,7 +25,6 @@ from taskgate.errors import ValidationFailed
 from taskgate.events.outbox import EVENTS_COMMITTED
 from taskgate.governance.access import authorize
 from taskgate.http.context import current_trace_id
-from taskgate.identity.principal import Principal
 from taskgate.models import Event, WebhookSource, Workflow, WorkflowExecution
 from taskgate.triggers import repository as repo
 from taskgate.workflows import repository as workflows_repo

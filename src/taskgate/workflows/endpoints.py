@@ -7,7 +7,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
-from taskgate.destinations.sealing import secret_box
 from taskgate.http.auth import CurrentPrincipal, Session
 from taskgate.http.json_body import JsonRoute
 from taskgate.http.pagination import Page, PageParams, page_of, page_params
@@ -16,6 +15,7 @@ from taskgate.http.preconditions import IfMatch, etag
 from taskgate.models import Workflow, WorkflowVersion
 from taskgate.openapi import errors
 from taskgate.outbound.secretbox import SecretBox
+from taskgate.runtime.services import RuntimeServices
 from taskgate.workflows import repository as repo
 from taskgate.workflows import service
 from taskgate.workflows.schemas import (
@@ -32,12 +32,9 @@ router = APIRouter(prefix="/api/v1", tags=["workflows"], route_class=JsonRoute)
 
 
 def get_secret_box(request: Request) -> SecretBox:
-    """One box per app, built on first use from the app's settings."""
-    box: SecretBox | None = getattr(request.app.state, "workflow_secret_box", None)
-    if box is None:
-        box = secret_box(request.app.state.settings)
-        request.app.state.workflow_secret_box = box
-    return box
+    """The app's one box (``RuntimeServices.secret_box``), built on first use."""
+    services: RuntimeServices = request.app.state.services
+    return services.secret_box
 
 
 Box = Annotated[SecretBox, Depends(get_secret_box)]

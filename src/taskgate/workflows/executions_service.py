@@ -12,12 +12,12 @@ from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
+from taskgate.auth.principal import Principal
 from taskgate.clock import utcnow
 from taskgate.errors import Conflict, NotFound
 from taskgate.events.outbox import record_event
 from taskgate.governance.access import authorize
 from taskgate.http.context import current_trace_id
-from taskgate.identity.principal import Principal
 from taskgate.ids import new_id
 from taskgate.models import ExecutionStep, Task, Workflow, WorkflowExecution
 from taskgate.outbound.secretbox import redact

@@ -15,10 +15,10 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskgate.auth.credentials import AccessTokens, api_key_matches, parse_api_key, sha256_hex
 from taskgate.db.session import Database, on_commit
 from taskgate.errors import Forbidden, Unauthorized
 from taskgate.governance.grants import Grants, load_grants
-from taskgate.identity.credentials import AccessTokens, api_key_matches, parse_api_key, sha256_hex
 from taskgate.models import ApiKey, Project, User
 
 
