@@ -7,9 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from taskgate.approvals import repository as repo
 from taskgate.approvals import service
 from taskgate.approvals.schemas import (
+    ApprovalFilters,
     ApprovalOut,
     ApprovalStatus,
     CompatDecisionRequest,
@@ -17,10 +17,9 @@ from taskgate.approvals.schemas import (
     DecisionResult,
 )
 from taskgate.approvals.waiters import Waiters
-from taskgate.http.auth import CurrentPrincipal, Session
+from taskgate.http.auth import ApprovalsRead, ApprovalsWrite, Session
 from taskgate.http.json_body import JsonRoute
-from taskgate.http.pagination import Page, PageParams, page_of, page_params
-from taskgate.models import Approval
+from taskgate.http.pagination import Page, PageParams, page_params
 from taskgate.openapi import errors
 
 router = APIRouter(prefix="/api/v1", tags=["approvals"], route_class=JsonRoute)
@@ -39,36 +38,22 @@ AppWaiters = Annotated[Waiters, Depends(app_waiters)]
 @router.get("/approvals", responses=errors(400, 401, 403))
 async def list_approvals(
     session: Session,
-    principal: CurrentPrincipal,
+    principal: ApprovalsRead,
     page: ApprovalPage,
     status: Annotated[list[ApprovalStatus] | None, Query()] = None,
     execution_id: uuid.UUID | None = None,
     task_id: uuid.UUID | None = None,
 ) -> Page[ApprovalOut]:
     """Approvals you own or are named an approver of; ``status=PENDING`` for what waits."""
-    principal.require_scope("approvals:read")
-    return await page_of(
-        session,
-        repo.visible_query(
-            principal.user_id,
-            principal.username,
-            principal.project_id,
-            statuses=status or [],
-            execution_id=execution_id,
-            task_id=task_id,
-        ),
-        page,
-        {"created_at": Approval.created_at},
-        Approval.id,
-        show=service.approval_out,
-    )
+    filters = ApprovalFilters(statuses=status or (), execution_id=execution_id, task_id=task_id)
+    return await service.list_approvals(session, principal, filters, page)
 
 
 @router.post("/approvals/decision", responses=errors(400, 401, 403, 404, 409))
 async def decide_compat(
     body: CompatDecisionRequest,
     session: Session,
-    principal: CurrentPrincipal,
+    principal: ApprovalsWrite,
     waiters: AppWaiters,
 ) -> DecisionResult:
     """Shannon's body: the approval (and optionally what it belongs to) named in the body."""
@@ -83,12 +68,12 @@ async def decide_compat(
         subject_id=body.workflow_id,
         approved_by=body.approved_by,
     )
-    return _result(approval, body.workflow_id)
+    return service.decision_result(approval, body.workflow_id)
 
 
 @router.get("/approvals/{approval_id}", responses=errors(401, 403, 404))
 async def get_approval(
-    approval_id: uuid.UUID, session: Session, principal: CurrentPrincipal
+    approval_id: uuid.UUID, session: Session, principal: ApprovalsRead
 ) -> ApprovalOut:
     return service.approval_out(await service.get_approval(session, principal, approval_id))
 
@@ -98,7 +83,7 @@ async def decide(
     approval_id: uuid.UUID,
     body: DecisionRequest,
     session: Session,
-    principal: CurrentPrincipal,
+    principal: ApprovalsWrite,
     waiters: AppWaiters,
 ) -> DecisionResult:
     approval = await service.decide(
@@ -110,15 +95,4 @@ async def decide(
         modified_action=body.modified_action,
         waiters=waiters,
     )
-    return _result(approval, None)
-
-
-def _result(approval: Approval, workflow_id: str | None) -> DecisionResult:
-    subject = approval.task_id or approval.execution_id
-    return DecisionResult(
-        success=True,
-        message="Approved." if approval.status == service.APPROVED else "Rejected.",
-        approval_id=approval.id,
-        workflow_id=workflow_id or (str(subject) if subject else None),
-        status=approval.status,
-    )
+    return service.decision_result(approval, None)

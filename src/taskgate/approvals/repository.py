@@ -5,9 +5,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import Select, and_, or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskgate.approvals.schemas import ApprovalFilters
+from taskgate.http.pagination import Listing
 from taskgate.models import Approval
 
 
@@ -28,27 +30,21 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def visible_query(
-    user_id: uuid.UUID,
-    username: str,
-    project_id: uuid.UUID | None,
-    *,
-    statuses: Sequence[str],
-    execution_id: uuid.UUID | None,
-    task_id: uuid.UUID | None,
-) -> Select[tuple[Approval]]:
+def visible_listing(
+    user_id: uuid.UUID, username: str, project_id: uuid.UUID | None, filters: ApprovalFilters
+) -> Listing[Approval]:
     """Approvals the user owns in the project, or is named an approver of."""
     named = Approval.approvers.like(f"%{_escape_like(approver_key(username))}%", escape="\\")
     # An approver named on an approval sees it whichever project the request works in.
     mine = and_(Approval.project_id == project_id, Approval.owner_id == user_id)
     stmt = select(Approval).where(or_(mine, named))
-    if statuses:
-        stmt = stmt.where(Approval.status.in_(statuses))
-    if execution_id is not None:
-        stmt = stmt.where(Approval.execution_id == execution_id)
-    if task_id is not None:
-        stmt = stmt.where(Approval.task_id == task_id)
-    return stmt
+    if filters.statuses:
+        stmt = stmt.where(Approval.status.in_(filters.statuses))
+    if filters.execution_id is not None:
+        stmt = stmt.where(Approval.execution_id == filters.execution_id)
+    if filters.task_id is not None:
+        stmt = stmt.where(Approval.task_id == filters.task_id)
+    return Listing(stmt, {"created_at": Approval.created_at}, Approval.id)
 
 
 async def approval_for_update(session: AsyncSession, approval_id: uuid.UUID) -> Approval | None:

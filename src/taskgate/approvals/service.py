@@ -16,13 +16,14 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.approvals import repository as repo
-from taskgate.approvals.schemas import ApprovalOut
+from taskgate.approvals.schemas import ApprovalFilters, ApprovalOut, DecisionResult
 from taskgate.approvals.waiters import TASK_TOOL, WORKFLOW_STEP, Waiters
 from taskgate.audit.service import audit
 from taskgate.auth.principal import Principal
 from taskgate.clock import utcnow
 from taskgate.errors import Conflict, NotFound
 from taskgate.events.outbox import record_event
+from taskgate.http.pagination import Page, PageParams, page_of
 from taskgate.ids import new_id
 from taskgate.models import Approval, ExecutionStep, Task, WorkflowExecution
 from taskgate.runtime.queue import enqueue
@@ -138,10 +139,19 @@ def _may_decide(principal: Principal, approval: Approval) -> bool:
     )
 
 
+async def list_approvals(
+    session: AsyncSession, principal: Principal, filters: ApprovalFilters, page: PageParams
+) -> Page[ApprovalOut]:
+    """Approvals the principal owns in the request's project or is named an approver of."""
+    listing = repo.visible_listing(
+        principal.user_id, principal.username, principal.project_id, filters
+    )
+    return await page_of(session, listing, page, approval_out)
+
+
 async def get_approval(
     session: AsyncSession, principal: Principal, approval_id: uuid.UUID, *, lock: bool = False
 ) -> Approval:
-    principal.require_scope("approvals:write" if lock else "approvals:read")
     if lock:
         approval = await repo.approval_for_update(session, approval_id)
     else:
@@ -227,4 +237,16 @@ def approval_out(approval: Approval) -> ApprovalOut:
         feedback=approval.feedback,
         modified_action=approval.modified_action,
         created_at=approval.created_at,
+    )
+
+
+def decision_result(approval: Approval, workflow_id: str | None) -> DecisionResult:
+    """The answer to a decision; ``workflow_id`` as Shannon's body named the subject."""
+    subject = approval.task_id or approval.execution_id
+    return DecisionResult(
+        success=True,
+        message="Approved." if approval.status == APPROVED else "Rejected.",
+        approval_id=approval.id,
+        workflow_id=workflow_id or (str(subject) if subject else None),
+        status=approval.status,
     )

@@ -7,13 +7,11 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends
 
-from taskgate.audit.repository import audit_query
-from taskgate.audit.schemas import AuditRecordOut
-from taskgate.governance.access import authorize_system
-from taskgate.http.auth import CurrentPrincipal, Session
-from taskgate.http.pagination import Page, PageParams, page_params, paginate
+from taskgate.audit import service
+from taskgate.audit.schemas import AuditFilters, AuditRecordOut
+from taskgate.http.auth import AuditRead, Session
+from taskgate.http.pagination import Page, PageParams, page_params
 from taskgate.http.params import Instant
-from taskgate.models import AuditRecord
 from taskgate.openapi import errors
 
 router = APIRouter(prefix="/api/v1", tags=["audit"])
@@ -23,7 +21,7 @@ AuditPage = Annotated[PageParams, Depends(page_params(["created_at", "-created_a
 @router.get("/audit", responses=errors(400, 401, 403))
 async def list_audit(
     session: Session,
-    principal: CurrentPrincipal,
+    principal: AuditRead,
     page: AuditPage,
     actor_id: uuid.UUID | None = None,
     action: str | None = None,
@@ -33,8 +31,7 @@ async def list_audit(
     since: Instant | None = None,
     until: Instant | None = None,
 ) -> Page[AuditRecordOut]:
-    authorize_system(principal, "audit:read")
-    stmt = audit_query(
+    filters = AuditFilters(
         actor_id=actor_id,
         action=action,
         resource_type=resource_type,
@@ -43,9 +40,4 @@ async def list_audit(
         since=since,
         until=until,
     )
-    rows, next_link, total = await paginate(
-        session, stmt, page, {"created_at": AuditRecord.created_at}, AuditRecord.id
-    )
-    return Page(
-        results=[AuditRecordOut.model_validate(r) for r in rows], next=next_link, count=total
-    )
+    return await service.list_audit(session, principal, filters, page)

@@ -2,37 +2,27 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import datetime
+from sqlalchemy import select
 
-from sqlalchemy import Select, select
-
+from taskgate.audit.schemas import AuditFilters
+from taskgate.http.pagination import Listing
 from taskgate.models import AuditRecord
 
 
-def audit_query(
-    *,
-    actor_id: uuid.UUID | None,
-    action: str | None,
-    resource_type: str | None,
-    resource_id: str | None,
-    outcome: str | None,
-    since: datetime | None,
-    until: datetime | None,
-) -> Select[tuple[AuditRecord]]:
+def audit_listing(filters: AuditFilters) -> Listing[AuditRecord]:
     stmt = select(AuditRecord)
-    if actor_id is not None:
-        stmt = stmt.where(AuditRecord.actor_id == actor_id)
-    if action is not None:
-        stmt = stmt.where(AuditRecord.action == action)
-    if resource_type is not None:
-        stmt = stmt.where(AuditRecord.resource_type == resource_type)
-    if resource_id is not None:
-        stmt = stmt.where(AuditRecord.resource_id == resource_id)
-    if outcome is not None:
-        stmt = stmt.where(AuditRecord.outcome == outcome)
-    if since is not None:
-        stmt = stmt.where(AuditRecord.created_at >= since)
-    if until is not None:
-        stmt = stmt.where(AuditRecord.created_at < until)
-    return stmt
+    if filters.actor_id is not None:
+        stmt = stmt.where(AuditRecord.actor_id == filters.actor_id)
+    if filters.action is not None:
+        stmt = stmt.where(AuditRecord.action == filters.action)
+    if filters.resource_type is not None:
+        stmt = stmt.where(AuditRecord.resource_type == filters.resource_type)
+    if filters.resource_id is not None:
+        stmt = stmt.where(AuditRecord.resource_id == filters.resource_id)
+    if filters.outcome is not None:
+        stmt = stmt.where(AuditRecord.outcome == filters.outcome)
+    if filters.since is not None:
+        stmt = stmt.where(AuditRecord.created_at >= filters.since)
+    if filters.until is not None:
+        stmt = stmt.where(AuditRecord.created_at < filters.until)
+    return Listing(stmt, {"created_at": AuditRecord.created_at}, AuditRecord.id)

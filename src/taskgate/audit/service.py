@@ -1,4 +1,5 @@
-"""Record audit entries in the caller's transaction, or on their own when the caller fails."""
+"""Record audit entries in the caller's transaction, or on their own when the caller fails;
+and list them, for administrators."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskgate.audit import repository as repo
+from taskgate.audit.schemas import AuditFilters, AuditRecordOut
 from taskgate.auth.principal import Principal
 from taskgate.clock import utcnow
 from taskgate.db.session import Database
 from taskgate.http.context import current_client_ip, current_trace_id
+from taskgate.http.pagination import Page, PageParams, page_of
 from taskgate.ids import new_id
 from taskgate.models import AuditRecord
 from taskgate.outbound.secretbox import redact
@@ -108,3 +112,15 @@ async def record(db: Database, values: dict[str, Any]) -> None:
     """Write an audit row built earlier (``audit_values``) in a unit of work of its own."""
     async with db.transaction() as session:
         session.add(AuditRecord(**values))
+
+
+async def list_audit(
+    session: AsyncSession, principal: Principal, filters: AuditFilters, page: PageParams
+) -> Page[AuditRecordOut]:
+    """The audit log, for instance administrators and system-scope viewers."""
+    # Imported here: the seam itself writes audit records (its denials) with this module.
+    from taskgate.governance.access import authorize_system
+
+    authorize_system(principal, "audit:read")
+    listing = repo.audit_listing(filters)
+    return await page_of(session, listing, page, AuditRecordOut.model_validate)

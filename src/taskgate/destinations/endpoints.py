@@ -8,26 +8,33 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response
 from fastapi import status as http
 
-from taskgate.destinations import repository as repo
 from taskgate.destinations import service, subscription_service
 from taskgate.destinations.probe import probe_destination
 from taskgate.destinations.schemas import (
-    DeliveryAttemptOut,
+    DeliveryFilters,
     DeliveryOut,
     DeliveryStatus,
     DestinationCreate,
+    DestinationFilters,
     DestinationOut,
     DestinationTestResult,
     DestinationUpdate,
     SubscriptionCreate,
+    SubscriptionFilters,
     SubscriptionOut,
     SubscriptionUpdate,
 )
 from taskgate.http.app_state import AppSettings
-from taskgate.http.auth import CurrentPrincipal, Db, Session
+from taskgate.http.auth import (
+    Db,
+    DestinationsRead,
+    DestinationsWrite,
+    Session,
+    SubscriptionsRead,
+    SubscriptionsWrite,
+)
 from taskgate.http.json_body import JsonRoute
-from taskgate.http.pagination import Page, PageParams, page_of, page_params, paginate
-from taskgate.models import Delivery, Destination, Subscription
+from taskgate.http.pagination import Page, PageParams, page_params
 from taskgate.openapi import errors
 
 router = APIRouter(prefix="/api/v1", route_class=JsonRoute)
@@ -39,18 +46,12 @@ NewestFirst = Annotated[PageParams, Depends(page_params(["-created_at", "created
 @router.get("/destinations", tags=["destinations"], responses=errors(400, 401, 403))
 async def list_destinations(
     session: Session,
-    principal: CurrentPrincipal,
+    principal: DestinationsRead,
     page: CreatedPage,
     is_active: bool | None = None,
 ) -> Page[DestinationOut]:
-    return await page_of(
-        session,
-        service.destinations_query(principal, is_active=is_active),
-        page,
-        {"created_at": Destination.created_at},
-        Destination.id,
-        show=service.destination_out,
-    )
+    filters = DestinationFilters(is_active=is_active)
+    return await service.list_destinations(session, principal, filters, page)
 
 
 @router.post(
@@ -62,7 +63,7 @@ async def list_destinations(
 async def create_destination(
     body: DestinationCreate,
     session: Session,
-    principal: CurrentPrincipal,
+    principal: DestinationsWrite,
     settings: AppSettings,
     response: Response,
 ) -> DestinationOut:
@@ -75,7 +76,7 @@ async def create_destination(
     "/destinations/{destination_id}", tags=["destinations"], responses=errors(401, 403, 404)
 )
 async def get_destination(
-    destination_id: uuid.UUID, session: Session, principal: CurrentPrincipal
+    destination_id: uuid.UUID, session: Session, principal: DestinationsRead
 ) -> DestinationOut:
     destination = await service.get_destination(session, principal, destination_id)
     return service.destination_out(destination)
@@ -90,7 +91,7 @@ async def update_destination(
     destination_id: uuid.UUID,
     body: DestinationUpdate,
     session: Session,
-    principal: CurrentPrincipal,
+    principal: DestinationsWrite,
     settings: AppSettings,
 ) -> DestinationOut:
     destination = await service.update_destination(
@@ -106,7 +107,7 @@ async def update_destination(
     responses=errors(401, 403, 404, 409),
 )
 async def delete_destination(
-    destination_id: uuid.UUID, session: Session, principal: CurrentPrincipal
+    destination_id: uuid.UUID, session: Session, principal: DestinationsWrite
 ) -> None:
     await service.delete_destination(session, principal, destination_id)
 
@@ -118,7 +119,7 @@ async def delete_destination(
     summary="Send a test event now",
 )
 async def test_destination(
-    destination_id: uuid.UUID, db: Db, principal: CurrentPrincipal, settings: AppSettings
+    destination_id: uuid.UUID, db: Db, principal: DestinationsWrite, settings: AppSettings
 ) -> DestinationTestResult:
     return await probe_destination(db, settings, principal, destination_id)
 
@@ -132,56 +133,24 @@ async def test_destination(
 async def list_deliveries(
     destination_id: uuid.UUID,
     session: Session,
-    principal: CurrentPrincipal,
+    principal: DestinationsRead,
     page: NewestFirst,
     status: DeliveryStatus | None = None,
     event_type: str | None = None,
 ) -> Page[DeliveryOut]:
-    destination = await service.get_destination(session, principal, destination_id)
-    rows, next_link, total = await paginate(
-        session,
-        repo.deliveries_query(destination.id, status=status, event_type=event_type),
-        page,
-        {"created_at": Delivery.created_at},
-        Delivery.id,
-    )
-    attempts = await repo.attempts_of(session, [r.id for r in rows])
-    results = [
-        DeliveryOut(
-            id=r.id,
-            subscription_id=r.subscription_id,
-            destination_id=r.destination_id,
-            event_id=r.event_id,
-            event_type=r.event_type,
-            status=r.status,
-            attempts=r.attempts,
-            next_attempt_at=r.next_attempt_at,
-            last_status_code=r.last_status_code,
-            last_error=r.last_error,
-            created_at=r.created_at,
-            updated_at=r.updated_at,
-            attempt_log=[DeliveryAttemptOut.model_validate(a) for a in attempts[r.id]],
-        )
-        for r in rows
-    ]
-    return Page(results=results, next=next_link, count=total)
+    filters = DeliveryFilters(status=status, event_type=event_type)
+    return await service.list_deliveries(session, principal, destination_id, filters, page)
 
 
 @router.get("/subscriptions", tags=["subscriptions"], responses=errors(400, 401, 403))
 async def list_subscriptions(
     session: Session,
-    principal: CurrentPrincipal,
+    principal: SubscriptionsRead,
     page: CreatedPage,
     destination_id: uuid.UUID | None = None,
 ) -> Page[SubscriptionOut]:
-    return await page_of(
-        session,
-        subscription_service.subscriptions_query(principal, destination_id=destination_id),
-        page,
-        {"created_at": Subscription.created_at},
-        Subscription.id,
-        show=SubscriptionOut.model_validate,
-    )
+    filters = SubscriptionFilters(destination_id=destination_id)
+    return await subscription_service.list_subscriptions(session, principal, filters, page)
 
 
 @router.post(
@@ -191,7 +160,7 @@ async def list_subscriptions(
     responses=errors(400, 401, 403, 404, 409),
 )
 async def create_subscription(
-    body: SubscriptionCreate, session: Session, principal: CurrentPrincipal, response: Response
+    body: SubscriptionCreate, session: Session, principal: SubscriptionsWrite, response: Response
 ) -> SubscriptionOut:
     subscription = await subscription_service.create_subscription(session, principal, body)
     response.headers["Location"] = f"/api/v1/subscriptions/{subscription.id}"
@@ -202,7 +171,7 @@ async def create_subscription(
     "/subscriptions/{subscription_id}", tags=["subscriptions"], responses=errors(401, 403, 404)
 )
 async def get_subscription(
-    subscription_id: uuid.UUID, session: Session, principal: CurrentPrincipal
+    subscription_id: uuid.UUID, session: Session, principal: SubscriptionsRead
 ) -> SubscriptionOut:
     subscription = await subscription_service.get_subscription(session, principal, subscription_id)
     return SubscriptionOut.model_validate(subscription)
@@ -217,7 +186,7 @@ async def update_subscription(
     subscription_id: uuid.UUID,
     body: SubscriptionUpdate,
     session: Session,
-    principal: CurrentPrincipal,
+    principal: SubscriptionsWrite,
 ) -> SubscriptionOut:
     subscription = await subscription_service.update_subscription(
         session, principal, subscription_id, body
@@ -232,6 +201,6 @@ async def update_subscription(
     responses=errors(401, 403, 404, 409),
 )
 async def delete_subscription(
-    subscription_id: uuid.UUID, session: Session, principal: CurrentPrincipal
+    subscription_id: uuid.UUID, session: Session, principal: SubscriptionsWrite
 ) -> None:
     await subscription_service.delete_subscription(session, principal, subscription_id)

@@ -6,10 +6,12 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Select, false, func, or_, select, update
+from sqlalchemy import false, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskgate.destinations.schemas import DeliveryFilters, DestinationFilters, SubscriptionFilters
+from taskgate.http.pagination import Listing
 from taskgate.models import (
     Delivery,
     DeliveryAttempt,
@@ -28,14 +30,14 @@ async def destination_for(session: AsyncSession, destination_id: uuid.UUID) -> D
     return await session.get(Destination, destination_id)
 
 
-def destinations_query(
-    project_id: uuid.UUID, *, is_active: bool | None
-) -> Select[tuple[Destination]]:
+def destinations_listing(
+    project_id: uuid.UUID, filters: DestinationFilters
+) -> Listing[Destination]:
     """The destinations of a project, everyone's."""
     stmt = select(Destination).where(Destination.project_id == project_id)
-    if is_active is not None:
-        stmt = stmt.where(Destination.is_active == is_active)
-    return stmt
+    if filters.is_active is not None:
+        stmt = stmt.where(Destination.is_active == filters.is_active)
+    return Listing(stmt, {"created_at": Destination.created_at}, Destination.id)
 
 
 async def subscription_for(
@@ -45,25 +47,23 @@ async def subscription_for(
     return await session.get(Subscription, subscription_id)
 
 
-def subscriptions_query(
-    project_id: uuid.UUID, *, destination_id: uuid.UUID | None
-) -> Select[tuple[Subscription]]:
+def subscriptions_listing(
+    project_id: uuid.UUID, filters: SubscriptionFilters
+) -> Listing[Subscription]:
     """The subscriptions of a project, everyone's."""
     stmt = select(Subscription).where(Subscription.project_id == project_id)
-    if destination_id is not None:
-        stmt = stmt.where(Subscription.destination_id == destination_id)
-    return stmt
+    if filters.destination_id is not None:
+        stmt = stmt.where(Subscription.destination_id == filters.destination_id)
+    return Listing(stmt, {"created_at": Subscription.created_at}, Subscription.id)
 
 
-def deliveries_query(
-    destination_id: uuid.UUID, *, status: str | None, event_type: str | None
-) -> Select[tuple[Delivery]]:
+def deliveries_listing(destination_id: uuid.UUID, filters: DeliveryFilters) -> Listing[Delivery]:
     stmt = select(Delivery).where(Delivery.destination_id == destination_id)
-    if status is not None:
-        stmt = stmt.where(Delivery.status == status)
-    if event_type is not None:
-        stmt = stmt.where(Delivery.event_type == event_type)
-    return stmt
+    if filters.status is not None:
+        stmt = stmt.where(Delivery.status == filters.status)
+    if filters.event_type is not None:
+        stmt = stmt.where(Delivery.event_type == filters.event_type)
+    return Listing(stmt, {"created_at": Delivery.created_at}, Delivery.id)
 
 
 async def attempts_of(

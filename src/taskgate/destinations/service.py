@@ -1,4 +1,5 @@
-"""Destination use cases: create, read, change, delete; the secret is sealed, never shown."""
+"""Destination use cases: create, list, read, change, delete (the secret is sealed, never
+shown), and the delivery log."""
 
 from __future__ import annotations
 
@@ -7,16 +8,24 @@ from collections.abc import Iterable, Sequence
 
 import structlog
 from pydantic import BaseModel
-from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
 from taskgate.auth.principal import Principal
 from taskgate.destinations import repository as repo
-from taskgate.destinations.schemas import DestinationCreate, DestinationOut, DestinationUpdate
+from taskgate.destinations.schemas import (
+    DeliveryAttemptOut,
+    DeliveryFilters,
+    DeliveryOut,
+    DestinationCreate,
+    DestinationFilters,
+    DestinationOut,
+    DestinationUpdate,
+)
 from taskgate.destinations.sealing import open_secret, seal_secret
 from taskgate.errors import FieldProblem, NotFound, ValidationFailed
 from taskgate.governance.access import authorize
+from taskgate.http.pagination import Page, PageParams, page_of, paginate
 from taskgate.ids import new_id
 from taskgate.models import Destination
 from taskgate.outbound.adapters import validate_config
@@ -111,12 +120,46 @@ async def create_destination(
     return destination
 
 
-def destinations_query(
-    principal: Principal, *, is_active: bool | None
-) -> Select[tuple[Destination]]:
+async def list_destinations(
+    session: AsyncSession, principal: Principal, filters: DestinationFilters, page: PageParams
+) -> Page[DestinationOut]:
     """The destinations of the request's project, whoever made them."""
     project_id = authorize(principal, "destination:read")
-    return repo.destinations_query(project_id, is_active=is_active)
+    return await page_of(
+        session, repo.destinations_listing(project_id, filters), page, destination_out
+    )
+
+
+async def list_deliveries(
+    session: AsyncSession,
+    principal: Principal,
+    destination_id: uuid.UUID,
+    filters: DeliveryFilters,
+    page: PageParams,
+) -> Page[DeliveryOut]:
+    """The destination's delivery log, each delivery with its attempts."""
+    destination = await get_destination(session, principal, destination_id)
+    window = await paginate(session, repo.deliveries_listing(destination.id, filters), page)
+    attempts = await repo.attempts_of(session, [r.id for r in window.rows])
+    results = [
+        DeliveryOut(
+            id=r.id,
+            subscription_id=r.subscription_id,
+            destination_id=r.destination_id,
+            event_id=r.event_id,
+            event_type=r.event_type,
+            status=r.status,
+            attempts=r.attempts,
+            next_attempt_at=r.next_attempt_at,
+            last_status_code=r.last_status_code,
+            last_error=r.last_error,
+            created_at=r.created_at,
+            updated_at=r.updated_at,
+            attempt_log=[DeliveryAttemptOut.model_validate(a) for a in attempts[r.id]],
+        )
+        for r in window.rows
+    ]
+    return window.page(results)
 
 
 async def get_destination(

@@ -1,21 +1,27 @@
-"""Subscription use cases: route a project's events to one of the project's destinations."""
+"""Subscription use cases: route a project's events to one of the project's destinations,
+and list those routes."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
-from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
 from taskgate.auth.principal import Principal
 from taskgate.destinations import repository as repo
 from taskgate.destinations.matching import filter_problems, pattern_problem
-from taskgate.destinations.schemas import SubscriptionCreate, SubscriptionUpdate
+from taskgate.destinations.schemas import (
+    SubscriptionCreate,
+    SubscriptionFilters,
+    SubscriptionOut,
+    SubscriptionUpdate,
+)
 from taskgate.destinations.service import refuse_nulls, refuse_problems
 from taskgate.errors import NotFound
 from taskgate.governance.access import authorize
+from taskgate.http.pagination import Page, PageParams, page_of
 from taskgate.ids import new_id
 from taskgate.models import Subscription
 
@@ -27,6 +33,14 @@ def _validate(event_pattern: str | None, event_filter: dict[str, Any] | None) ->
     if event_filter:
         problems += filter_problems(event_filter)
     refuse_problems("subscription", problems)
+
+
+async def list_subscriptions(
+    session: AsyncSession, principal: Principal, filters: SubscriptionFilters, page: PageParams
+) -> Page[SubscriptionOut]:
+    """The subscriptions of the request's project, whoever made them."""
+    listing = repo.subscriptions_listing(authorize(principal, "subscription:read"), filters)
+    return await page_of(session, listing, page, SubscriptionOut.model_validate)
 
 
 async def create_subscription(
@@ -63,14 +77,6 @@ async def create_subscription(
         },
     )
     return subscription
-
-
-def subscriptions_query(
-    principal: Principal, *, destination_id: uuid.UUID | None
-) -> Select[tuple[Subscription]]:
-    """The subscriptions of the request's project, whoever made them."""
-    project_id = authorize(principal, "subscription:read")
-    return repo.subscriptions_query(project_id, destination_id=destination_id)
 
 
 async def get_subscription(

@@ -27,6 +27,8 @@ from taskgate.events.visibility import readable_families
 # A service's ``get_…(session, principal, id)``: the subject, or NotFound when it is missing or
 # not the principal's to see.
 Finder = Callable[[AsyncSession, Principal, uuid.UUID], Awaitable[Any]]
+# Reading a task or a run (runs belong to tasks) takes this scope.
+TASKS_READ = "tasks:read"
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,19 @@ class Subjects:
     run: Finder
     execution: Finder
 
-    async def find(self, finder: Finder, principal: Principal, subject_id: uuid.UUID) -> Any:
+    async def find(
+        self,
+        finder: Finder,
+        principal: Principal,
+        subject_id: uuid.UUID,
+        *,
+        scope: str | None = None,
+    ) -> Any:
+        """The subject; ``scope`` is the API-key scope reading it takes. Services check no
+        scopes (routes declare theirs), and a stream's follow the subjects its query names,
+        so they are checked here as each one is looked up."""
+        if scope is not None:
+            principal.require_scope(scope)
         async with self.db.transaction(write=False) as session:
             return await finder(session, principal, subject_id)
 
@@ -61,7 +75,7 @@ def _task_end(task_id: uuid.UUID) -> EndCondition:
 async def task_stream(
     subjects: Subjects, principal: Principal, task_id: uuid.UUID, types: TypeFilter | None
 ) -> StreamSpec:
-    await subjects.find(subjects.task, principal, task_id)
+    await subjects.find(subjects.task, principal, task_id, scope=TASKS_READ)
     return _spec(
         principal,
         equals=(("task_id", task_id),),
@@ -74,7 +88,7 @@ async def task_stream(
 async def run_stream(
     subjects: Subjects, principal: Principal, run_id: uuid.UUID, types: TypeFilter | None
 ) -> StreamSpec:
-    run = await subjects.find(subjects.run, principal, run_id)
+    run = await subjects.find(subjects.run, principal, run_id, scope=TASKS_READ)
     return _run_spec(principal, run_id, getattr(run, "task_id", None), types)
 
 
@@ -141,10 +155,10 @@ async def filtered_stream(
         await subjects.find(subjects.execution, principal, execution_id)
         ends = _execution_spec(principal, execution_id, None).ends
     if run_id is not None:
-        run = await subjects.find(subjects.run, principal, run_id)
+        run = await subjects.find(subjects.run, principal, run_id, scope=TASKS_READ)
         ends = _run_spec(principal, run_id, getattr(run, "task_id", None), None).ends
     if task_id is not None:
-        await subjects.find(subjects.task, principal, task_id)
+        await subjects.find(subjects.task, principal, task_id, scope=TASKS_READ)
         ends = (_task_end(task_id),)
     named = {
         "task_id": task_id,
@@ -160,7 +174,9 @@ async def filtered_stream(
 
 async def _is_task(subjects: Subjects, principal: Principal, subject_id: uuid.UUID) -> bool:
     try:
-        return await subjects.find(subjects.task, principal, subject_id) is not None
+        return (
+            await subjects.find(subjects.task, principal, subject_id, scope=TASKS_READ) is not None
+        )
     except NotFound:
         return False
 

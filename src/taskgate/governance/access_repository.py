@@ -7,12 +7,13 @@ import uuid
 from sqlalchemy import Select, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskgate.http.pagination import Listing
 from taskgate.models import AccessRule, Group, GroupMember, RoleBinding, User
 
 
 def groups_query(
     *, member: uuid.UUID | None, is_active: bool | None, search: str | None
-) -> Select[tuple[Group]]:
+) -> Listing[Group]:
     """Groups; only those ``member`` belongs to when it is given."""
     stmt = select(Group)
     if member is not None:
@@ -24,7 +25,7 @@ def groups_query(
     if search:
         pattern = f"%{search.lower()}%"
         stmt = stmt.where(Group.name.ilike(pattern) | Group.slug.ilike(pattern))
-    return stmt
+    return Listing(stmt, {"created_at": Group.created_at}, Group.id)
 
 
 async def is_member(session: AsyncSession, group_id: uuid.UUID, user_id: uuid.UUID) -> bool:
@@ -43,8 +44,9 @@ async def membership(
     return found
 
 
-def members_query(group_id: uuid.UUID) -> Select[tuple[GroupMember]]:
-    return select(GroupMember).where(GroupMember.group_id == group_id)
+def members_query(group_id: uuid.UUID) -> Listing[GroupMember]:
+    stmt = select(GroupMember).where(GroupMember.group_id == group_id)
+    return Listing(stmt, {"created_at": GroupMember.created_at}, GroupMember.id)
 
 
 async def usernames(session: AsyncSession, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
@@ -102,7 +104,7 @@ async def other_bindings(
 
 def rules_query(
     *, subject_type: str | None, subject_id: uuid.UUID | None, effect: str | None
-) -> Select[tuple[AccessRule]]:
+) -> Listing[AccessRule]:
     stmt = select(AccessRule)
     if subject_type is not None:
         stmt = stmt.where(AccessRule.subject_type == subject_type)
@@ -110,4 +112,4 @@ def rules_query(
         stmt = stmt.where(AccessRule.subject_id == subject_id)
     if effect is not None:
         stmt = stmt.where(AccessRule.effect == effect)
-    return stmt
+    return Listing(stmt, {"created_at": AccessRule.created_at}, AccessRule.id)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import Select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,6 +27,7 @@ from taskgate.governance.access import authorize, authorize_system, denied, may
 from taskgate.governance.access_schemas import BindingCreate
 from taskgate.governance.changes import changed
 from taskgate.governance.roles import INSTANCE_ADMIN, ROLES, SYSTEM_ROLES
+from taskgate.http.pagination import Listing
 from taskgate.models import Group, Project, RoleBinding, User
 
 
@@ -39,16 +39,17 @@ def bindings_query(
     subject_type: str | None,
     subject_id: uuid.UUID | None,
     role: str | None,
-) -> Select[tuple[RoleBinding]]:
+) -> Listing[RoleBinding]:
     """The bindings at system scope, or of one project (default: the request's)."""
     if scope_type == "system":
         authorize_system(principal, "role_binding:read")
         project_id = None
     else:
         project_id = authorize(principal, "role_binding:read", project_id=scope_id)
-    return repo.bindings_query(
+    stmt = repo.bindings_query(
         project_id, subject_type=subject_type, subject_id=subject_id, role=role
     )
+    return Listing(stmt, {"created_at": RoleBinding.created_at}, RoleBinding.id)
 
 
 def _check_may_grant(principal: Principal, role: str, project_id: uuid.UUID | None) -> None:

@@ -20,7 +20,6 @@ from taskgate.governance.access_schemas import (
 from taskgate.http.auth import CurrentPrincipal, Session
 from taskgate.http.json_body import JsonRoute
 from taskgate.http.pagination import Page, PageParams, page_of, page_params, paginate
-from taskgate.models import Group, GroupMember
 from taskgate.openapi import errors
 
 router = APIRouter(prefix="/api/v1", tags=["groups"], route_class=JsonRoute)
@@ -37,10 +36,8 @@ async def list_groups(
     is_active: bool | None = None,
     search: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Page[GroupOut]:
-    stmt = service.groups_query(principal, is_active=is_active, search=search)
-    return await page_of(
-        session, stmt, page, {"created_at": Group.created_at}, Group.id, show=GroupOut.of
-    )
+    listing = service.groups_query(principal, is_active=is_active, search=search)
+    return await page_of(session, listing, page, GroupOut.of)
 
 
 @router.post("/groups", status_code=http.HTTP_201_CREATED, responses=errors(400, 401, 403, 409))
@@ -82,13 +79,10 @@ async def enable_group(
 async def list_members(
     group_id: uuid.UUID, session: Session, principal: CurrentPrincipal, page: GroupPage
 ) -> Page[MemberOut]:
-    stmt = await service.members_query(session, principal, group_id)
-    rows, next_link, total = await paginate(
-        session, stmt, page, {"created_at": GroupMember.created_at}, GroupMember.id
-    )
-    names = await repo.usernames(session, [row.user_id for row in rows])
-    results = [MemberOut.of(row, names.get(row.user_id, "")) for row in rows]
-    return Page(results=results, next=next_link, count=total)
+    listing = await service.members_query(session, principal, group_id)
+    window = await paginate(session, listing, page)
+    names = await repo.usernames(session, [row.user_id for row in window.rows])
+    return window.page([MemberOut.of(row, names.get(row.user_id, "")) for row in window.rows])
 
 
 @router.post(

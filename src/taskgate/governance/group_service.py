@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import Select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,12 +18,13 @@ from taskgate.governance.access import authorize_system, may
 from taskgate.governance.access_schemas import GroupCreate, GroupUpdate, MemberAdd
 from taskgate.governance.changes import changed
 from taskgate.governance.service import slugify
+from taskgate.http.pagination import Listing
 from taskgate.models import Group, GroupMember, User
 
 
 def groups_query(
     principal: Principal, *, is_active: bool | None, search: str | None
-) -> Select[tuple[Group]]:
+) -> Listing[Group]:
     principal.require_scope("groups:read")
     member = None if may(principal, "group:read", None) else principal.user_id
     return repo.groups_query(member=member, is_active=is_active, search=search)
@@ -138,7 +138,7 @@ async def set_active(
 
 async def members_query(
     session: AsyncSession, principal: Principal, group_id: uuid.UUID
-) -> Select[tuple[GroupMember]]:
+) -> Listing[GroupMember]:
     group = await get_group(session, principal, group_id)
     return repo.members_query(group.id)
 

@@ -23,7 +23,6 @@ from taskgate.governance.roles import ROLES, SYSTEM_GRANTS
 from taskgate.http.auth import CurrentPrincipal, Session
 from taskgate.http.json_body import JsonRoute
 from taskgate.http.pagination import Page, PageParams, page_of, page_params
-from taskgate.models import AccessRule, RoleBinding
 from taskgate.openapi import errors
 
 router = APIRouter(prefix="/api/v1", route_class=JsonRoute)
@@ -63,14 +62,7 @@ async def list_role_bindings(
         subject_id=subject_id,
         role=role,
     )
-    return await page_of(
-        session,
-        stmt,
-        page,
-        {"created_at": RoleBinding.created_at},
-        RoleBinding.id,
-        show=BindingOut.of,
-    )
+    return await page_of(session, stmt, page, BindingOut.of)
 
 
 @router.post(
@@ -111,9 +103,7 @@ async def list_access_rules(
     stmt = rule_service.rules_query(
         principal, subject_type=subject_type, subject_id=subject_id, effect=effect
     )
-    return await page_of(
-        session, stmt, page, {"created_at": AccessRule.created_at}, AccessRule.id, show=RuleOut.of
-    )
+    return await page_of(session, stmt, page, RuleOut.of)
 
 
 @router.post(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
@@ -16,6 +15,7 @@ from taskgate.governance.access import authorize_system
 from taskgate.governance.access_schemas import RuleCreate, RuleUpdate
 from taskgate.governance.changes import changed
 from taskgate.governance.rules import check_conditions, check_target
+from taskgate.http.pagination import Listing
 from taskgate.models import AccessRule, Group, Project, User
 
 _SUBJECTS: dict[str, type[User | Group | Project]] = {
@@ -31,7 +31,7 @@ def rules_query(
     subject_type: str | None,
     subject_id: uuid.UUID | None,
     effect: str | None,
-) -> Select[tuple[AccessRule]]:
+) -> Listing[AccessRule]:
     authorize_system(principal, "access_rule:read")
     return repo.rules_query(subject_type=subject_type, subject_id=subject_id, effect=effect)
 

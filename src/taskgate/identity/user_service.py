@@ -7,7 +7,6 @@ import secrets
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import Select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,18 +18,19 @@ from taskgate.governance.access import authorize_system
 from taskgate.governance.binding_service import set_instance_admin
 from taskgate.governance.changes import changed
 from taskgate.governance.service import create_default_project
+from taskgate.http.pagination import Page, PageParams, page_of
 from taskgate.identity import repository as repo
 from taskgate.identity.auth_service import revoke_sessions
-from taskgate.identity.schemas import UserCreate, UserUpdate
+from taskgate.identity.schemas import UserCreate, UserFilters, UserOut, UserUpdate
 from taskgate.models import User
 from taskgate.timezones import validate_timezone
 
 
-def users_query(
-    actor: Principal, *, search: str | None, is_active: bool | None
-) -> Select[tuple[User]]:
+async def list_users(
+    session: AsyncSession, actor: Principal, filters: UserFilters, page: PageParams
+) -> Page[UserOut]:
     authorize_system(actor, "user:read")
-    return repo.users_query(search=search, is_active=is_active)
+    return await page_of(session, repo.users_listing(filters), page, UserOut.model_validate)
 
 
 async def create_user(session: AsyncSession, actor: Principal | None, body: UserCreate) -> User:

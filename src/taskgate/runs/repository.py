@@ -3,28 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
 
-from sqlalchemy import Select, select
+from sqlalchemy import select
 
+from taskgate.http.pagination import Listing
 from taskgate.models import Run, RunLog, TaskJob
+from taskgate.runs.schemas import JobFilters, RunFilters, RunLogFilters
 
 
-@dataclass(frozen=True)
-class RunFilters:
-    task_id: uuid.UUID | None = None
-    job_id: uuid.UUID | None = None
-    session_id: uuid.UUID | None = None
-    parent_run_id: uuid.UUID | None = None
-    status: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-
-
-def runs_query(
+def runs_listing(
     owner_id: uuid.UUID, project_id: uuid.UUID | None, filters: RunFilters
-) -> Select[tuple[Run]]:
+) -> Listing[Run]:
     stmt = select(Run).where(Run.project_id == project_id, Run.owner_id == owner_id)
     if filters.task_id is not None:
         stmt = stmt.where(Run.task_id == filters.task_id)
@@ -41,32 +30,26 @@ def runs_query(
         stmt = stmt.where(Run.created_at >= filters.since)
     if filters.until is not None:
         stmt = stmt.where(Run.created_at < filters.until)
-    return stmt
+    return Listing(stmt, {"created_at": Run.created_at}, Run.id)
 
 
-def logs_query(
-    run_id: uuid.UUID, since: datetime | None, until: datetime | None
-) -> Select[tuple[RunLog]]:
+def logs_listing(run_id: uuid.UUID, filters: RunLogFilters) -> Listing[RunLog]:
     stmt = select(RunLog).where(RunLog.run_id == run_id)
-    if since is not None:
-        stmt = stmt.where(RunLog.created_at >= since)
-    if until is not None:
-        stmt = stmt.where(RunLog.created_at < until)
-    return stmt
+    if filters.since is not None:
+        stmt = stmt.where(RunLog.created_at >= filters.since)
+    if filters.until is not None:
+        stmt = stmt.where(RunLog.created_at < filters.until)
+    return Listing(stmt, {"created_at": RunLog.created_at}, RunLog.id)
 
 
-def jobs_query(
-    owner_id: uuid.UUID,
-    project_id: uuid.UUID | None,
-    task_id: uuid.UUID | None,
-    run_id: uuid.UUID | None,
-    status: str | None,
-) -> Select[tuple[TaskJob]]:
+def jobs_listing(
+    owner_id: uuid.UUID, project_id: uuid.UUID | None, filters: JobFilters
+) -> Listing[TaskJob]:
     stmt = select(TaskJob).where(TaskJob.project_id == project_id, TaskJob.owner_id == owner_id)
-    if task_id is not None:
-        stmt = stmt.where(TaskJob.task_id == task_id)
-    if run_id is not None:
-        stmt = stmt.where(TaskJob.run_id == run_id)
-    if status:
-        stmt = stmt.where(TaskJob.status == status)
-    return stmt
+    if filters.task_id is not None:
+        stmt = stmt.where(TaskJob.task_id == filters.task_id)
+    if filters.run_id is not None:
+        stmt = stmt.where(TaskJob.run_id == filters.run_id)
+    if filters.status:
+        stmt = stmt.where(TaskJob.status == filters.status)
+    return Listing(stmt, {"created_at": TaskJob.created_at}, TaskJob.id)

@@ -1,4 +1,4 @@
-"""Run and job use cases: read them, and let clients report runs of their own."""
+"""Run and job use cases: list and read them, and let clients report runs of their own."""
 
 from __future__ import annotations
 
@@ -12,16 +12,53 @@ from taskgate.clock import utcnow
 from taskgate.errors import NotFound, ValidationFailed
 from taskgate.events.outbox import record_event
 from taskgate.governance.access import authorize
+from taskgate.http.pagination import Page, PageParams, page_of
 from taskgate.ids import new_id
 from taskgate.models import ChatSession, Run, RunLog, Task, TaskJob
-from taskgate.runs.schemas import RunCreate, RunLogsIn
+from taskgate.runs import repository as repo
+from taskgate.runs.schemas import (
+    JobFilters,
+    JobOut,
+    RunCreate,
+    RunFilters,
+    RunLogFilters,
+    RunLogOut,
+    RunLogsIn,
+    RunOut,
+)
 
 _FINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"})
 
 
+async def list_runs(
+    session: AsyncSession, principal: Principal, filters: RunFilters, page: PageParams
+) -> Page[RunOut]:
+    listing = repo.runs_listing(principal.user_id, principal.project_id, filters)
+    return await page_of(session, listing, page, RunOut.model_validate)
+
+
+async def list_run_logs(
+    session: AsyncSession,
+    principal: Principal,
+    run_id: uuid.UUID,
+    filters: RunLogFilters,
+    page: PageParams,
+) -> Page[RunLogOut]:
+    run = await get_run(session, principal, run_id)
+    return await page_of(
+        session, repo.logs_listing(run.id, filters), page, RunLogOut.model_validate
+    )
+
+
+async def list_jobs(
+    session: AsyncSession, principal: Principal, filters: JobFilters, page: PageParams
+) -> Page[JobOut]:
+    listing = repo.jobs_listing(principal.user_id, principal.project_id, filters)
+    return await page_of(session, listing, page, JobOut.model_validate)
+
+
 async def get_run(session: AsyncSession, principal: Principal, run_id: uuid.UUID) -> Run:
     """The principal's run; NotFound when missing or someone else's."""
-    principal.require_scope("tasks:read")
     run = await session.get(Run, run_id)
     if run is None or run.owner_id != principal.user_id:
         raise NotFound("Run not found.")
@@ -29,7 +66,6 @@ async def get_run(session: AsyncSession, principal: Principal, run_id: uuid.UUID
 
 
 async def get_job(session: AsyncSession, principal: Principal, job_id: uuid.UUID) -> TaskJob:
-    principal.require_scope("tasks:read")
     job = await session.get(TaskJob, job_id)
     if job is None or job.owner_id != principal.user_id:
         raise NotFound("Job not found.")
@@ -37,7 +73,6 @@ async def get_job(session: AsyncSession, principal: Principal, job_id: uuid.UUID
 
 
 async def create_run(session: AsyncSession, principal: Principal, body: RunCreate) -> Run:
-    principal.require_scope("tasks:write")
     session_id = body.session_id
     project_id = authorize(principal, "run:create")
     if body.task_id is not None:
@@ -88,7 +123,6 @@ async def create_run(session: AsyncSession, principal: Principal, body: RunCreat
 async def append_logs(
     session: AsyncSession, principal: Principal, run_id: uuid.UUID, body: RunLogsIn
 ) -> int:
-    principal.require_scope("tasks:write")
     run = await get_run(session, principal, run_id)
     now = utcnow()
     session.add_all(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -188,6 +189,14 @@ class ScheduleOut(BaseModel):
 
 class ScheduleCreated(ScheduleOut):
     message: str = "Schedule created successfully"
+
+
+@dataclass(frozen=True)
+class ScheduleFilters:
+    """What ``GET /api/v1/schedules`` narrows the caller's schedules to."""
+
+    status: ScheduleStatus | None = None
+    search: str | None = None
 
 
 class ScheduleList(BaseModel):

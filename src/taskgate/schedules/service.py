@@ -1,4 +1,5 @@
-"""Schedule use cases: define, change, pause and resume, skip the next occurrence, run now."""
+"""Schedule use cases: define, list, change, pause and resume, skip the next occurrence, run
+now, and the history of what fired."""
 
 from __future__ import annotations
 
@@ -6,14 +7,15 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
 from taskgate.auth.principal import Principal
 from taskgate.db.session import signal_after_commit
-from taskgate.errors import Conflict, NotFound
+from taskgate.errors import Conflict, NotFound, ValidationFailed
 from taskgate.governance.access import authorize
+from taskgate.governance.roles import scope_for
+from taskgate.http.pagination import OffsetParams, Page, PageParams, paginate
 from taskgate.ids import new_id
 from taskgate.models import Schedule, ScheduleRun
 from taskgate.schedules import firing, targets
@@ -27,7 +29,15 @@ from taskgate.schedules.occurrences import (
     refresh_due,
     reschedule,
 )
-from taskgate.schedules.schemas import ScheduleCreate, ScheduleFields, ScheduleQueueSummary
+from taskgate.schedules.schemas import (
+    ScheduleCreate,
+    ScheduleFields,
+    ScheduleFilters,
+    ScheduleList,
+    ScheduleOut,
+    ScheduleQueueSummary,
+    ScheduleRunOut,
+)
 from taskgate.schedules.timing import next_fire
 from taskgate.settings import Settings
 from taskgate.versioning import ExpectedVersion, check_version
@@ -113,14 +123,6 @@ async def create_schedule(
     return s
 
 
-def schedules_query(
-    principal: Principal, *, status: str | None, search: str | None
-) -> Select[tuple[Schedule]]:
-    """The schedules of the request's project, whoever made them."""
-    project_id = authorize(principal, "schedule:read")
-    return repo.schedules_query(project_id, status=status, search=search)
-
-
 async def get_schedule(
     session: AsyncSession,
     principal: Principal,
@@ -136,6 +138,58 @@ async def get_schedule(
         raise NotFound("Schedule not found.")
     authorize(principal, permission, project_id=s.project_id, owner_id=s.owner_id, resource_id=s.id)
     return s
+
+
+async def list_schedules(
+    session: AsyncSession,
+    principal: Principal,
+    filters: ScheduleFilters,
+    paging: PageParams | OffsetParams,
+) -> ScheduleList:
+    """The schedules of the request's project, whoever made them. The Shannon form
+    (OffsetParams, from ``page`` and ``page_size``) also answers ``schedules``, ``total``,
+    ``page``."""
+    listing = repo.schedules_listing(authorize(principal, "schedule:read"), filters)
+    window = await paginate(session, listing, paging)
+    items = [ScheduleOut.of(s) for s in window.rows]
+    if isinstance(paging, OffsetParams):
+        return ScheduleList(
+            results=items,
+            next=None,
+            schedules=items,
+            total=window.count,
+            page=paging.offset // paging.limit + 1,
+            page_size=paging.limit,
+        )
+    return ScheduleList(results=items, next=window.next, count=window.count)
+
+
+async def list_runs(
+    session: AsyncSession,
+    principal: Principal,
+    schedule_id: uuid.UUID,
+    status: str | None,
+    page: PageParams,
+) -> Page[ScheduleRunOut]:
+    """Past occurrences of the schedule, each with what it started and how that is doing."""
+    schedule = await get_schedule(session, principal, schedule_id)
+    if status not in (None, "fired", "skipped", "buffered"):
+        raise ValidationFailed.field("status", "must be fired, skipped or buffered")
+    window = await paginate(session, repo.runs_listing(schedule.id, status=status), page)
+    progress = await targets.progress_of(session, window.rows)
+    results = []
+    for run in window.rows:
+        state = progress.get(run.id)
+        results.append(
+            ScheduleRunOut.of(
+                run,
+                schedule.timezone,
+                outcome=state.status if state else None,
+                started_at=state.started_at if state else None,
+                finished_at=state.finished_at if state else None,
+            )
+        )
+    return window.page(results)
 
 
 async def update_schedule(
@@ -296,6 +350,8 @@ async def trigger(
     at ``now``. A target that cannot start fails the request instead of being recorded.
     The target starts as a firing's does: as the schedule's owner, in its project."""
     s = await get_schedule(session, principal, schedule_id, "schedule:trigger")
+    # The target starts as its owner's, but a key never does more than its scopes allow.
+    principal.require_scope(scope_for("workflow:run" if s.workflow_id else "task:create"))
     owner = await repo.owner_of(session, s.owner_id)
     if owner is None or not owner.is_active:
         raise Conflict("The schedule's owner is deactivated: the schedule cannot run.")

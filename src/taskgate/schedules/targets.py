@@ -54,7 +54,10 @@ async def start(
     if s.workflow_id is not None:
         execution_id = await _start_execution(session, s, s.workflow_id, owner)
         return Started(execution_id=execution_id)
-    task = await submit_task(session, owner, task_of(s), settings)
+    body = task_of(s)
+    # Run now by hand starts the task as the caller: its key must be one that may.
+    owner.require_scope("tasks:write")
+    task = await submit_task(session, owner, body, settings)
     return Started(task_id=task.id)
 
 
@@ -125,11 +128,12 @@ async def _start_execution(
 async def check_workflow(
     session: AsyncSession, principal: Principal, workflow_id: uuid.UUID, project_id: uuid.UUID
 ) -> None:
-    """Refuse a workflow target ``principal`` may not run, or of another project than the
+    """Refuse a workflow target ``principal`` cannot see, or of another project than the
     schedule's ``project_id`` (its firings run there): a 400 on workflow_id, the same for a
     workflow it cannot see, of another project, and none at all, so it tells nothing."""
+    principal.require_scope("workflows:read")
     try:
-        workflow = await authorized_workflow(session, principal, workflow_id, "workflow:run")
+        workflow = await authorized_workflow(session, principal, workflow_id, "workflow:read")
     except NotFound:
         raise ValidationFailed.field("workflow_id", "no such workflow") from None
     if workflow.project_id != project_id:

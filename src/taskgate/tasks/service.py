@@ -8,7 +8,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit, audit_values
@@ -18,6 +17,7 @@ from taskgate.db.session import Database
 from taskgate.errors import Conflict, FieldProblem, NotFound, ValidationFailed
 from taskgate.events.outbox import event_values
 from taskgate.governance.access import authorize
+from taskgate.http.pagination import OffsetParams, Page, PageParams, paginate
 from taskgate.ids import new_id
 from taskgate.models import ChatSession, Event, Task
 from taskgate.runtime.queue import NewJob, job_values, request_cancel
@@ -25,7 +25,7 @@ from taskgate.settings import Settings, WorkerSettings
 from taskgate.tasks import repository as repo
 from taskgate.tasks.intake import Accepted, TaskIntake, TaskRows, stage
 from taskgate.tasks.lifecycle import RUN_KIND, enqueue_run, fail, move, stop_running, task_event
-from taskgate.tasks.schemas import ControlState, TaskCreate
+from taskgate.tasks.schemas import ControlState, TaskCreate, TaskFilters, TaskList, TaskOut
 from taskgate.tasks.states import TaskStatus
 
 S = TaskStatus
@@ -206,14 +206,6 @@ async def _write(session: AsyncSession, submission: _Submission) -> Accepted:
     return Accepted(task.id, rows.task["session_id"], task.status, task.created_at, task.error)
 
 
-def tasks_query(
-    principal: Principal, filters: repo.TaskFilters, dialect: str
-) -> Select[tuple[Task]]:
-    """The tasks of the request's project (everyone's: ``task:read`` reads them all)."""
-    project_id = authorize(principal, "task:read")
-    return repo.tasks_query(project_id, filters, dialect)
-
-
 async def get_task(session: AsyncSession, principal: Principal, task_id: uuid.UUID) -> Task:
     """A task of a project ``principal`` may read tasks in; NotFound when missing or in a
     project it does not see."""
@@ -228,6 +220,23 @@ async def get_task(session: AsyncSession, principal: Principal, task_id: uuid.UU
         resource_id=task.id,
     )
     return task
+
+
+async def list_tasks(
+    session: AsyncSession,
+    principal: Principal,
+    filters: TaskFilters,
+    paging: PageParams | OffsetParams,
+) -> Page[TaskOut] | TaskList:
+    """The tasks of the request's project (everyone's: ``task:read`` reads them all); the
+    Shannon form with OffsetParams."""
+    project_id = authorize(principal, "task:read")
+    listing = repo.tasks_listing(project_id, filters, repo.dialect_of(session))
+    window = await paginate(session, listing, paging)
+    results = [TaskOut.of(task) for task in window.rows]
+    if isinstance(paging, OffsetParams):
+        return TaskList(tasks=results, total_count=window.count or 0)
+    return window.page(results)
 
 
 async def _task_to_change(

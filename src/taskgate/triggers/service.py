@@ -12,7 +12,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,8 +24,10 @@ from taskgate.errors import ValidationFailed
 from taskgate.events.outbox import EVENTS_COMMITTED
 from taskgate.governance.access import authorize
 from taskgate.http.context import current_trace_id
+from taskgate.http.pagination import Page, PageParams, page_of
 from taskgate.models import Event, WebhookSource, Workflow, WorkflowExecution
 from taskgate.triggers import repository as repo
+from taskgate.triggers.schemas import EventFilters, EventOut
 from taskgate.workflows import repository as workflows_repo
 from taskgate.workflows.executions_service import create_execution
 
@@ -64,6 +65,30 @@ def check_event_type(event_type: str) -> None:
         )
 
 
+async def list_events(
+    session: AsyncSession, principal: Principal, filters: EventFilters, page: PageParams
+) -> Page[EventOut]:
+    """The events of the request's project, everyone's."""
+    listing = repo.events_listing(authorize(principal, "event:read"), filters)
+    return await page_of(session, listing, page, event_out)
+
+
+def event_out(event: Event) -> EventOut:
+    return EventOut(
+        id=event.id,
+        type=event.type,
+        created_at=event.created_at,
+        task_id=event.task_id,
+        run_id=event.run_id,
+        job_id=event.job_id,
+        execution_id=event.execution_id,
+        workflow_id=event.workflow_id,
+        session_id=event.session_id,
+        dedupe_key=event.dedupe_key,
+        payload=event.payload if isinstance(event.payload, dict) else {"value": event.payload},
+    )
+
+
 async def submit_event(
     session: AsyncSession,
     principal: Principal,
@@ -94,11 +119,6 @@ async def submit_event(
             detail={"type": type, "executions": len(ingested.executions)},
         )
     return ingested
-
-
-def events_query(principal: Principal, *, types: list[str]) -> Select[tuple[Event]]:
-    """The events of the request's project, everyone's."""
-    return repo.events_query(authorize(principal, "event:read"), types=types)
 
 
 async def ingest_event(

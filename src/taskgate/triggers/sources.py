@@ -1,4 +1,4 @@
-"""Webhook source use cases: create (the secret shown once), read, change, delete."""
+"""Webhook source use cases: create (the secret shown once), list, read, change, delete."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import re
 import secrets as _random
 import uuid
 
-from sqlalchemy import Select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,6 +14,7 @@ from taskgate.auth.principal import Principal
 from taskgate.clock import utcnow
 from taskgate.errors import Conflict, NotFound
 from taskgate.governance.access import authorize
+from taskgate.http.pagination import Page, PageParams, page_of
 from taskgate.ids import new_id
 from taskgate.models import WebhookSource
 from taskgate.outbound.secretbox import SecretBox
@@ -96,9 +96,12 @@ async def create_source(
     return source, secret
 
 
-def sources_query(principal: Principal) -> Select[tuple[WebhookSource]]:
+async def list_sources(
+    session: AsyncSession, principal: Principal, page: PageParams
+) -> Page[WebhookSourceOut]:
     """The webhook sources of the request's project, whoever made them."""
-    return repo.sources_query(authorize(principal, "webhook_source:read"))
+    listing = repo.sources_listing(authorize(principal, "webhook_source:read"))
+    return await page_of(session, listing, page, source_out)
 
 
 async def get_source(

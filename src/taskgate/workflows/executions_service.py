@@ -1,14 +1,11 @@
-"""Execution use cases: start (manual, event, webhook, schedule, replay), read, cancel."""
+"""Execution use cases: start (manual, event, webhook, schedule, replay), list, read, cancel."""
 
 from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
@@ -18,12 +15,13 @@ from taskgate.errors import Conflict, NotFound
 from taskgate.events.outbox import record_event
 from taskgate.governance.access import authorize
 from taskgate.http.context import current_trace_id
+from taskgate.http.pagination import Page, PageParams, paginate
 from taskgate.ids import new_id
 from taskgate.models import ExecutionStep, Task, Workflow, WorkflowExecution
 from taskgate.outbound.secretbox import redact
 from taskgate.runtime.queue import enqueue
 from taskgate.workflows import repository as repo
-from taskgate.workflows.schemas import ExecutionDetail, ExecutionOut, StepOut
+from taskgate.workflows.schemas import ExecutionDetail, ExecutionFilters, ExecutionOut, StepOut
 
 ADVANCE = "workflow.advance"
 STEP = "workflow.step"
@@ -160,19 +158,14 @@ def _runner(principal: Principal) -> Principal:
     return dataclasses.replace(principal, scopes=principal.scopes | {"workflows:write"})
 
 
-def executions_query(
-    principal: Principal,
-    *,
-    workflow_id: uuid.UUID | None,
-    statuses: Sequence[str],
-    since: datetime | None,
-    until: datetime | None,
-) -> Select[tuple[WorkflowExecution]]:
+async def list_executions(
+    session: AsyncSession, principal: Principal, filters: ExecutionFilters, page: PageParams
+) -> Page[ExecutionOut]:
     """The executions of the request's project, everyone's."""
     project_id = authorize(principal, "execution:read")
-    return repo.executions_query(
-        project_id, workflow_id=workflow_id, statuses=statuses, since=since, until=until
-    )
+    window = await paginate(session, repo.executions_listing(project_id, filters), page)
+    names = await repo.workflow_names(session, [r.workflow_id for r in window.rows])
+    return window.page([execution_out(r, names.get(r.workflow_id, "")) for r in window.rows])
 
 
 async def _authorized_execution(

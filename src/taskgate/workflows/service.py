@@ -1,4 +1,5 @@
-"""Workflow use cases: create, read, change (each change a new immutable version), delete."""
+"""Workflow use cases: create, list, read, change (each change a new immutable version),
+delete."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import re
 import uuid
 from typing import Any
 
-from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
@@ -15,6 +15,7 @@ from taskgate.auth.principal import Principal
 from taskgate.clock import utcnow
 from taskgate.errors import Conflict, NotFound
 from taskgate.governance.access import authorize, may
+from taskgate.http.pagination import Page, PageParams, page_of
 from taskgate.ids import new_id
 from taskgate.models import Workflow, WorkflowVersion
 from taskgate.outbound.secretbox import SecretBox
@@ -24,6 +25,7 @@ from taskgate.workflows.checks import check_graph, check_trigger
 from taskgate.workflows.schemas import (
     DuplicateRequest,
     WorkflowCreate,
+    WorkflowFilters,
     WorkflowOut,
     WorkflowSummary,
     WorkflowUpdate,
@@ -167,17 +169,13 @@ async def get_workflow(
     return await authorized_workflow(session, principal, workflow_id, "workflow:read")
 
 
-def workflows_query(
-    principal: Principal,
-    *,
-    enabled: bool | None,
-    search: str | None,
-    trigger_type: str | None,
-) -> Select[tuple[Workflow]]:
+async def list_workflows(
+    session: AsyncSession, principal: Principal, filters: WorkflowFilters, page: PageParams
+) -> Page[WorkflowSummary]:
     """The workflows of the request's project, everyone's."""
     project_id = authorize(principal, "workflow:read")
-    return repo.workflows_query(
-        project_id, enabled=enabled, search=search, trigger_type=trigger_type
+    return await page_of(
+        session, repo.workflows_listing(project_id, filters), page, workflow_summary
     )
 
 
@@ -280,10 +278,12 @@ async def duplicate_workflow(
     return await create_workflow(session, principal, copy, box, project_id=source.project_id)
 
 
-async def versions_of(
-    session: AsyncSession, principal: Principal, workflow_id: uuid.UUID
-) -> Workflow:
-    return await get_workflow(session, principal, workflow_id)
+async def list_versions(
+    session: AsyncSession, principal: Principal, workflow_id: uuid.UUID, page: PageParams
+) -> Page[WorkflowVersionOut]:
+    """The versions of a workflow of the project (not of a deleted one)."""
+    workflow = await get_workflow(session, principal, workflow_id)
+    return await page_of(session, repo.versions_listing(workflow.id), page, version_out)
 
 
 async def get_version(
