@@ -94,6 +94,7 @@ async def _begin(ctx: JobContext) -> PreparedStep | None:
                 node,
                 template,
                 secrets,
+                project_id=execution.project_id,
             ),
             step.attempt,
             mode,
