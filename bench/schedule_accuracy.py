@@ -22,12 +22,12 @@ import asyncpg
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from taskgate.auth.principal import Principal
 from taskgate.clock import utcnow
 from taskgate.db.engine import create_engine
 from taskgate.db.migrate import upgrade
 from taskgate.db.session import Database
 from taskgate.governance.repository import by_reference
-from taskgate.identity.principal import Principal
 from taskgate.identity.repository import user_by_login
 from taskgate.identity.user_service import ensure_first_admin
 from taskgate.models import Schedule, ScheduleRun, Task

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection
 
 from taskgate.db.engine import create_engine
 from taskgate.db.migrate import alembic_config, upgrade
+from taskgate.models import Base
 from taskgate.settings import Settings
 
 
@@ -47,6 +48,7 @@ async def write_migration(name: str, head: str | None, data_dir: Path) -> None:
         def revise(connection: Connection) -> None:
             config = alembic_config()
             config.attributes["connection"] = connection
+            config.attributes["target_metadata"] = Base.metadata
             script = ScriptDirectory.from_config(config)
             base = head or "0001"
             command.revision(

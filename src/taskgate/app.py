@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from taskgate import __version__
-from taskgate.api import routers
+from taskgate.api import routers, stream_subjects
+from taskgate.audit.service import record
+from taskgate.auth.credentials import AccessTokens
+from taskgate.auth.principal import Authenticator
 from taskgate.db.engine import create_engine
 from taskgate.db.session import Database
-from taskgate.events.bus import EventBus
+from taskgate.events.bus import EventBus, transport_for
 from taskgate.governance.changes import GovernanceWatch
+from taskgate.governance.grants import load_grants
 from taskgate.governance.selection import ProjectDirectory
 from taskgate.http.direct_route import DirectRoute
 from taskgate.http.docs import OPENAPI_PATH, docs_routes
@@ -29,30 +35,21 @@ from taskgate.http.middleware import (
     TraceMiddleware,
 )
 from taskgate.http.ratelimit import RateLimiter, RateLimitMiddleware
-from taskgate.identity.credentials import AccessTokens
-from taskgate.identity.principal import Authenticator
+from taskgate.identity import stream_tickets
+from taskgate.jobs import approval_waiters
 from taskgate.logs import configure_logging
 from taskgate.master_secret import master_secret
 from taskgate.openapi import install_openapi
 from taskgate.ops.endpoints import router as ops_router
 from taskgate.ops.housekeeping import Housekeeping
-from taskgate.ops.lifecycle import Components
+from taskgate.ops.lifecycle import Component, Components
+from taskgate.runtime.services import RuntimeServices
 from taskgate.settings import Settings, get_settings
 from taskgate.tasks.intake import TaskIntake
 
 log = structlog.get_logger()
 # Inbound webhooks are verified over their raw body, whatever its type.
 RAW_BODY_PREFIXES = ("/api/v1/webhooks/",)
-
-
-class Component(Protocol):
-    """A long-running part of the process (worker, scheduler, bus) tied to the lifespan."""
-
-    name: str
-
-    async def start(self, app: FastAPI) -> None: ...
-
-    async def stop(self) -> None: ...
 
 
 class _LateBound:
@@ -64,26 +61,37 @@ class _LateBound:
 
 
 def create_app(
-    settings: Settings | None = None, components: list[Component] | None = None
+    settings: Settings | None = None,
+    components: list[Component] | None = None,
+    services: RuntimeServices | None = None,
 ) -> FastAPI:
+    """The app for ``settings``, running ``components`` (a worker, the scheduler…) in its
+    lifespan. ``services``: the runtime services its API and embedded worker share, e.g. with
+    a model provider or sandbox of a test's own; by default made from ``settings``."""
     settings = settings or get_settings()
     configure_logging(settings)
     secret = master_secret(settings)
     engine = create_engine(settings)
     db = Database(engine)
     tokens = AccessTokens(secret, settings.auth.access_token_ttl_seconds)
-    authenticator = Authenticator(db, tokens, settings.auth.principal_cache_seconds)
+    authenticator = Authenticator(
+        db, tokens, settings.auth.principal_cache_seconds, load_grants=load_grants
+    )
     limiter = RateLimiter(settings.rate_limit, settings.redis_url)
     metrics = Metrics()
     housekeeping = Housekeeping(db, authenticator)
     bus = EventBus(settings, db)
+    services = services if services is not None else RuntimeServices(settings)
     projects = ProjectDirectory(db, settings.auth.principal_cache_seconds)
 
     def forget_grants() -> None:
         authenticator.invalidate_all()
         projects.invalidate()
 
-    watch = GovernanceWatch(settings, db, forget_grants)
+    announcer = transport_for(
+        settings, secrets.token_hex(6), f"{settings.streams.channel}_governance"
+    )
+    watch = GovernanceWatch(settings, db, forget_grants, announcer)
     parts = Components(db, [housekeeping, bus, watch, *(components or [])])
 
     @asynccontextmanager
@@ -92,6 +100,8 @@ def create_app(
             stack.push_async_callback(db.dispose)
             stack.push_async_callback(authenticator.close)
             stack.push_async_callback(limiter.close)
+            # After the parts that use them have stopped (it closes only what it opened).
+            stack.push_async_callback(services.aclose)
             await parts.start(app)
             stack.push_async_callback(parts.stop)
             yield
@@ -115,8 +125,16 @@ def create_app(
     # Group commit pays off where commits are round trips; SQLite has one writer anyway.
     app.state.task_intake = TaskIntake(db) if db.dialect == "postgresql" else None
     app.state.bus = bus
+    app.state.services = services
+    # What resumes after an approval's decision, and where streams find their subjects: the
+    # features' registrations (jobs.py, api.py).
+    app.state.approval_waiters = approval_waiters()
+    app.state.stream_subjects = stream_subjects(db)
     app.state.tokens = tokens
     app.state.authenticator = authenticator
+    app.state.redeem_stream_ticket = functools.partial(stream_tickets.redeem, db, authenticator)
+    # Authorization denials (taskgate.governance.access), audited after the request's rollback.
+    app.state.record_denial = lambda values: db.in_background(lambda: record(db, values))
     app.state.projects = projects
     app.state.limiter = limiter
     app.state.metrics = metrics

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 from taskgate.errors import BY_STATUS
+from taskgate.http.auth import ScopeCheck
 
 
 class ErrorDetail(BaseModel):
@@ -61,13 +63,14 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 def install_openapi(app: FastAPI) -> None:
     """Serve FastAPI's document corrected to what the server answers: a request that fails
     validation is a 400 with the error envelope (not FastAPI's 422), and every error is JSON,
-    also on operations whose success is another media type (event streams)."""
+    also on operations whose success is another media type (event streams). Each operation's
+    description ends with the API-key scopes its route declares."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             # FastAPI's builder keeps the document it returns in app.openapi_schema.
-            app.openapi_schema = as_served(build())
+            app.openapi_schema = describe_scopes(app, as_served(build()))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -94,6 +97,26 @@ def as_served(document: dict[str, Any]) -> dict[str, Any]:
         envelope = ErrorEnvelope.model_json_schema(ref_template=_SCHEMAS + "{model}")
         schemas.update(envelope.pop("$defs", {}))
         schemas["ErrorEnvelope"] = envelope
+    return document
+
+
+def describe_scopes(app: FastAPI, document: dict[str, Any]) -> dict[str, Any]:
+    """``document`` with the scopes of each route (``http/auth.py``) told in its operations'
+    descriptions."""
+    for route in app.routes:
+        if not isinstance(route, APIRoute) or not route.include_in_schema:
+            continue
+        checks = [d.call for d in route.dependant.dependencies if isinstance(d.call, ScopeCheck)]
+        if not checks:
+            continue
+        told = " ".join(check.describe() for check in checks)
+        path_item = document.get("paths", {}).get(route.path_format, {})
+        for method in route.methods or ():
+            operation = path_item.get(method.lower())
+            if operation is None:
+                continue
+            before = operation.get("description")
+            operation["description"] = f"{before}\n\n{told}" if before else told
     return document
 
 

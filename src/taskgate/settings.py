@@ -9,7 +9,11 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from taskgate.runtime.sandbox.uids import DEFAULT_FIRST_UID, DEFAULT_LEASE_DIR, DEFAULT_UID_COUNT
+# The host uids sandboxes run as when taskgate runs as root (runtime/sandbox/uids.py).
+DEFAULT_FIRST_UID = 1_900_000_000
+"""Outside the ranges login users, systemd (dynamic users, containers) and subuid maps use."""
+DEFAULT_UID_COUNT = 1024
+DEFAULT_LEASE_DIR = Path("/run/taskgate/sandbox-uids")
 
 
 class DatabaseSettings(BaseModel):

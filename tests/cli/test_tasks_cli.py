@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from taskgate.app import create_app
-from taskgate.runtime.worker import Worker
+from taskgate.jobs import Worker
 from taskgate.settings import Settings
 from tests.support.clients import User
 from tests.tasks.live_server import serve_in_thread

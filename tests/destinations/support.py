@@ -13,8 +13,8 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from taskgate.db.session import Database
-from taskgate.destinations.delivery import DELIVERY_KIND, DELIVERY_SEND
 from taskgate.destinations.dispatcher import Dispatcher
+from taskgate.destinations.jobs import DELIVERY_KIND, DELIVERY_SEND
 from taskgate.events.outbox import record_event
 from taskgate.identity.user_service import ensure_first_admin
 from taskgate.models import Delivery, DispatchCursor, Event

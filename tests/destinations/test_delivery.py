@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from taskgate.destinations.delivery import backoff_seconds
+from taskgate.destinations.jobs import backoff_seconds
 from taskgate.settings import DeliverySettings
 from tests.conftest import AppFactory
 from tests.destinations.receiver import DEADLINE_SECONDS, receiver

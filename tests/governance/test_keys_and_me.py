@@ -95,13 +95,14 @@ async def test_a_keys_scopes_bound_what_its_roles_allow(
     secret = (await create_key(client, alice.headers, scopes=["tasks:read"]))["key"]
     assert (await client.get(f"/api/v1/tasks/{task_id}", headers=_key(secret))).status_code == 200
     refused = await client.post("/api/v1/tasks", json=TASK, headers=_key(secret))
-    assert_error(refused, 403, "FORBIDDEN", "tasks:write", "task:create")
+    assert_error(refused, 403, "FORBIDDEN", "tasks:write")
     cancel = await client.post(f"/api/v1/tasks/{task_id}/cancel", headers=_key(secret))
     assert_error(cancel, 403, "FORBIDDEN", "tasks:write")
     me = (await client.get("/api/v1/users/me", headers=_key(secret))).json()
     [own] = me["projects"]
     assert own["roles"] == ["owner"]
-    assert all(p.endswith(":read") and p.startswith("task:") for p in own["permissions"])
+    # Runs and jobs are read with the tasks scope.
+    assert own["permissions"] == ["job:read", "run:read", "task:read"]
 
 
 async def test_me_tells_roles_and_permissions_per_project(
@@ -143,3 +144,23 @@ async def test_an_unknown_project_is_a_404_envelope(client: httpx.AsyncClient, a
             )
             assert_error(response, 404, "NOT_FOUND", "No such project")
             assert response.json()["error"]["trace_id"] == response.headers["x-trace-id"]
+
+
+async def test_an_administrators_key_restricted_to_a_project_administers_nothing_else(
+    client: httpx.AsyncClient, admin: User
+) -> None:
+    studio = await project(client, admin, "Studio")
+    secret = (await create_key(client, admin.headers, project_id=studio))["key"]
+    assert (await client.get("/api/v1/tasks", headers=_key(secret))).status_code == 200
+    for method, path, body in (
+        ("GET", "/api/v1/users", None),
+        ("POST", "/api/v1/groups", {"name": "ops"}),
+        ("GET", "/api/v1/access-rules", None),
+    ):
+        response = await client.request(method, path, json=body, headers=_key(secret))
+        assert_error(response, 403, "FORBIDDEN", "instance-wide")
+    # The audit log through it is its project's, as for the project's own admins.
+    audit = await client.get("/api/v1/audit", headers=_key(secret))
+    assert audit.status_code == 200, audit.text
+    assert audit.json()["results"]
+    assert {record["project_id"] for record in audit.json()["results"]} == {studio}

@@ -82,6 +82,7 @@ def test_every_permission_of_every_resource_is_granted_by_some_role() -> None:
     assert granted == PROJECT_PERMISSIONS
     assert scope_for("task:create") == "tasks:write"
     assert scope_for("webhook_source:read") == "webhooks:read"
+    assert scope_for("run:create") == "tasks:write"
 
 
 async def test_the_roles_endpoint_lists_the_table(client: httpx.AsyncClient, admin: User) -> None:

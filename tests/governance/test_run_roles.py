@@ -154,13 +154,13 @@ async def test_keys_are_held_to_their_scopes_and_project(
     run_id = await report_run(client, studio.headers(studio.member))
     member = studio.member
 
-    reader = (await create_key(client, member.headers, scopes=["runs:read"]))["key"]
+    reader = (await create_key(client, member.headers, scopes=["tasks:read"]))["key"]
     headers = {"X-API-Key": reader, "X-Tenant-ID": studio.project_id}
     assert (await client.get(f"/api/v1/runs/{run_id}", headers=headers)).status_code == 200
     logs = await client.post(f"/api/v1/runs/{run_id}/logs", json=LOG, headers=headers)
-    assert_error(logs, 403, "FORBIDDEN", "runs:write")
+    assert_error(logs, 403, "FORBIDDEN", "tasks:write")
     created = await client.post("/api/v1/runs", json={"name": "x"}, headers=headers)
-    assert_error(created, 403, "FORBIDDEN", "runs:write")
+    assert_error(created, 403, "FORBIDDEN", "tasks:write")
 
     default = (await client.get("/api/v1/users/me", headers=member.headers)).json()
     own_key = await create_key(client, member.headers, project_id=default["default_project_id"])

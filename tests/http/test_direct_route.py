@@ -10,6 +10,7 @@ import pytest
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
+from taskgate.http.auth import Db, TasksRead, TasksWrite
 from taskgate.http.direct_route import DirectRoute
 from tests.support.clients import User
 
@@ -29,7 +30,17 @@ async def with_two_bodies(request: Request, first: Order, second: Order) -> Resp
     return Response()
 
 
-@pytest.mark.parametrize("endpoint", [with_query, with_two_bodies])
+async def with_a_dependency(request: Request, db: Db) -> Response:
+    return Response()
+
+
+async def with_two_callers(request: Request, reader: TasksRead, writer: TasksWrite) -> Response:
+    return Response()
+
+
+@pytest.mark.parametrize(
+    "endpoint", [with_query, with_two_bodies, with_a_dependency, with_two_callers]
+)
 def test_an_endpoint_wanting_more_than_the_request_and_a_body_is_refused(endpoint: Any) -> None:
     router = APIRouter()
     with pytest.raises(TypeError, match="takes the request and at most a JSON body"):

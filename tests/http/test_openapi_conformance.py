@@ -25,11 +25,11 @@ from schemathesis import Case
 from schemathesis.core.result import Ok
 
 from taskgate.app import create_app
+from taskgate.auth.principal import Principal
 from taskgate.db.engine import create_engine
 from taskgate.db.session import Database
 from taskgate.identity import repository
 from taskgate.identity.api_key_service import create_api_key
-from taskgate.identity.principal import Principal
 from taskgate.identity.schemas import ApiKeyCreate, UserCreate
 from taskgate.identity.user_service import create_user, ensure_first_admin
 from taskgate.settings import Settings

@@ -121,3 +121,21 @@ async def test_the_project_header_is_declared_on_every_signed_in_operation(
         }
     for label in ("POST /api/v1/auth/login", "POST /api/v1/webhooks/{source}", "GET /health"):
         assert label not in with_header
+
+
+async def test_operations_tell_the_api_key_scopes_their_routes_need(
+    spec: dict[str, Any],
+) -> None:
+    paths = spec["paths"]
+    assert paths["/api/v1/tasks"]["get"]["description"] == "API-key scope: `tasks:read`."
+    assert paths["/api/v1/tasks"]["post"]["description"] == "API-key scope: `tasks:write`."
+    trigger = paths["/api/v1/schedules/{schedule_id}/trigger"]["post"]["description"]
+    assert trigger.endswith("API-key scopes: `schedules:write` and `schedules:read`.")
+    run = paths["/api/v1/workflows/{workflow_id}/run"]["post"]["description"]
+    assert run == "API-key scope: `executions:write` (or `workflows:write`)."
+    # A docstring stays, the scopes follow it.
+    events = paths["/api/v1/events"]["get"]["description"]
+    assert events == (
+        "The events of the request's project, newest first.\n\nAPI-key scope: `events:read`."
+    )
+    assert "scope" not in paths["/api/v1/users/me"]["get"].get("description", "")

@@ -10,8 +10,8 @@ import uuid
 import pytest
 from sqlalchemy import update
 
+from taskgate.auth.principal import Authenticator, _KeyState
 from taskgate.clock import utcnow
-from taskgate.identity.principal import Authenticator, _KeyState
 from taskgate.models import ApiKey
 from tests.conftest import AppFactory
 from tests.identity.api import create_key, first_admin, me_status

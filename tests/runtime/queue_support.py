@@ -13,10 +13,10 @@ from sqlalchemy import Row, select, update
 
 from taskgate.clock import utcnow
 from taskgate.db.session import Database
+from taskgate.jobs import Worker
 from taskgate.runtime.context import Runtime
 from taskgate.runtime.handlers import JobKind
 from taskgate.runtime.queue import jobs
-from taskgate.runtime.worker import Worker
 
 
 @asynccontextmanager

@@ -18,9 +18,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from taskgate.auth.principal import Principal
 from taskgate.clock import utcnow
 from taskgate.db.session import Database
-from taskgate.identity.principal import Principal
 from taskgate.identity.user_service import ensure_first_admin
 from taskgate.models import ScheduleRun, Task
 from taskgate.schedules.scheduler import SchedulerComponent

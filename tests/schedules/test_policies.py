@@ -10,7 +10,7 @@ import pytest
 from fastapi import FastAPI
 
 from taskgate.identity.user_service import ensure_first_admin
-from taskgate.runtime.worker import Worker
+from taskgate.jobs import Worker
 from taskgate.schedules.clock import ManualClock
 from taskgate.schedules.scheduler import Scheduler
 from taskgate.settings import Settings

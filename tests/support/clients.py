@@ -11,7 +11,9 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from taskgate.app import Component, create_app
+from taskgate.app import create_app
+from taskgate.ops.lifecycle import Component
+from taskgate.runtime.services import RuntimeServices
 from taskgate.settings import Settings
 
 ADMIN_PASSWORD = "admin-password-1"
@@ -19,9 +21,11 @@ ADMIN_PASSWORD = "admin-password-1"
 
 @asynccontextmanager
 async def running_app(
-    settings: Settings, components: list[Component] | None = None
+    settings: Settings,
+    components: list[Component] | None = None,
+    services: RuntimeServices | None = None,
 ) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    app = create_app(settings, components)
+    app = create_app(settings, components, services)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(
             app=app, client=("127.0.0.1", 50000), raise_app_exceptions=False

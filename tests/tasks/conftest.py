@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from taskgate.runtime.worker import Worker
+from taskgate.jobs import Worker
 from taskgate.settings import Settings
 from tests.support.clients import running_app
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from taskgate.app import create_app
-from taskgate.runtime.worker import Worker
+from taskgate.jobs import Worker
 from taskgate.settings import Settings
 from tests.support.clients import User
 from tests.tasks.flows import FINAL, submit, wait_for_status

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from taskgate.db.session import Database
 from taskgate.models import QueueJob, Task
 from taskgate.runtime.context import JobContext, LeaseLost, Runtime
-from taskgate.tasks.execution import on_task_dead, run_task
+from taskgate.tasks.jobs import on_task_dead, run_task
 from tests.support.clients import User
 from tests.tasks.flows import events, get_task, submit, types_of
 

@@ -13,10 +13,10 @@ from datetime import timedelta
 import httpx
 
 from taskgate.clock import utcnow
-from taskgate.destinations.sealing import secret_box
 from taskgate.governance.service import create_default_project
 from taskgate.ids import new_id
 from taskgate.models import User, WebhookSource
+from taskgate.outbound.secretbox import secret_box
 from taskgate.outbound.signing import standard_headers
 from taskgate.settings import Settings
 from taskgate.triggers.inbound import MAX_CANDIDATES

@@ -17,7 +17,7 @@ from fastapi import FastAPI
 
 from taskgate.db.session import Database
 from taskgate.identity.user_service import ensure_first_admin
-from taskgate.runtime.worker import Worker
+from taskgate.jobs import Worker
 from taskgate.settings import Settings
 from tests.support.clients import ADMIN_PASSWORD, User, create_user, login, running_app
 from tests.support.sandbox_dirs import sandbox_data_dir as sandbox_dir

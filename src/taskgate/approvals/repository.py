@@ -5,9 +5,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskgate.approvals.schemas import ApprovalFilters
+from taskgate.http.pagination import Listing
 from taskgate.models import Approval
 
 
@@ -24,22 +26,16 @@ def decode_approvers(stored: str) -> list[str]:
     return [name for name in stored.split(",") if name]
 
 
-def approvals_query(
-    project_id: uuid.UUID,
-    *,
-    statuses: Sequence[str],
-    execution_id: uuid.UUID | None,
-    task_id: uuid.UUID | None,
-) -> Select[tuple[Approval]]:
+def approvals_listing(project_id: uuid.UUID, filters: ApprovalFilters) -> Listing[Approval]:
     """A project's approvals (everyone's), narrowed by status and what they belong to."""
     stmt = select(Approval).where(Approval.project_id == project_id)
-    if statuses:
-        stmt = stmt.where(Approval.status.in_(statuses))
-    if execution_id is not None:
-        stmt = stmt.where(Approval.execution_id == execution_id)
-    if task_id is not None:
-        stmt = stmt.where(Approval.task_id == task_id)
-    return stmt
+    if filters.statuses:
+        stmt = stmt.where(Approval.status.in_(filters.statuses))
+    if filters.execution_id is not None:
+        stmt = stmt.where(Approval.execution_id == filters.execution_id)
+    if filters.task_id is not None:
+        stmt = stmt.where(Approval.task_id == filters.task_id)
+    return Listing(stmt, {"created_at": Approval.created_at}, Approval.id)
 
 
 async def approval_for_update(session: AsyncSession, approval_id: uuid.UUID) -> Approval | None:

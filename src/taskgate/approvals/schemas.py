@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 ApprovalStatus = Literal["PENDING", "APPROVED", "REJECTED", "EXPIRED", "CANCELLED"]
+
+
+@dataclass(frozen=True)
+class ApprovalFilters:
+    """What ``GET /api/v1/approvals`` narrows the approvals the caller sees to."""
+
+    statuses: Sequence[ApprovalStatus] = ()
+    execution_id: uuid.UUID | None = None
+    task_id: uuid.UUID | None = None
 
 
 class ApprovalOut(BaseModel):

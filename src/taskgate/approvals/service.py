@@ -5,8 +5,8 @@ Who may read and decide is the authorization seam's answer in the approval's pro
 is a member's on what it started (the execution or task the approval belongs to, or an approval
 that names it as an approver) and an operator's on anyone's. A user who does not see the
 project gets a 404, as for any resource; a disabled project refuses decisions (409). A decision
-resumes what waits: the workflow step's job runs again and reads the outcome, or the task is
-queued again with the decision (``tasks.service.resume_after_approval``).
+resumes what waits (``approvals/waiters.py``): the workflow step's job runs again and reads the
+outcome, or the task is queued again with the decision.
 """
 
 from __future__ import annotations
@@ -16,17 +16,18 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.approvals import repository as repo
-from taskgate.approvals.schemas import ApprovalOut
+from taskgate.approvals.schemas import ApprovalFilters, ApprovalOut, DecisionResult
+from taskgate.approvals.waiters import TASK_TOOL, WORKFLOW_STEP, Waiters
 from taskgate.audit.service import audit
+from taskgate.auth.principal import Principal
 from taskgate.clock import utcnow
 from taskgate.errors import Conflict, NotFound
 from taskgate.events.outbox import record_event
 from taskgate.governance.access import authorize
-from taskgate.identity.principal import Principal
+from taskgate.http.pagination import Page, PageParams, page_of
 from taskgate.ids import new_id
 from taskgate.models import Approval, ExecutionStep, Task, WorkflowExecution
 from taskgate.runtime.queue import enqueue
@@ -90,7 +91,7 @@ async def request_step_approval(
         id=new_id(),
         owner_id=execution.owner_id,
         project_id=execution.project_id,
-        kind="workflow_step",
+        kind=WORKFLOW_STEP,
         status=PENDING,
         message=message,
         proposed_action=proposed_action,
@@ -113,13 +114,12 @@ async def request_task_approval(
     timeout_seconds: int = DEFAULT_TASK_APPROVAL_SECONDS,
 ) -> Approval:
     """For the task runner, when the agent calls a tool that needs approval (the task moves to
-    WAITING_APPROVAL in the same transaction). The decision calls
-    ``tasks.service.resume_after_approval``."""
+    WAITING_APPROVAL in the same transaction)."""
     approval = Approval(
         id=new_id(),
         owner_id=task.owner_id,
         project_id=task.project_id,
-        kind="task_tool",
+        kind=TASK_TOOL,
         status=PENDING,
         message=message or f"The agent wants to run the tool {tool!r}.",
         proposed_action={"tool": tool, "arguments": arguments},
@@ -143,18 +143,12 @@ def _deciding_owner(principal: Principal, approval: Approval) -> uuid.UUID:
     return approval.owner_id
 
 
-def approvals_query(
-    principal: Principal,
-    *,
-    statuses: Sequence[str],
-    execution_id: uuid.UUID | None,
-    task_id: uuid.UUID | None,
-) -> Select[tuple[Approval]]:
+async def list_approvals(
+    session: AsyncSession, principal: Principal, filters: ApprovalFilters, page: PageParams
+) -> Page[ApprovalOut]:
     """The approvals of the request's project (everyone's: ``approval:read`` reads them all)."""
-    project_id = authorize(principal, "approval:read")
-    return repo.approvals_query(
-        project_id, statuses=statuses, execution_id=execution_id, task_id=task_id
-    )
+    listing = repo.approvals_listing(authorize(principal, "approval:read"), filters)
+    return await page_of(session, listing, page, approval_out)
 
 
 async def get_approval(
@@ -186,6 +180,7 @@ async def decide(
     approved: bool,
     feedback: str | None,
     modified_action: dict[str, Any] | None,
+    waiters: Waiters,
     subject_id: str | None = None,
     approved_by: str | None = None,
 ) -> Approval:
@@ -207,7 +202,7 @@ async def decide(
     approval.feedback = feedback
     approval.modified_action = modified_action if approved else None
     await _approval_event(session, approval, "approval.decided")
-    await _resume(session, approval)
+    await waiters.resume(session, approval)
     await audit(
         session,
         "approval.decide",
@@ -220,7 +215,7 @@ async def decide(
     return approval
 
 
-async def expire(session: AsyncSession, approval_id: uuid.UUID) -> bool:
+async def expire(session: AsyncSession, approval_id: uuid.UUID, waiters: Waiters) -> bool:
     """The expiry timer: a still-pending approval past its time expires. True if it did."""
     approval = await repo.approval_for_update(session, approval_id)
     if approval is None or approval.status != PENDING:
@@ -231,34 +226,8 @@ async def expire(session: AsyncSession, approval_id: uuid.UUID) -> bool:
     approval.decided_at = utcnow()
     approval.feedback = "No decision before the approval expired."
     await _approval_event(session, approval, "approval.expired")
-    await _resume(session, approval)
+    await waiters.resume(session, approval)
     return True
-
-
-async def _resume(session: AsyncSession, approval: Approval) -> None:
-    if approval.kind == "workflow_step" and approval.step_id and approval.execution_id:
-        from taskgate.workflows.advance import enqueue_step
-
-        await enqueue_step(session, approval.execution_id, approval.step_id)
-    elif approval.kind == "task_tool" and approval.task_id:
-        from taskgate.tasks.service import ApprovalDecision, resume_after_approval
-        from taskgate.tasks.states import TaskStatus
-
-        task = await session.get(Task, approval.task_id)
-        if task is None or task.status != TaskStatus.WAITING_APPROVAL.value:
-            return  # cancelled or failed meanwhile: nothing waits for the answer
-        reason = approval.feedback or ""
-        if approval.status == APPROVED and approval.modified_action:
-            reason = reason or "Approved with changes."
-        await resume_after_approval(
-            session,
-            task,
-            ApprovalDecision(
-                approved=approval.status == APPROVED,
-                reason=reason,
-                decided_by=approval.decided_by,
-            ),
-        )
 
 
 def approval_out(approval: Approval) -> ApprovalOut:
@@ -280,4 +249,16 @@ def approval_out(approval: Approval) -> ApprovalOut:
         feedback=approval.feedback,
         modified_action=approval.modified_action,
         created_at=approval.created_at,
+    )
+
+
+def decision_result(approval: Approval, workflow_id: str | None) -> DecisionResult:
+    """The answer to a decision; ``workflow_id`` as Shannon's body named the subject."""
+    subject = approval.task_id or approval.execution_id
+    return DecisionResult(
+        success=True,
+        message="Approved." if approval.status == APPROVED else "Rejected.",
+        approval_id=approval.id,
+        workflow_id=workflow_id or (str(subject) if subject else None),
+        status=approval.status,
     )

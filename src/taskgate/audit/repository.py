@@ -3,28 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
 
-from sqlalchemy import Select, select
+from sqlalchemy import select
 
+from taskgate.audit.schemas import AuditFilters
+from taskgate.http.pagination import Listing
 from taskgate.models import AuditRecord
 
 
-@dataclass(frozen=True)
-class AuditFilters:
-    actor_id: uuid.UUID | None = None
-    action: str | None = None
-    resource_type: str | None = None
-    resource_id: str | None = None
-    outcome: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-
-
-def audit_query(
-    filters: AuditFilters, *, project_id: uuid.UUID | None
-) -> Select[tuple[AuditRecord]]:
+def audit_listing(filters: AuditFilters, *, project_id: uuid.UUID | None) -> Listing[AuditRecord]:
     """Records matching ``filters``, of project ``project_id`` (None: of every project, and
     the instance-level ones)."""
     stmt = select(AuditRecord)
@@ -44,4 +31,4 @@ def audit_query(
         stmt = stmt.where(AuditRecord.created_at >= filters.since)
     if filters.until is not None:
         stmt = stmt.where(AuditRecord.created_at < filters.until)
-    return stmt
+    return Listing(stmt, {"created_at": AuditRecord.created_at}, AuditRecord.id)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,3 +30,16 @@ class AuditRecordOut(BaseModel):
         description="The effective subject: user_id, group_ids, role_names, scope."
     )
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class AuditFilters:
+    """What ``GET /api/v1/audit`` narrows the records to."""
+
+    actor_id: uuid.UUID | None = None
+    action: str | None = None
+    resource_type: str | None = None
+    resource_id: str | None = None
+    outcome: Literal["success", "failure"] | None = None
+    since: datetime | None = None
+    until: datetime | None = None

@@ -1,4 +1,7 @@
-"""Record audit entries in the caller's transaction, or on their own when the caller fails."""
+"""Record audit entries in the caller's transaction, or on their own when the caller fails;
+and list them. Who reads which records is governance's decision
+(``governance/audit_service.py``): this package is below every feature, governance included,
+since everything audits."""
 
 from __future__ import annotations
 
@@ -7,10 +10,13 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskgate.audit import repository as repo
+from taskgate.audit.schemas import AuditFilters, AuditRecordOut
+from taskgate.auth.principal import Principal
 from taskgate.clock import utcnow
 from taskgate.db.session import Database
 from taskgate.http.context import current_client_ip, current_trace_id
-from taskgate.identity.principal import Principal
+from taskgate.http.pagination import Page, PageParams, page_of
 from taskgate.ids import new_id
 from taskgate.models import AuditRecord
 from taskgate.outbound.secretbox import redact
@@ -108,3 +114,16 @@ async def record(db: Database, values: dict[str, Any]) -> None:
     """Write an audit row built earlier (``audit_values``) in a unit of work of its own."""
     async with db.transaction() as session:
         session.add(AuditRecord(**values))
+
+
+async def list_audit(
+    session: AsyncSession,
+    filters: AuditFilters,
+    page: PageParams,
+    *,
+    project_id: uuid.UUID | None,
+) -> Page[AuditRecordOut]:
+    """The records of project ``project_id`` (None: every record), newest first by default;
+    the caller decided that its principal may read them."""
+    listing = repo.audit_listing(filters, project_id=project_id)
+    return await page_of(session, listing, page, AuditRecordOut.model_validate)

@@ -86,9 +86,9 @@ def api_keys_create(
     name: Annotated[str, typer.Option(help="A name to recognise the key by.")] = "cli",
 ) -> None:
     """Create an API key for a user and print it once."""
+    from taskgate.auth.principal import Principal
     from taskgate.identity import repository
     from taskgate.identity.api_key_service import create_api_key
-    from taskgate.identity.principal import Principal
 
     async def run() -> str:
         db = Database(create_engine(get_settings()))

@@ -137,7 +137,7 @@ _SERVE_BACKGROUND = "_TASKGATE_SERVE_BACKGROUND"
 def serving_app(background: bool | None = None) -> FastAPI:
     """The app ``serve`` runs, in this process or in each of its worker processes."""
     from taskgate.app import create_app
-    from taskgate.runtime.embedded import background_components
+    from taskgate.jobs import background_components
 
     if background is None:
         background = os.environ.get(_SERVE_BACKGROUND, "1") == "1"
@@ -171,10 +171,10 @@ def worker(
     ] = 25.0,
 ) -> None:
     """Run a queue worker; SIGTERM or SIGINT drains it (a second one stops at once)."""
-    from taskgate.runtime.worker_process import run
+    from taskgate.jobs import run_worker
 
     settings = get_settings()
     if settings.is_sqlite:
         asyncio.run(_migrate(settings))
     _sandbox_notice(settings)
-    run(settings, concurrency=concurrency, grace_seconds=grace)
+    run_worker(settings, concurrency=concurrency, grace_seconds=grace)

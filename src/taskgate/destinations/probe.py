@@ -10,17 +10,18 @@ from __future__ import annotations
 import uuid
 
 from taskgate.audit.service import audit
+from taskgate.auth.principal import Principal
 from taskgate.clock import isoformat, utcnow
 from taskgate.db.session import Database
 from taskgate.destinations.schemas import DestinationTestResult
-from taskgate.destinations.sealing import open_secret, secret_box, url_policy
+from taskgate.destinations.sealing import open_secret
 from taskgate.destinations.sending import EXCERPT_BYTES, SendOutcome, send
 from taskgate.destinations.service import get_destination
-from taskgate.identity.principal import Principal
 from taskgate.ids import new_id
 from taskgate.models import Delivery, DeliveryAttempt
 from taskgate.outbound.guarded_http import guarded_client
-from taskgate.outbound.secretbox import SecretBoxError
+from taskgate.outbound.secretbox import SecretBoxError, secret_box
+from taskgate.outbound.ssrf import url_policy
 from taskgate.settings import Settings
 
 TEST_EVENT_TYPE = "destination.test"
@@ -30,7 +31,7 @@ async def probe_destination(
     db: Database, settings: Settings, principal: Principal, destination_id: uuid.UUID
 ) -> DestinationTestResult:
     async with db.transaction(write=False) as session:
-        destination = await get_destination(session, principal, destination_id)
+        destination = await get_destination(session, principal, destination_id, "destination:test")
         session.expunge(destination)
     delivery_id = new_id()
     document = {

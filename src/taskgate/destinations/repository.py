@@ -6,10 +6,12 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Select, func, select, true, update
+from sqlalchemy import false, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskgate.destinations.schemas import DeliveryFilters, DestinationFilters, SubscriptionFilters
+from taskgate.http.pagination import Listing
 from taskgate.models import (
     Delivery,
     DeliveryAttempt,
@@ -23,59 +25,45 @@ CURSOR_ROW = 1
 CHUNK = 500
 
 
-async def destination_for(
-    session: AsyncSession, destination_id: uuid.UUID, owner_id: uuid.UUID
-) -> Destination | None:
-    found: Destination | None = await session.scalar(
-        select(Destination).where(
-            Destination.id == destination_id, Destination.owner_id == owner_id
-        )
-    )
-    return found
+async def destination_for(session: AsyncSession, destination_id: uuid.UUID) -> Destination | None:
+    """The destination, wherever it is: the caller authorizes."""
+    return await session.get(Destination, destination_id)
 
 
-def destinations_query(
-    owner_id: uuid.UUID, project_id: uuid.UUID | None, *, is_active: bool | None
-) -> Select[tuple[Destination]]:
-    stmt = select(Destination).where(
-        Destination.project_id == project_id, Destination.owner_id == owner_id
-    )
-    if is_active is not None:
-        stmt = stmt.where(Destination.is_active == is_active)
-    return stmt
+def destinations_listing(
+    project_id: uuid.UUID, filters: DestinationFilters
+) -> Listing[Destination]:
+    """The destinations of a project, everyone's."""
+    stmt = select(Destination).where(Destination.project_id == project_id)
+    if filters.is_active is not None:
+        stmt = stmt.where(Destination.is_active == filters.is_active)
+    return Listing(stmt, {"created_at": Destination.created_at}, Destination.id)
 
 
 async def subscription_for(
-    session: AsyncSession, subscription_id: uuid.UUID, owner_id: uuid.UUID
+    session: AsyncSession, subscription_id: uuid.UUID
 ) -> Subscription | None:
-    found: Subscription | None = await session.scalar(
-        select(Subscription).where(
-            Subscription.id == subscription_id, Subscription.owner_id == owner_id
-        )
-    )
-    return found
+    """The subscription, wherever it is: the caller authorizes."""
+    return await session.get(Subscription, subscription_id)
 
 
-def subscriptions_query(
-    owner_id: uuid.UUID, project_id: uuid.UUID | None, *, destination_id: uuid.UUID | None
-) -> Select[tuple[Subscription]]:
-    stmt = select(Subscription).where(
-        Subscription.project_id == project_id, Subscription.owner_id == owner_id
-    )
-    if destination_id is not None:
-        stmt = stmt.where(Subscription.destination_id == destination_id)
-    return stmt
+def subscriptions_listing(
+    project_id: uuid.UUID, filters: SubscriptionFilters
+) -> Listing[Subscription]:
+    """The subscriptions of a project, everyone's."""
+    stmt = select(Subscription).where(Subscription.project_id == project_id)
+    if filters.destination_id is not None:
+        stmt = stmt.where(Subscription.destination_id == filters.destination_id)
+    return Listing(stmt, {"created_at": Subscription.created_at}, Subscription.id)
 
 
-def deliveries_query(
-    destination_id: uuid.UUID, *, status: str | None, event_type: str | None
-) -> Select[tuple[Delivery]]:
+def deliveries_listing(destination_id: uuid.UUID, filters: DeliveryFilters) -> Listing[Delivery]:
     stmt = select(Delivery).where(Delivery.destination_id == destination_id)
-    if status is not None:
-        stmt = stmt.where(Delivery.status == status)
-    if event_type is not None:
-        stmt = stmt.where(Delivery.event_type == event_type)
-    return stmt
+    if filters.status is not None:
+        stmt = stmt.where(Delivery.status == filters.status)
+    if filters.event_type is not None:
+        stmt = stmt.where(Delivery.event_type == filters.event_type)
+    return Listing(stmt, {"created_at": Delivery.created_at}, Delivery.id)
 
 
 async def attempts_of(
@@ -158,23 +146,24 @@ async def events_by_ids(session: AsyncSession, ids: Iterable[int]) -> list[Event
 
 async def active_subscriptions(
     session: AsyncSession,
-    owner_ids: Iterable[uuid.UUID],
-    project_ids: Iterable[uuid.UUID] | None = None,
+    project_ids: Iterable[uuid.UUID],
+    legacy_owner_ids: Iterable[uuid.UUID] = (),
 ) -> list[Subscription]:
-    """Active subscriptions of these owners (in these projects, when given) whose
-    destination is active too."""
-    owners = list(set(owner_ids))
-    if not owners:
+    """Active subscriptions of these projects, everyone's (and of these owners, for events
+    written before projects, which carry none), whose destination is active too."""
+    projects = list(set(project_ids))
+    owners = list(set(legacy_owner_ids))
+    if not projects and not owners:
         return []
-    in_projects = (
-        Subscription.project_id.in_(list(set(project_ids))) if project_ids is not None else true()
+    routed = or_(
+        Subscription.project_id.in_(projects) if projects else false(),
+        Subscription.owner_id.in_(owners) if owners else false(),
     )
     rows = await session.scalars(
         select(Subscription)
         .join(Destination, Destination.id == Subscription.destination_id)
         .where(
-            in_projects,
-            Subscription.owner_id.in_(owners),
+            routed,
             Subscription.is_active.is_(True),
             Destination.is_active.is_(True),
         )

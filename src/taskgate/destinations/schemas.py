@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -19,6 +20,22 @@ Secret = Field(
     "Matrix access token. Stored encrypted; responses only say `has_secret`.",
 )
 DeliveryStatus = Literal["pending", "succeeded", "failed", "dead"]
+
+
+@dataclass(frozen=True)
+class DestinationFilters:
+    is_active: bool | None = None
+
+
+@dataclass(frozen=True)
+class DeliveryFilters:
+    status: DeliveryStatus | None = None
+    event_type: str | None = None
+
+
+@dataclass(frozen=True)
+class SubscriptionFilters:
+    destination_id: uuid.UUID | None = None
 
 
 class DestinationCreate(BaseModel):

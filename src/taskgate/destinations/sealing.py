@@ -1,28 +1,11 @@
-"""Destination secrets at rest: AES-GCM bound to the destination row, and the URL policy."""
+"""Destination secrets at rest: AES-GCM bound to the destination row."""
 
 from __future__ import annotations
 
 import uuid
 
-from taskgate.master_secret import master_secret
 from taskgate.models import Destination
 from taskgate.outbound.secretbox import SecretBox
-from taskgate.outbound.ssrf import URLPolicy
-from taskgate.settings import Settings
-
-
-def secret_box(settings: Settings) -> SecretBox:
-    """The configured keys, or one key derived from the deployment's master secret."""
-    if settings.outbound.secret_keys is not None:
-        return SecretBox.from_settings(settings.outbound.secret_keys.get_secret_value())
-    return SecretBox.from_master_secret(master_secret(settings))
-
-
-def url_policy(settings: Settings) -> URLPolicy:
-    return URLPolicy(
-        allow_private=settings.outbound.allow_private,
-        allow_loopback=settings.outbound.allow_loopback,
-    )
 
 
 def _aad(destination_id: uuid.UUID) -> bytes:

@@ -1,4 +1,5 @@
-"""Destination use cases: create, read, change, delete; the secret is sealed, never shown."""
+"""Destination use cases: create, list, read, change, delete (the secret is sealed, never
+shown), and the delivery log."""
 
 from __future__ import annotations
 
@@ -10,17 +11,26 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
+from taskgate.auth.principal import Principal
 from taskgate.destinations import repository as repo
-from taskgate.destinations.schemas import DestinationCreate, DestinationOut, DestinationUpdate
-from taskgate.destinations.sealing import open_secret, seal_secret, secret_box, url_policy
+from taskgate.destinations.schemas import (
+    DeliveryAttemptOut,
+    DeliveryFilters,
+    DeliveryOut,
+    DestinationCreate,
+    DestinationFilters,
+    DestinationOut,
+    DestinationUpdate,
+)
+from taskgate.destinations.sealing import open_secret, seal_secret
 from taskgate.errors import FieldProblem, NotFound, ValidationFailed
 from taskgate.governance.access import authorize
-from taskgate.identity.principal import Principal
+from taskgate.http.pagination import Page, PageParams, page_of, paginate
 from taskgate.ids import new_id
 from taskgate.models import Destination
 from taskgate.outbound.adapters import validate_config
-from taskgate.outbound.secretbox import SecretBoxError
-from taskgate.outbound.ssrf import BlockedURLError, check_url
+from taskgate.outbound.secretbox import SecretBoxError, secret_box
+from taskgate.outbound.ssrf import BlockedURLError, check_url, url_policy
 from taskgate.settings import Settings
 
 log = structlog.get_logger()
@@ -83,11 +93,12 @@ async def _validate(
 async def create_destination(
     session: AsyncSession, settings: Settings, principal: Principal, body: DestinationCreate
 ) -> Destination:
+    project_id = authorize(principal, "destination:create")
     await _validate(settings, body.destination_type, body.destination_config, body.secret)
     destination = Destination(
         id=new_id(),
         owner_id=principal.user_id,
-        project_id=authorize(principal, "destination:create"),
+        project_id=project_id,
         name=body.name,
         destination_type=body.destination_type,
         destination_config=body.destination_config,
@@ -109,12 +120,66 @@ async def create_destination(
     return destination
 
 
+async def list_destinations(
+    session: AsyncSession, principal: Principal, filters: DestinationFilters, page: PageParams
+) -> Page[DestinationOut]:
+    """The destinations of the request's project, whoever made them."""
+    project_id = authorize(principal, "destination:read")
+    return await page_of(
+        session, repo.destinations_listing(project_id, filters), page, destination_out
+    )
+
+
+async def list_deliveries(
+    session: AsyncSession,
+    principal: Principal,
+    destination_id: uuid.UUID,
+    filters: DeliveryFilters,
+    page: PageParams,
+) -> Page[DeliveryOut]:
+    """The destination's delivery log, each delivery with its attempts."""
+    destination = await get_destination(session, principal, destination_id)
+    window = await paginate(session, repo.deliveries_listing(destination.id, filters), page)
+    attempts = await repo.attempts_of(session, [r.id for r in window.rows])
+    results = [
+        DeliveryOut(
+            id=r.id,
+            subscription_id=r.subscription_id,
+            destination_id=r.destination_id,
+            event_id=r.event_id,
+            event_type=r.event_type,
+            status=r.status,
+            attempts=r.attempts,
+            next_attempt_at=r.next_attempt_at,
+            last_status_code=r.last_status_code,
+            last_error=r.last_error,
+            created_at=r.created_at,
+            updated_at=r.updated_at,
+            attempt_log=[DeliveryAttemptOut.model_validate(a) for a in attempts[r.id]],
+        )
+        for r in window.rows
+    ]
+    return window.page(results)
+
+
 async def get_destination(
-    session: AsyncSession, principal: Principal, destination_id: uuid.UUID
+    session: AsyncSession,
+    principal: Principal,
+    destination_id: uuid.UUID,
+    permission: str = "destination:read",
 ) -> Destination:
-    destination = await repo.destination_for(session, destination_id, principal.user_id)
+    """The destination, if ``principal`` holds ``permission`` in its project (reading: any
+    role there; changing: its admins); 404 when missing or in a project it does not see."""
+    destination = await repo.destination_for(session, destination_id)
     if destination is None:
         raise NotFound("No such destination.")
+    authorize(
+        principal,
+        permission,
+        project_id=destination.project_id,
+        owner_id=destination.owner_id,
+        resource_id=destination.id,
+    )
     return destination
 
 
@@ -125,7 +190,7 @@ async def update_destination(
     destination_id: uuid.UUID,
     body: DestinationUpdate,
 ) -> Destination:
-    destination = await get_destination(session, principal, destination_id)
+    destination = await get_destination(session, principal, destination_id, "destination:update")
     sent = body.model_fields_set
     refuse_nulls(body, ("name", "destination_type", "destination_config", "is_active"))
     changed = sorted(sent)
@@ -175,7 +240,7 @@ async def update_destination(
 async def delete_destination(
     session: AsyncSession, principal: Principal, destination_id: uuid.UUID
 ) -> None:
-    destination = await get_destination(session, principal, destination_id)
+    destination = await get_destination(session, principal, destination_id, "destination:delete")
     await session.delete(destination)
     await session.flush()
     await audit(

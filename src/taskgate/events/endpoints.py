@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, WebSocket, status
+from fastapi import APIRouter, Depends, Header, Query, Request, WebSocket, status
 
+from taskgate.auth.principal import Authenticator, Principal
 from taskgate.errors import ValidationFailed
 from taskgate.events import subjects
 from taskgate.events.bus import EventBus
@@ -16,9 +17,8 @@ from taskgate.events.sse import EventStreamResponse
 from taskgate.events.streams import EventStream
 from taskgate.events.websocket import serve_websocket
 from taskgate.events.wire import MAX_EVENT_ID
-from taskgate.http.auth import CurrentPrincipal, Db, Session, StreamPrincipal
+from taskgate.http.auth import CurrentPrincipal, Session, StreamPrincipal
 from taskgate.identity import stream_tickets
-from taskgate.identity.principal import Authenticator, Principal
 from taskgate.openapi import errors
 
 router = APIRouter(prefix="/api/v1", tags=["streams"])
@@ -64,6 +64,15 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     },
     **errors(400, 401, 403, 404, 429),
 }
+
+
+async def _subject_finders(request: Request) -> subjects.Subjects:
+    """Where streams find their subjects: built with the app (``create_app``)."""
+    found: subjects.Subjects = request.app.state.stream_subjects
+    return found
+
+
+SubjectFinders = Annotated[subjects.Subjects, Depends(_subject_finders)]
 LastEventHeader = Annotated[str | None, Header(alias="Last-Event-ID")]
 LastEventQuery = Annotated[
     int | None, Query(ge=0, le=MAX_EVENT_ID, description="Resume after this event id.")
@@ -104,7 +113,7 @@ def _respond(
 async def stream_sse(
     request: Request,
     principal: StreamPrincipal,
-    db: Db,
+    finders: SubjectFinders,
     last_event_header: LastEventHeader = None,
     task_id: uuid.UUID | None = None,
     run_id: uuid.UUID | None = None,
@@ -116,7 +125,7 @@ async def stream_sse(
 ) -> EventStreamResponse:
     after = _resume(last_event_header, last_event_id)
     spec = await subjects.filtered_stream(
-        db,
+        finders,
         principal,
         task_id=task_id,
         run_id=run_id,
@@ -138,14 +147,14 @@ async def stream_sse(
 async def stream_task(
     request: Request,
     principal: StreamPrincipal,
-    db: Db,
+    finders: SubjectFinders,
     task_id: uuid.UUID,
     last_event_header: LastEventHeader = None,
     types: TypesQuery = None,
     last_event_id: LastEventQuery = None,
 ) -> EventStreamResponse:
     after = _resume(last_event_header, last_event_id)
-    spec = await subjects.task_stream(db, principal, task_id, TypeFilter.parse(types))
+    spec = await subjects.task_stream(finders, principal, task_id, TypeFilter.parse(types))
     return _respond(request, principal, spec, after)
 
 
@@ -159,14 +168,14 @@ async def stream_task(
 async def stream_run(
     request: Request,
     principal: StreamPrincipal,
-    db: Db,
+    finders: SubjectFinders,
     run_id: uuid.UUID,
     last_event_header: LastEventHeader = None,
     types: TypesQuery = None,
     last_event_id: LastEventQuery = None,
 ) -> EventStreamResponse:
     after = _resume(last_event_header, last_event_id)
-    spec = await subjects.run_stream(db, principal, run_id, TypeFilter.parse(types))
+    spec = await subjects.run_stream(finders, principal, run_id, TypeFilter.parse(types))
     return _respond(request, principal, spec, after)
 
 
@@ -180,14 +189,16 @@ async def stream_run(
 async def stream_execution(
     request: Request,
     principal: StreamPrincipal,
-    db: Db,
+    finders: SubjectFinders,
     execution_id: uuid.UUID,
     last_event_header: LastEventHeader = None,
     types: TypesQuery = None,
     last_event_id: LastEventQuery = None,
 ) -> EventStreamResponse:
     after = _resume(last_event_header, last_event_id)
-    spec = await subjects.execution_stream(db, principal, execution_id, TypeFilter.parse(types))
+    spec = await subjects.execution_stream(
+        finders, principal, execution_id, TypeFilter.parse(types)
+    )
     return _respond(request, principal, spec, after)
 
 

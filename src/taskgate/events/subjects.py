@@ -1,17 +1,19 @@
 """Which events a stream carries: a project's, narrowed to a subject, and which events end
 it. A subject's stream follows the subject's project once its service found the subject for
 the principal (which asks the authorization seam); a feed follows the request's project, if
-the seam lets the principal read its events. Subjects belong to other features, looked up
-through their services (imported when needed: a feature that is not installed has no
-subjects to find)."""
+the seam lets the principal read its events. Subjects belong to other features; their
+services find them, handed in by the app (``Subjects``), so events import no feature."""
 
 from __future__ import annotations
 
-import importlib
 import uuid
-from types import ModuleType
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskgate.auth.principal import Principal
 from taskgate.db.session import Database
 from taskgate.errors import NotFound, ValidationFailed
 from taskgate.events.filters import (
@@ -24,47 +26,38 @@ from taskgate.events.filters import (
 )
 from taskgate.events.visibility import readable_families, reading_permission
 from taskgate.governance.access import authorize
-from taskgate.identity.principal import Principal
 
-_TASKS = ("taskgate.tasks.service", "get_task", "Task not found.")
-_RUNS = ("taskgate.runs.service", "get_run", "Run not found.")
-_EXECUTIONS = (
-    "taskgate.workflows.executions_service",
-    "get_execution",
-    "Workflow executions are not available on this server.",
-)
-_SESSIONS = ("taskgate.sessions.service", "get_session", "Session not found.")
+# A service's ``get_…(session, principal, id)``: the subject, or NotFound when it is missing or
+# in a project the principal does not see.
+Finder = Callable[[AsyncSession, Principal, uuid.UUID], Awaitable[Any]]
+# Reading a task or a run (runs belong to tasks) takes this scope.
+TASKS_READ = "tasks:read"
 
 
-def _feature(module: str) -> ModuleType | None:
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and (module == exc.name or module.startswith(exc.name + ".")):
-            return None
-        raise
+@dataclass(frozen=True)
+class Subjects:
+    """Where streams find their subjects (``taskgate/api.py:stream_subjects``)."""
 
+    db: Database
+    task: Finder
+    run: Finder
+    execution: Finder
 
-async def _lookup(
-    db: Database,
-    principal: Principal,
-    target: tuple[str, str, str],
-    subject_id: uuid.UUID,
-    *,
-    required: bool,
-) -> Any | None:
-    """The subject from its service (NotFound when missing or in a project the principal does
-    not see); None when the feature is not installed and ``required`` is false (the stream
-    then follows the request's project)."""
-    module_name, function, missing = target
-    module = _feature(module_name)
-    finder = getattr(module, function, None) if module is not None else None
-    if finder is None:
-        if required:
-            raise NotFound(missing)
-        return None
-    async with db.transaction(write=False) as session:
-        return await finder(session, principal, subject_id)
+    async def find(
+        self,
+        finder: Finder,
+        principal: Principal,
+        subject_id: uuid.UUID,
+        *,
+        scope: str | None = None,
+    ) -> Any:
+        """The subject; ``scope`` is the API-key scope reading it takes. Services check no
+        scopes (routes declare theirs), and a stream's follow the subjects its query names,
+        so they are checked here as each one is looked up."""
+        if scope is not None:
+            principal.require_scope(scope)
+        async with self.db.transaction(write=False) as session:
+            return await finder(session, principal, subject_id)
 
 
 def _project(subject: Any) -> uuid.UUID | None:
@@ -85,9 +78,9 @@ def _task_end(task_id: uuid.UUID) -> EndCondition:
 
 
 async def task_stream(
-    db: Database, principal: Principal, task_id: uuid.UUID, types: TypeFilter | None
+    subjects: Subjects, principal: Principal, task_id: uuid.UUID, types: TypeFilter | None
 ) -> StreamSpec:
-    task = await _lookup(db, principal, _TASKS, task_id, required=True)
+    task = await subjects.find(subjects.task, principal, task_id, scope=TASKS_READ)
     return _spec(
         principal,
         _project(task),
@@ -99,10 +92,17 @@ async def task_stream(
 
 
 async def run_stream(
-    db: Database, principal: Principal, run_id: uuid.UUID, types: TypeFilter | None
+    subjects: Subjects, principal: Principal, run_id: uuid.UUID, types: TypeFilter | None
 ) -> StreamSpec:
-    run = await _lookup(db, principal, _RUNS, run_id, required=True)
-    return _run_spec(principal, run, run_id, types)
+    run = await subjects.find(subjects.run, principal, run_id, scope=TASKS_READ)
+    return _spec(
+        principal,
+        _project(run),
+        equals=(("run_id", run_id),),
+        types=types,
+        ends=_run_ends(run, run_id),
+        replay=True,
+    )
 
 
 def _run_ends(run: Any, run_id: uuid.UUID) -> tuple[EndCondition, ...]:
@@ -114,33 +114,10 @@ def _run_ends(run: Any, run_id: uuid.UUID) -> tuple[EndCondition, ...]:
     return tuple(ends)
 
 
-def _run_spec(
-    principal: Principal, run: Any, run_id: uuid.UUID, types: TypeFilter | None
-) -> StreamSpec:
-    return _spec(
-        principal,
-        _project(run),
-        equals=(("run_id", run_id),),
-        types=types,
-        ends=_run_ends(run, run_id),
-        replay=True,
-    )
-
-
 async def execution_stream(
-    db: Database, principal: Principal, execution_id: uuid.UUID, types: TypeFilter | None
+    subjects: Subjects, principal: Principal, execution_id: uuid.UUID, types: TypeFilter | None
 ) -> StreamSpec:
-    execution = await _lookup(db, principal, _EXECUTIONS, execution_id, required=True)
-    return _execution_spec(principal, execution, execution_id, types)
-
-
-def _execution_ends(execution_id: uuid.UUID) -> tuple[EndCondition, ...]:
-    return (EndCondition("execution_id", execution_id, EXECUTION_TERMINAL),)
-
-
-def _execution_spec(
-    principal: Principal, execution: Any, execution_id: uuid.UUID, types: TypeFilter | None
-) -> StreamSpec:
+    execution = await subjects.find(subjects.execution, principal, execution_id)
     return _spec(
         principal,
         _project(execution),
@@ -151,17 +128,20 @@ def _execution_spec(
     )
 
 
-async def session_stream(
-    db: Database, principal: Principal, session_id: uuid.UUID, types: TypeFilter | None
+def _execution_ends(execution_id: uuid.UUID) -> tuple[EndCondition, ...]:
+    return (EndCondition("execution_id", execution_id, EXECUTION_TERMINAL),)
+
+
+def session_stream(
+    principal: Principal, session_id: uuid.UUID, types: TypeFilter | None
 ) -> StreamSpec:
-    chat = await _lookup(db, principal, _SESSIONS, session_id, required=False)
-    return _spec(
-        principal, _project(chat), equals=(("session_id", session_id),), types=types, replay=True
-    )
+    """A session's events, in the request's project (sessions have no service to find them
+    with yet)."""
+    return _spec(principal, None, equals=(("session_id", session_id),), types=types, replay=True)
 
 
 async def filtered_stream(
-    db: Database,
+    subjects: Subjects,
     principal: Principal,
     *,
     task_id: uuid.UUID | None = None,
@@ -171,27 +151,29 @@ async def filtered_stream(
     workflow_id: uuid.UUID | None = None,
     types: TypeFilter | None = None,
 ) -> StreamSpec:
-    """``GET /stream/sse``: any combination of filters. A named subject is checked when its
-    feature is installed, and the stream ends with it (the most specific one given) and
-    follows its project; without one, the request's project."""
-    if workflow_id is not None and task_id is None and await _is_task(db, principal, workflow_id):
+    """``GET /stream/sse``: any combination of filters. A named task, run or execution is
+    checked, and the stream ends with it (the most specific one given) and follows its
+    project; without one, the request's project."""
+    if (
+        workflow_id is not None
+        and task_id is None
+        and await _is_task(subjects, principal, workflow_id)
+    ):
         # Shannon clients name the task they follow ``workflow_id``.
         task_id, workflow_id = workflow_id, None
     ends: tuple[EndCondition, ...] = ()
     # The project of the subjects named (events must match them all, so one project).
     project: uuid.UUID | None = None
-    if session_id is not None:
-        project = _project(await _lookup(db, principal, _SESSIONS, session_id, required=False))
     if execution_id is not None:
-        execution = await _lookup(db, principal, _EXECUTIONS, execution_id, required=False)
+        execution = await subjects.find(subjects.execution, principal, execution_id)
         ends = _execution_ends(execution_id)
-        project = _project(execution) or project
+        project = _project(execution)
     if run_id is not None:
-        run = await _lookup(db, principal, _RUNS, run_id, required=False)
+        run = await subjects.find(subjects.run, principal, run_id, scope=TASKS_READ)
         ends = _run_ends(run, run_id)
         project = _project(run) or project
     if task_id is not None:
-        task = await _lookup(db, principal, _TASKS, task_id, required=False)
+        task = await subjects.find(subjects.task, principal, task_id, scope=TASKS_READ)
         ends = (_task_end(task_id),)
         project = _project(task) or project
     named = {
@@ -206,9 +188,11 @@ async def filtered_stream(
     return _spec(principal, project, equals=equals, types=types, ends=ends, replay=subject)
 
 
-async def _is_task(db: Database, principal: Principal, subject_id: uuid.UUID) -> bool:
+async def _is_task(subjects: Subjects, principal: Principal, subject_id: uuid.UUID) -> bool:
     try:
-        return await _lookup(db, principal, _TASKS, subject_id, required=False) is not None
+        return (
+            await subjects.find(subjects.task, principal, subject_id, scope=TASKS_READ) is not None
+        )
     except NotFound:
         return False
 
@@ -217,7 +201,7 @@ _FEEDS = {"events": (), "tasks": ("task_id",), "executions": ("execution_id",)}
 
 
 async def channel_stream(
-    db: Database, principal: Principal, channel: str, types: TypeFilter | None
+    subjects: Subjects, principal: Principal, channel: str, types: TypeFilter | None
 ) -> StreamSpec:
     """A WebSocket channel: ``tasks:<id>``, ``runs:<id>``, ``executions:<id>``,
     ``sessions:<id>``, or the feeds ``tasks``, ``executions``, ``events``."""
@@ -231,11 +215,11 @@ async def channel_stream(
     except ValueError:
         raise ValidationFailed.field("channel", f"{raw[:80]!r} is not an id") from None
     if kind == "tasks":
-        return await task_stream(db, principal, subject_id, types)
+        return await task_stream(subjects, principal, subject_id, types)
     if kind == "runs":
-        return await run_stream(db, principal, subject_id, types)
+        return await run_stream(subjects, principal, subject_id, types)
     if kind == "executions":
-        return await execution_stream(db, principal, subject_id, types)
+        return await execution_stream(subjects, principal, subject_id, types)
     if kind == "sessions":
-        return await session_stream(db, principal, subject_id, types)
+        return session_stream(principal, subject_id, types)
     raise ValidationFailed.field("channel", f"unknown channel {channel[:80]!r}")

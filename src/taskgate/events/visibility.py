@@ -8,8 +8,8 @@ client asked for. Which project a stream may follow at all is the seam's answer
 
 from __future__ import annotations
 
+from taskgate.auth.principal import Principal
 from taskgate.events.wire import EventRecord
-from taskgate.identity.principal import Principal
 
 # The resource an event is about, by the first subject column it carries, named by its scope
 # family; an event about none of them is only in the project's event list.

@@ -19,8 +19,7 @@ from typing import Any
 import structlog
 from starlette.websockets import WebSocket, WebSocketState
 
-from taskgate.audit.service import record
-from taskgate.db.session import Database
+from taskgate.auth.principal import Principal
 from taskgate.errors import NotFound, RateLimited, TaskgateError, Unauthorized
 from taskgate.events import subjects
 from taskgate.events.bus import EventBus, StreamSlot
@@ -28,7 +27,6 @@ from taskgate.events.filters import TypeFilter
 from taskgate.events.streams import EventStream
 from taskgate.events.wire import MAX_EVENT_ID, EventRecord
 from taskgate.http.auth import get_stream_principal
-from taskgate.identity.principal import Principal
 
 log = structlog.get_logger()
 CLOSE_UNAUTHENTICATED = 4401
@@ -79,7 +77,7 @@ class ChannelSession:
     ) -> None:
         self.websocket = websocket
         self.bus = bus
-        self.db: Database = bus.db
+        self.subjects: subjects.Subjects = websocket.app.state.stream_subjects
         self.principal = principal
         self.slot = slot
         settings = bus.settings.streams
@@ -177,14 +175,15 @@ class ChannelSession:
             raw_types = ",".join(str(item) for item in raw_types)
         try:
             types = TypeFilter.parse(raw_types if isinstance(raw_types, str) else None)
-            spec = await subjects.channel_stream(self.db, self.principal, channel, types)
+            spec = await subjects.channel_stream(self.subjects, self.principal, channel, types)
             stream = EventStream(self.bus, spec, last, ping=False)
         except TaskgateError as exc:
             # Someone else's subject reads exactly like a missing one. A denial is audited
-            # as an HTTP request's is (taskgate.http.errors), though the connection lives on.
-            if exc.denial is not None:
-                denial = exc.denial
-                self.db.in_background(lambda: record(self.db, denial))
+            # as an HTTP request's is (taskgate.http.errors: the recorder the app binds),
+            # though the connection lives on.
+            recorder = getattr(self.websocket.app.state, "record_denial", None)
+            if exc.denial is not None and recorder is not None:
+                recorder(exc.denial)
             self._error(exc.message, channel)
             return
         previous = self.channels.pop(channel, None)

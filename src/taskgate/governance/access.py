@@ -29,13 +29,14 @@ What decides (see taskgate.governance.roles and .rules):
 4. A disabled project refuses every change.
 
 Every denial (the 404 of an invisible project and every 403) carries an audit record with
-the effective subject (``user_id, group_ids, role_names, scope``); the error handler writes
-it in a unit of work of its own once the request's has rolled back
-(taskgate.http.errors), so it survives that rollback.
+the effective subject (``user_id, group_ids, role_names, scope``); the error handler
+(taskgate.http.errors) hands it to the recorder the app binds (``app.state.record_denial``),
+which writes it in a unit of work of its own once the request's has rolled back, so it
+survives that rollback.
 
 Principals built by hand for the runtime (a schedule firing as its owner) carry no grants:
 they are trusted with their one project and checked only for its state. Every HTTP principal
-carries its user's grants (taskgate.identity.principal.Authenticator).
+carries its user's grants (taskgate.auth.principal.Authenticator).
 """
 
 from __future__ import annotations
@@ -46,16 +47,18 @@ from sqlalchemy import ColumnElement, Select, false, select, true
 from sqlalchemy.orm import InstrumentedAttribute
 
 from taskgate.audit.service import audit_values
+from taskgate.auth.principal import Principal
 from taskgate.errors import Conflict, Forbidden, NotFound, TaskgateError
+from taskgate.governance.grants import grants_of
 from taskgate.governance.roles import (
     ALL_PERMISSIONS,
+    OR_SCOPES,
     PROJECT_PERMISSIONS,
     is_read,
     scope_for,
     split,
 )
 from taskgate.governance.rules import decide
-from taskgate.identity.principal import Principal
 from taskgate.models import Project
 
 # Disabling is idempotent, and enabling is how a disabled project comes back.
@@ -66,14 +69,14 @@ def sees(principal: Principal, project_id: uuid.UUID) -> bool:
     """Whether ``principal`` may see project ``project_id`` at all."""
     if principal.key_project_id is not None and project_id != principal.key_project_id:
         return False
-    grants = principal.grants
+    grants = grants_of(principal)
     if grants is None:
         return principal.is_admin or project_id == principal.project_id
     return grants.sees(project_id)
 
 
 def is_active(principal: Principal, project_id: uuid.UUID) -> bool:
-    grants = principal.grants
+    grants = grants_of(principal)
     if grants is None:
         return principal.project_active if project_id == principal.project_id else True
     return project_id not in grants.disabled_projects
@@ -91,8 +94,12 @@ def refusal(
     or None when it may. Visibility and the disabled state are the caller's to check."""
     scope = scope_for(permission)
     if not principal.has_scope(scope):
-        return f"This API key lacks the scope {scope!r} ({permission})."
-    grants = principal.grants
+        alternative = OR_SCOPES.get(permission)
+        if alternative is None or not principal.has_scope(alternative):
+            return f"This API key lacks the scope {scope!r} ({permission})."
+    if project_id is None and principal.key_project_id is not None:
+        return f"An API key restricted to one project cannot act instance-wide ({permission})."
+    grants = grants_of(principal)
     if grants is None:
         if project_id is None and not principal.is_admin:
             return f"Not allowed: this needs the permission {permission}."
@@ -227,7 +234,7 @@ def effective_permissions(
 
 def _visible_ids(principal: Principal) -> list[uuid.UUID] | None:
     """The ids of the projects ``principal`` sees; None: all of them."""
-    grants = principal.grants
+    grants = grants_of(principal)
     if grants is None:
         every = principal.is_admin
         ids = [] if principal.project_id is None else [principal.project_id]

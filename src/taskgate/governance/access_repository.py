@@ -7,24 +7,24 @@ import uuid
 from sqlalchemy import Select, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskgate.governance.access_schemas import GroupFilters, RuleFilters
+from taskgate.http.pagination import Listing
 from taskgate.models import AccessRule, Group, GroupMember, RoleBinding, User
 
 
-def groups_query(
-    *, member: uuid.UUID | None, is_active: bool | None, search: str | None
-) -> Select[tuple[Group]]:
+def groups_listing(member: uuid.UUID | None, filters: GroupFilters) -> Listing[Group]:
     """Groups; only those ``member`` belongs to when it is given."""
     stmt = select(Group)
     if member is not None:
         stmt = stmt.where(
             Group.id.in_(select(GroupMember.group_id).where(GroupMember.user_id == member))
         )
-    if is_active is not None:
-        stmt = stmt.where(Group.is_active.is_(is_active))
-    if search:
-        pattern = f"%{search.lower()}%"
+    if filters.is_active is not None:
+        stmt = stmt.where(Group.is_active.is_(filters.is_active))
+    if filters.search:
+        pattern = f"%{filters.search.lower()}%"
         stmt = stmt.where(Group.name.ilike(pattern) | Group.slug.ilike(pattern))
-    return stmt
+    return Listing(stmt, {"created_at": Group.created_at}, Group.id)
 
 
 async def is_member(session: AsyncSession, group_id: uuid.UUID, user_id: uuid.UUID) -> bool:
@@ -43,8 +43,9 @@ async def membership(
     return found
 
 
-def members_query(group_id: uuid.UUID) -> Select[tuple[GroupMember]]:
-    return select(GroupMember).where(GroupMember.group_id == group_id)
+def members_listing(group_id: uuid.UUID) -> Listing[GroupMember]:
+    stmt = select(GroupMember).where(GroupMember.group_id == group_id)
+    return Listing(stmt, {"created_at": GroupMember.created_at}, GroupMember.id)
 
 
 async def usernames(session: AsyncSession, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
@@ -100,14 +101,23 @@ async def other_bindings(
     return int(await session.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
 
 
-def rules_query(
-    *, subject_type: str | None, subject_id: uuid.UUID | None, effect: str | None
-) -> Select[tuple[AccessRule]]:
+def bindings_listing(
+    project_id: uuid.UUID | None,
+    *,
+    subject_type: str | None,
+    subject_id: uuid.UUID | None,
+    role: str | None,
+) -> Listing[RoleBinding]:
+    stmt = bindings_query(project_id, subject_type=subject_type, subject_id=subject_id, role=role)
+    return Listing(stmt, {"created_at": RoleBinding.created_at}, RoleBinding.id)
+
+
+def rules_listing(filters: RuleFilters) -> Listing[AccessRule]:
     stmt = select(AccessRule)
-    if subject_type is not None:
-        stmt = stmt.where(AccessRule.subject_type == subject_type)
-    if subject_id is not None:
-        stmt = stmt.where(AccessRule.subject_id == subject_id)
-    if effect is not None:
-        stmt = stmt.where(AccessRule.effect == effect)
-    return stmt
+    if filters.subject_type is not None:
+        stmt = stmt.where(AccessRule.subject_type == filters.subject_type)
+    if filters.subject_id is not None:
+        stmt = stmt.where(AccessRule.subject_id == filters.subject_id)
+    if filters.effect is not None:
+        stmt = stmt.where(AccessRule.effect == filters.effect)
+    return Listing(stmt, {"created_at": AccessRule.created_at}, AccessRule.id)

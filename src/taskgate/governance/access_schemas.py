@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -13,6 +14,34 @@ from taskgate.models import AccessRule, Group, GroupMember, RoleBinding
 
 RoleName = Literal["owner", "admin", "operator", "member", "viewer"]
 assert set(RoleName.__args__) == set(ROLE_NAMES)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class GroupFilters:
+    """What ``GET /api/v1/groups`` narrows the groups to."""
+
+    is_active: bool | None = None
+    search: str | None = None
+
+
+@dataclass(frozen=True)
+class BindingFilters:
+    """What ``GET /api/v1/role-bindings`` lists: one scope's bindings, narrowed."""
+
+    scope_type: str = "project"
+    scope_id: uuid.UUID | None = None
+    subject_type: str | None = None
+    subject_id: uuid.UUID | None = None
+    role: str | None = None
+
+
+@dataclass(frozen=True)
+class RuleFilters:
+    """What ``GET /api/v1/access-rules`` narrows the rules to."""
+
+    subject_type: str | None = None
+    subject_id: uuid.UUID | None = None
+    effect: str | None = None
 
 
 class GroupCreate(BaseModel):

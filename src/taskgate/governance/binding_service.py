@@ -16,46 +16,45 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import Select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
+from taskgate.auth.principal import Principal
 from taskgate.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from taskgate.governance import access_repository as repo
 from taskgate.governance.access import authorize, authorize_system, denied, may
-from taskgate.governance.access_schemas import BindingCreate
+from taskgate.governance.access_schemas import BindingCreate, BindingFilters, BindingOut
 from taskgate.governance.changes import changed
+from taskgate.governance.grants import grants_of
 from taskgate.governance.roles import INSTANCE_ADMIN, ROLES, SYSTEM_ROLES
-from taskgate.identity.principal import Principal
+from taskgate.http.pagination import Page, PageParams, page_of
 from taskgate.models import Group, Project, RoleBinding, User
 
 
-def bindings_query(
-    principal: Principal,
-    *,
-    scope_type: str,
-    scope_id: uuid.UUID | None,
-    subject_type: str | None,
-    subject_id: uuid.UUID | None,
-    role: str | None,
-) -> Select[tuple[RoleBinding]]:
+async def list_bindings(
+    session: AsyncSession, principal: Principal, filters: BindingFilters, page: PageParams
+) -> Page[BindingOut]:
     """The bindings at system scope, or of one project (default: the request's)."""
-    if scope_type == "system":
+    if filters.scope_type == "system":
         authorize_system(principal, "role_binding:read")
         project_id = None
     else:
-        project_id = authorize(principal, "role_binding:read", project_id=scope_id)
-    return repo.bindings_query(
-        project_id, subject_type=subject_type, subject_id=subject_id, role=role
+        project_id = authorize(principal, "role_binding:read", project_id=filters.scope_id)
+    listing = repo.bindings_listing(
+        project_id,
+        subject_type=filters.subject_type,
+        subject_id=filters.subject_id,
+        role=filters.role,
     )
+    return await page_of(session, listing, page, BindingOut.of)
 
 
 def _check_may_grant(principal: Principal, role: str, project_id: uuid.UUID | None) -> None:
     """403 unless ``principal`` holds every permission ``role`` grants in the scope."""
     if principal.is_admin:
         return
-    grants = principal.grants
+    grants = grants_of(principal)
     granted = ROLES[role]
     missing = set(granted.permissions | granted.owned)
     if grants is not None and project_id is not None:

@@ -1,7 +1,7 @@
 """How a change to who may do what reaches every process by its next request.
 
 Each process caches, per credential, the principal with its user's grants
-(taskgate.identity.principal.Authenticator), and the projects requests name
+(taskgate.auth.principal.Authenticator), and the projects requests name
 (taskgate.governance.selection.ProjectDirectory), so that authorization costs no query on
 the hot paths. A governance change (a role binding, a group or its members, an access rule,
 a project's state, an instance administrator, a user disabled, an API key revoked) calls
@@ -22,9 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from fastapi import FastAPI
@@ -33,13 +32,23 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.db.session import Database, signal_after_commit
-from taskgate.events.bus import transport_for
 from taskgate.governance.grants import current_generation
 from taskgate.models import GovernanceState
 from taskgate.settings import Settings
 
 GOVERNANCE_CHANGED = "governance"
 log = structlog.get_logger()
+
+
+class Announcer(Protocol):
+    """How generations travel between processes: one of the event bus's transports
+    (``events/transports.py``) on a channel of its own, which the app hands in."""
+
+    async def start(self, notify: Callable[[int | None], None], *, listen: bool) -> None: ...
+
+    def publish(self, max_id: int) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 async def changed(session: AsyncSession) -> int:
@@ -67,12 +76,17 @@ class GovernanceWatch:
 
     name = "governance-watch"
 
-    def __init__(self, settings: Settings, db: Database, forget: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        forget: Callable[[], None],
+        transport: Announcer,
+    ) -> None:
         self.db = db
         self.forget = forget
         self.poll_seconds = settings.auth.governance_poll_seconds
-        channel = f"{settings.streams.channel}_governance"
-        self.transport = transport_for(settings, secrets.token_hex(6), channel)
+        self.transport = transport
         # The generation the caches were last dropped for; None until first read.
         self.known: int | None = None
         self._poller: asyncio.Task[None] | None = None

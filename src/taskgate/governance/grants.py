@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskgate.auth.principal import Principal
 from taskgate.governance.roles import INSTANCE_ADMIN, permissions_of
 from taskgate.governance.rules import Rule
 from taskgate.models import AccessRule, GovernanceState, Group, GroupMember, Project, RoleBinding
@@ -91,6 +92,15 @@ class Grants:
                 "scope": f"project:{project_id}" if project_id is not None else "system",
             }
         return found
+
+
+def grants_of(principal: Principal) -> Grants | None:
+    """The principal's grants (``auth/`` knows them only as a protocol); None for a principal
+    the runtime built by hand."""
+    grants = principal.grants
+    if grants is None or isinstance(grants, Grants):
+        return grants
+    raise TypeError(f"grants of an unknown kind: {type(grants).__name__}")
 
 
 async def current_generation(session: AsyncSession) -> int:

@@ -7,32 +7,38 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import Select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
+from taskgate.auth.principal import Principal
 from taskgate.errors import Conflict, NotFound, ValidationFailed
 from taskgate.governance import access_repository as repo
 from taskgate.governance.access import authorize_system, may
-from taskgate.governance.access_schemas import GroupCreate, GroupUpdate, MemberAdd
+from taskgate.governance.access_schemas import (
+    GroupCreate,
+    GroupFilters,
+    GroupOut,
+    GroupUpdate,
+    MemberAdd,
+    MemberOut,
+)
 from taskgate.governance.changes import changed
 from taskgate.governance.service import slugify
-from taskgate.identity.principal import Principal
+from taskgate.http.pagination import Page, PageParams, page_of, paginate
 from taskgate.models import Group, GroupMember, User
 
 
-def groups_query(
-    principal: Principal, *, is_active: bool | None, search: str | None
-) -> Select[tuple[Group]]:
-    principal.require_scope("groups:read")
+async def list_groups(
+    session: AsyncSession, principal: Principal, filters: GroupFilters, page: PageParams
+) -> Page[GroupOut]:
+    """Every group for a system-scope reader, else the caller's own."""
     member = None if may(principal, "group:read", None) else principal.user_id
-    return repo.groups_query(member=member, is_active=is_active, search=search)
+    return await page_of(session, repo.groups_listing(member, filters), page, GroupOut.of)
 
 
 async def get_group(session: AsyncSession, principal: Principal, group_id: uuid.UUID) -> Group:
     """The group, if ``principal`` may see it (404 otherwise)."""
-    principal.require_scope("groups:read")
     group = await session.get(Group, group_id)
     if group is None or not (
         may(principal, "group:read", None)
@@ -136,16 +142,18 @@ async def set_active(
     return group
 
 
-async def members_query(
-    session: AsyncSession, principal: Principal, group_id: uuid.UUID
-) -> Select[tuple[GroupMember]]:
+async def list_members(
+    session: AsyncSession, principal: Principal, group_id: uuid.UUID, page: PageParams
+) -> Page[MemberOut]:
     group = await get_group(session, principal, group_id)
-    return repo.members_query(group.id)
+    window = await paginate(session, repo.members_listing(group.id), page)
+    names = await repo.usernames(session, [member.user_id for member in window.rows])
+    return window.page([MemberOut.of(m, names.get(m.user_id, "")) for m in window.rows])
 
 
 async def add_member(
     session: AsyncSession, principal: Principal, group_id: uuid.UUID, body: MemberAdd
-) -> tuple[GroupMember, str]:
+) -> MemberOut:
     group = await _managed(session, principal, group_id, "group:update")
     user = await session.get(User, body.user_id)
     if user is None:
@@ -168,7 +176,7 @@ async def add_member(
         system_scope=True,
         detail={"user_id": str(user.id), "username": user.username},
     )
-    return member, user.username
+    return MemberOut.of(member, user.username)
 
 
 async def remove_member(

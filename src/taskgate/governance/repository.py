@@ -7,21 +7,21 @@ import uuid
 from sqlalchemy import Select, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskgate.auth.principal import Principal
 from taskgate.governance.access import project_visible
-from taskgate.identity.principal import Principal
+from taskgate.governance.schemas import ProjectFilters
+from taskgate.http.pagination import Listing
 from taskgate.models import Project
 
 
-def projects_query(
-    principal: Principal, *, status: str | None, search: str | None
-) -> Select[tuple[Project]]:
+def projects_listing(principal: Principal, filters: ProjectFilters) -> Listing[Project]:
     stmt = select(Project).where(project_visible(principal, Project.id))
-    if status is not None:
-        stmt = stmt.where(Project.status == status)
-    if search:
-        pattern = f"%{search.lower()}%"
+    if filters.status is not None:
+        stmt = stmt.where(Project.status == filters.status)
+    if filters.search:
+        pattern = f"%{filters.search.lower()}%"
         stmt = stmt.where(Project.name.ilike(pattern) | Project.slug.ilike(pattern))
-    return stmt
+    return Listing(stmt, {"created_at": Project.created_at}, Project.id)
 
 
 def by_reference(reference: str) -> Select[tuple[Project]]:

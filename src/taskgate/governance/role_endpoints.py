@@ -11,19 +11,27 @@ from fastapi import status as http
 from taskgate.governance import binding_service, rule_service
 from taskgate.governance.access_schemas import (
     BindingCreate,
+    BindingFilters,
     BindingOut,
     RoleList,
     RoleName,
     RoleOut,
     RuleCreate,
+    RuleFilters,
     RuleOut,
     RuleUpdate,
 )
 from taskgate.governance.roles import ROLES, SYSTEM_GRANTS
-from taskgate.http.auth import CurrentPrincipal, Session
+from taskgate.http.auth import (
+    AccessRulesRead,
+    AccessRulesWrite,
+    CurrentPrincipal,
+    RoleBindingsRead,
+    RoleBindingsWrite,
+    Session,
+)
 from taskgate.http.json_body import JsonRoute
-from taskgate.http.pagination import Page, PageParams, page_of, page_params
-from taskgate.models import AccessRule, RoleBinding
+from taskgate.http.pagination import Page, PageParams, page_params
 from taskgate.openapi import errors
 
 router = APIRouter(prefix="/api/v1", route_class=JsonRoute)
@@ -44,7 +52,7 @@ async def list_roles(principal: CurrentPrincipal) -> RoleList:
 @router.get("/role-bindings", tags=["roles"], responses=errors(400, 401, 403, 404))
 async def list_role_bindings(
     session: Session,
-    principal: CurrentPrincipal,
+    principal: RoleBindingsRead,
     page: CreatedPage,
     scope_type: Literal["system", "project"] = "project",
     scope_id: Annotated[
@@ -55,22 +63,8 @@ async def list_role_bindings(
     subject_id: uuid.UUID | None = None,
     role: RoleName | None = None,
 ) -> Page[BindingOut]:
-    stmt = binding_service.bindings_query(
-        principal,
-        scope_type=scope_type,
-        scope_id=scope_id,
-        subject_type=subject_type,
-        subject_id=subject_id,
-        role=role,
-    )
-    return await page_of(
-        session,
-        stmt,
-        page,
-        {"created_at": RoleBinding.created_at},
-        RoleBinding.id,
-        show=BindingOut.of,
-    )
+    filters = BindingFilters(scope_type, scope_id, subject_type, subject_id, role)
+    return await binding_service.list_bindings(session, principal, filters, page)
 
 
 @router.post(
@@ -80,7 +74,7 @@ async def list_role_bindings(
     responses=errors(400, 401, 403, 404, 409),
 )
 async def create_role_binding(
-    body: BindingCreate, session: Session, principal: CurrentPrincipal, response: Response
+    body: BindingCreate, session: Session, principal: RoleBindingsWrite, response: Response
 ) -> BindingOut:
     binding = await binding_service.create_binding(session, principal, body)
     response.headers["Location"] = f"/api/v1/role-bindings/{binding.id}"
@@ -94,7 +88,7 @@ async def create_role_binding(
     responses=errors(401, 403, 404, 409),
 )
 async def delete_role_binding(
-    binding_id: uuid.UUID, session: Session, principal: CurrentPrincipal
+    binding_id: uuid.UUID, session: Session, principal: RoleBindingsWrite
 ) -> None:
     await binding_service.delete_binding(session, principal, binding_id)
 
@@ -102,18 +96,14 @@ async def delete_role_binding(
 @router.get("/access-rules", tags=["access-rules"], responses=errors(400, 401, 403))
 async def list_access_rules(
     session: Session,
-    principal: CurrentPrincipal,
+    principal: AccessRulesRead,
     page: CreatedPage,
     subject_type: Literal["user", "group", "project"] | None = None,
     subject_id: uuid.UUID | None = None,
     effect: Literal["allow", "deny"] | None = None,
 ) -> Page[RuleOut]:
-    stmt = rule_service.rules_query(
-        principal, subject_type=subject_type, subject_id=subject_id, effect=effect
-    )
-    return await page_of(
-        session, stmt, page, {"created_at": AccessRule.created_at}, AccessRule.id, show=RuleOut.of
-    )
+    filters = RuleFilters(subject_type, subject_id, effect)
+    return await rule_service.list_rules(session, principal, filters, page)
 
 
 @router.post(
@@ -123,7 +113,7 @@ async def list_access_rules(
     responses=errors(400, 401, 403),
 )
 async def create_access_rule(
-    body: RuleCreate, session: Session, principal: CurrentPrincipal, response: Response
+    body: RuleCreate, session: Session, principal: AccessRulesWrite, response: Response
 ) -> RuleOut:
     rule = await rule_service.create_rule(session, principal, body)
     response.headers["Location"] = f"/api/v1/access-rules/{rule.id}"
@@ -132,7 +122,7 @@ async def create_access_rule(
 
 @router.get("/access-rules/{rule_id}", tags=["access-rules"], responses=errors(401, 403, 404))
 async def get_access_rule(
-    rule_id: uuid.UUID, session: Session, principal: CurrentPrincipal
+    rule_id: uuid.UUID, session: Session, principal: AccessRulesRead
 ) -> RuleOut:
     return RuleOut.of(await rule_service.get_rule(session, principal, rule_id))
 
@@ -141,7 +131,7 @@ async def get_access_rule(
     "/access-rules/{rule_id}", tags=["access-rules"], responses=errors(400, 401, 403, 404)
 )
 async def update_access_rule(
-    rule_id: uuid.UUID, body: RuleUpdate, session: Session, principal: CurrentPrincipal
+    rule_id: uuid.UUID, body: RuleUpdate, session: Session, principal: AccessRulesWrite
 ) -> RuleOut:
     return RuleOut.of(await rule_service.update_rule(session, principal, rule_id, body))
 
@@ -153,6 +143,6 @@ async def update_access_rule(
     responses=errors(401, 403, 404),
 )
 async def delete_access_rule(
-    rule_id: uuid.UUID, session: Session, principal: CurrentPrincipal
+    rule_id: uuid.UUID, session: Session, principal: AccessRulesWrite
 ) -> None:
     await rule_service.delete_rule(session, principal, rule_id)

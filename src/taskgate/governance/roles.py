@@ -39,7 +39,7 @@ PROJECT_RESOURCES: dict[str, tuple[str, ...]] = {
     "execution": ("read", "cancel", "replay"),
     "schedule": ("read", "create", "update", "delete", "pause", "resume", "trigger"),
     "destination": ("read", "create", "update", "delete", "test"),
-    "subscription": ("read", "create", "delete"),
+    "subscription": ("read", "create", "update", "delete"),
     "webhook_source": ("read", "create", "update", "delete"),
     "approval": ("read", "decide"),
     "event": ("read", "create"),
@@ -56,12 +56,13 @@ ALL_PERMISSIONS = frozenset(f"{r}:{v}" for r, verbs in RESOURCES.items() for v i
 PROJECT_PERMISSIONS = frozenset(f"{r}:{v}" for r, verbs in PROJECT_RESOURCES.items() for v in verbs)
 INSTANCE_PERMISSIONS = ALL_PERMISSIONS - PROJECT_PERMISSIONS
 
-# The API-key scope family that each resource's permissions need ("<family>:read|write").
+# The API-key scope family that each resource's permissions need ("<family>:read|write"),
+# as the routes declare them (http/auth.py): runs and jobs are read and written with tasks.
 SCOPE_FAMILIES = {
     "project": "projects",
     "task": "tasks",
-    "run": "runs",
-    "job": "jobs",
+    "run": "tasks",
+    "job": "tasks",
     "workflow": "workflows",
     "execution": "executions",
     "schedule": "schedules",
@@ -103,7 +104,7 @@ _ADMIN = (
     | _MEMBER_OWNED
     | _perms(
         "project:update run:update workflow:update,delete schedule:update,delete "
-        "destination:create,update,delete,test subscription:create,delete "
+        "destination:create,update,delete,test subscription:create,update,delete "
         "webhook_source:create,update,delete role_binding:create,delete audit:read"
     )
 )
@@ -187,8 +188,12 @@ def _scope_for(permission: str) -> str:
 
 
 _SCOPES = {permission: _scope_for(permission) for permission in ALL_PERMISSIONS}
+# Permissions that either of two scopes allows (as their routes declare): running a workflow
+# starts an execution.
+OR_SCOPES = {"workflow:run": "executions:write"}
 
 
 def scope_for(permission: str) -> str:
-    """The API-key scope a permission needs: ``task:create`` → ``tasks:write``."""
+    """The API-key scope a permission needs: ``task:create`` → ``tasks:write`` (or, for the
+    few in ``OR_SCOPES``, that one's alternative)."""
     return _SCOPES.get(permission) or _scope_for(permission)

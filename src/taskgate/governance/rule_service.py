@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
+from taskgate.auth.principal import Principal
 from taskgate.errors import NotFound, ValidationFailed
 from taskgate.governance import access_repository as repo
 from taskgate.governance.access import authorize_system
-from taskgate.governance.access_schemas import RuleCreate, RuleUpdate
+from taskgate.governance.access_schemas import RuleCreate, RuleFilters, RuleOut, RuleUpdate
 from taskgate.governance.changes import changed
 from taskgate.governance.rules import check_conditions, check_target
-from taskgate.identity.principal import Principal
+from taskgate.http.pagination import Page, PageParams, page_of
 from taskgate.models import AccessRule, Group, Project, User
 
 _SUBJECTS: dict[str, type[User | Group | Project]] = {
@@ -25,15 +25,11 @@ _SUBJECTS: dict[str, type[User | Group | Project]] = {
 }
 
 
-def rules_query(
-    principal: Principal,
-    *,
-    subject_type: str | None,
-    subject_id: uuid.UUID | None,
-    effect: str | None,
-) -> Select[tuple[AccessRule]]:
+async def list_rules(
+    session: AsyncSession, principal: Principal, filters: RuleFilters, page: PageParams
+) -> Page[RuleOut]:
     authorize_system(principal, "access_rule:read")
-    return repo.rules_query(subject_type=subject_type, subject_id=subject_id, effect=effect)
+    return await page_of(session, repo.rules_listing(filters), page, RuleOut.of)
 
 
 async def get_rule(session: AsyncSession, principal: Principal, rule_id: uuid.UUID) -> AccessRule:

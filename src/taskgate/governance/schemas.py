@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from taskgate.models import Project
+
+
+@dataclass(frozen=True)
+class ProjectFilters:
+    """What ``GET /api/v1/projects`` narrows the projects the caller sees to."""
+
+    status: Literal["active", "disabled"] | None = None
+    search: str | None = None
 
 
 class ProjectCreate(BaseModel):

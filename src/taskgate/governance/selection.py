@@ -1,5 +1,6 @@
 """The project of a request: named by ``X-Tenant-ID`` (id or slug), ``OpenAI-Project``, or a
-``project_id`` query parameter or body field, else the caller's default project.
+``project_id`` query parameter (``http/projects.py``) or body field, else the caller's default
+project.
 
 It is resolved once per request, into the principal the endpoints and services receive. The
 default project comes with the cached user profile (no query); a named one is looked up once
@@ -14,18 +15,16 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from dataclasses import dataclass
-from urllib.parse import parse_qsl
 
 from starlette.types import Scope
 
 from taskgate.audit.service import audit_values
+from taskgate.auth.principal import Principal, TTLCache
 from taskgate.db.session import Database
 from taskgate.errors import NotFound
 from taskgate.governance import repository as repo
 from taskgate.governance.access import sees
-from taskgate.identity.principal import Principal, TTLCache
-
-_HEADERS = (b"x-tenant-id", b"openai-project")
+from taskgate.http.projects import requested_project
 
 
 @dataclass(frozen=True)
@@ -34,23 +33,9 @@ class _Selected:
     active: bool
 
 
-def requested_project(scope: Scope) -> str | None:
-    """The project a request names by header or query parameter, if any."""
-    for name, value in scope["headers"]:
-        if name in _HEADERS:
-            named: str = value.decode("latin-1").strip()
-            if named:
-                return named
-    query: bytes = scope.get("query_string", b"")
-    if b"project_id=" in query:
-        for key, named in parse_qsl(query.decode("latin-1")):
-            if key == "project_id" and named:
-                return str(named)
-    return None
-
-
 class ProjectDirectory:
-    """Resolves project references (id or slug) to projects; one per process."""
+    """Resolves project references (id or slug) to projects, and asks whether the caller
+    sees them; one per process (the app's ``ProjectSelector``, ``http/projects.py``)."""
 
     def __init__(self, db: Database, ttl: float) -> None:
         self.db = db
@@ -100,13 +85,3 @@ async def with_body_project(
     if project_id is None or requested_project(scope) is not None:
         return principal
     return await directory.select(principal, str(project_id))
-
-
-async def request_principal(
-    scope: Scope, principal: Principal, directory: ProjectDirectory
-) -> Principal:
-    """``principal`` in the project its request names (or its default project)."""
-    reference = requested_project(scope)
-    if reference is None:
-        return principal
-    return await directory.select(principal, reference)

@@ -5,17 +5,17 @@ from __future__ import annotations
 import re
 import uuid
 
-from sqlalchemy import Select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
+from taskgate.auth.principal import Principal
 from taskgate.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from taskgate.governance import repository as repo
 from taskgate.governance.access import authorize
 from taskgate.governance.changes import changed
-from taskgate.governance.schemas import ProjectCreate, ProjectUpdate
-from taskgate.identity.principal import Principal
+from taskgate.governance.schemas import ProjectCreate, ProjectFilters, ProjectOut, ProjectUpdate
+from taskgate.http.pagination import Page, PageParams, page_of
 from taskgate.models import Project, RoleBinding, User
 from taskgate.settings import GovernanceSettings
 
@@ -56,11 +56,12 @@ async def _free_slug(session: AsyncSession, name: str) -> str:
     return f"{base}-{n}"
 
 
-def projects_query(
-    principal: Principal, *, status: str | None, search: str | None
-) -> Select[tuple[Project]]:
-    principal.require_scope("projects:read")
-    return repo.projects_query(principal, status=status, search=search)
+async def list_projects(
+    session: AsyncSession, principal: Principal, filters: ProjectFilters, page: PageParams
+) -> Page[ProjectOut]:
+    """The projects the caller may see."""
+    listing = repo.projects_listing(principal, filters)
+    return await page_of(session, listing, page, ProjectOut.of)
 
 
 async def _add(session: AsyncSession, project: Project, owner_id: uuid.UUID) -> Project:
@@ -86,7 +87,6 @@ async def _add(session: AsyncSession, project: Project, owner_id: uuid.UUID) -> 
 async def create_project(
     session: AsyncSession, principal: Principal, body: ProjectCreate, settings: GovernanceSettings
 ) -> Project:
-    principal.require_scope("projects:write")
     if settings.project_creation == "admins" and not principal.is_admin:
         raise Forbidden("Only administrators may create projects on this instance.")
     if principal.key_project_id is not None:

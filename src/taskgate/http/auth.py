@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
@@ -10,11 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
+from taskgate.auth.principal import INVALID_API_KEY, Authenticator, Principal
 from taskgate.db.session import Database, run_after_commit
 from taskgate.errors import Unauthorized
-from taskgate.governance.selection import request_principal
-from taskgate.identity import stream_tickets
-from taskgate.identity.principal import INVALID_API_KEY, Authenticator, Principal
+from taskgate.http.projects import request_principal
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -81,8 +81,9 @@ async def get_stream_principal(conn: HTTPConnection) -> Principal:
     if credential_from_scope(conn.scope) is None:
         ticket = conn.query_params.get("ticket")
         if ticket:
-            authenticator: Authenticator = conn.app.state.authenticator
-            principal = await stream_tickets.redeem(conn.app.state.db, authenticator, ticket)
+            # identity/stream_tickets.py:redeem, bound to the app's database and authenticator.
+            redeem: Callable[[str], Awaitable[Principal]] = conn.app.state.redeem_stream_ticket
+            principal = await redeem(ticket)
             conn.scope.setdefault("state", {})["principal"] = principal
             return await _in_project(conn, principal)
     return await get_principal(conn)
@@ -108,12 +109,34 @@ async def get_db(request: Request) -> Database:
     return db
 
 
-def require_scope(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
-    async def dependency(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
-        principal.require_scope(scope)
+@dataclass(frozen=True)
+class ScopeCheck:
+    """A dependency: the caller, once its API key is found to hold every one of ``scopes``
+    (checked in order; the first missing one is the 403's message), or ``unless`` instead."""
+
+    scopes: tuple[str, ...]
+    unless: str | None = None
+
+    async def __call__(self, principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+        self.check(principal)
         return principal
 
-    return dependency
+    def check(self, principal: Principal) -> None:
+        if self.unless is not None and principal.has_scope(self.unless):
+            return
+        for scope in self.scopes:
+            principal.require_scope(scope)
+
+    def describe(self) -> str:
+        names = " and ".join(f"`{scope}`" for scope in self.scopes)
+        plural = "s" if len(self.scopes) > 1 else ""
+        either = f" (or `{self.unless}`)" if self.unless else ""
+        return f"API-key scope{plural}: {names}{either}."
+
+
+def require_scope(*scopes: str, unless: str | None = None) -> ScopeCheck:
+    """The dependency of a route whose API key must hold ``scopes`` (or ``unless``)."""
+    return ScopeCheck(scopes, unless)
 
 
 async def _stream_caller(
@@ -134,12 +157,59 @@ StreamPrincipal = Annotated[Principal, Depends(_stream_caller)]
 Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
 Db = Annotated[Database, Depends(get_db)]
 
+# The caller of a route that needs API-key scopes; a route declares its scopes with one of
+# these in place of CurrentPrincipal (docs/development.md, "Add an endpoint").
+TasksRead = Annotated[Principal, Depends(require_scope("tasks:read"))]
+TasksWrite = Annotated[Principal, Depends(require_scope("tasks:write"))]
+TasksWriteRead = Annotated[Principal, Depends(require_scope("tasks:write", "tasks:read"))]
+SchedulesRead = Annotated[Principal, Depends(require_scope("schedules:read"))]
+SchedulesWrite = Annotated[Principal, Depends(require_scope("schedules:write"))]
+SchedulesWriteRead = Annotated[
+    Principal, Depends(require_scope("schedules:write", "schedules:read"))
+]
+WorkflowsRead = Annotated[Principal, Depends(require_scope("workflows:read"))]
+WorkflowsWrite = Annotated[Principal, Depends(require_scope("workflows:write"))]
+WorkflowsReadWrite = Annotated[
+    Principal, Depends(require_scope("workflows:read", "workflows:write"))
+]
+ExecutionsRead = Annotated[Principal, Depends(require_scope("executions:read"))]
+ExecutionsWrite = Annotated[Principal, Depends(require_scope("executions:write"))]
+WorkflowsRun = Annotated[
+    Principal, Depends(require_scope("executions:write", unless="workflows:write"))
+]
+ApprovalsRead = Annotated[Principal, Depends(require_scope("approvals:read"))]
+ApprovalsWrite = Annotated[Principal, Depends(require_scope("approvals:write"))]
+EventsRead = Annotated[Principal, Depends(require_scope("events:read"))]
+EventsWrite = Annotated[Principal, Depends(require_scope("events:write"))]
+WebhooksRead = Annotated[Principal, Depends(require_scope("webhooks:read"))]
+WebhooksWrite = Annotated[Principal, Depends(require_scope("webhooks:write"))]
+DestinationsRead = Annotated[Principal, Depends(require_scope("destinations:read"))]
+DestinationsWrite = Annotated[Principal, Depends(require_scope("destinations:write"))]
+SubscriptionsRead = Annotated[Principal, Depends(require_scope("subscriptions:read"))]
+SubscriptionsWrite = Annotated[Principal, Depends(require_scope("subscriptions:write"))]
+UsersRead = Annotated[Principal, Depends(require_scope("users:read"))]
+UsersWrite = Annotated[Principal, Depends(require_scope("users:write"))]
+ApiKeysRead = Annotated[Principal, Depends(require_scope("api-keys:read"))]
+ApiKeysWrite = Annotated[Principal, Depends(require_scope("api-keys:write"))]
+AuditRead = Annotated[Principal, Depends(require_scope("audit:read"))]
+ProjectsRead = Annotated[Principal, Depends(require_scope("projects:read"))]
+ProjectsWrite = Annotated[Principal, Depends(require_scope("projects:write"))]
+ProjectsWriteRead = Annotated[Principal, Depends(require_scope("projects:write", "projects:read"))]
+GroupsRead = Annotated[Principal, Depends(require_scope("groups:read"))]
+GroupsWrite = Annotated[Principal, Depends(require_scope("groups:write"))]
+RoleBindingsRead = Annotated[Principal, Depends(require_scope("role-bindings:read"))]
+RoleBindingsWrite = Annotated[Principal, Depends(require_scope("role-bindings:write"))]
+AccessRulesRead = Annotated[Principal, Depends(require_scope("access-rules:read"))]
+AccessRulesWrite = Annotated[Principal, Depends(require_scope("access-rules:write"))]
+
 __all__ = [
     "CurrentPrincipal",
     "Db",
+    "ScopeCheck",
     "Session",
     "StreamPrincipal",
     "get_principal",
     "get_stream_principal",
+    "require_scope",
     "run_after_commit",
 ]

@@ -10,7 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 
-from taskgate.http.auth import get_principal
+from taskgate.auth.principal import Principal
+from taskgate.http.auth import ScopeCheck, get_principal
 from taskgate.http.json_body import check_json
 
 Endpoint = Callable[..., Awaitable[Response]]
@@ -19,11 +20,14 @@ M = TypeVar("M", bound=BaseModel)
 
 class DirectRoute(APIRoute):
     """Calls ``endpoint(request)``, or ``endpoint(request, body)`` for an endpoint that also
-    takes one JSON body model, and sends the ``Response`` it returns.
+    takes one JSON body model, and sends the ``Response`` it returns. An endpoint may also
+    declare its caller with a scope alias (``principal: TasksWrite``, ``http/auth.py``): it
+    gets the caller, once its API key is found to hold the scopes.
 
     It serves signed-in callers only: the caller is authenticated before anything else, so
     an anonymous request is a 401 whatever its body, and the endpoint's own
-    ``get_principal(request)`` is the answer already resolved.
+    ``get_principal(request)`` is the answer already resolved. The scopes are checked next,
+    before the body is read, as for any route.
 
     FastAPI's handler would otherwise solve (empty) dependencies, decode the JSON into Python
     objects and validate those again, and look up telemetry on every request: about a fifth of
@@ -36,8 +40,10 @@ class DirectRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         dependant = self.dependant
         request_name = dependant.request_param_name
+        scoped = [d for d in dependant.dependencies if isinstance(d.call, ScopeCheck)]
         if (
-            dependant.dependencies
+            len(scoped) != len(dependant.dependencies)
+            or len(scoped) > 1
             or dependant.path_params
             or dependant.query_params
             or dependant.header_params
@@ -49,11 +55,25 @@ class DirectRoute(APIRoute):
                 f"{self.path}: a DirectRoute endpoint takes the request and at most a JSON body"
             )
         endpoint = cast(Endpoint, self.endpoint)
+        check: ScopeCheck | None = None
+        caller_name = ""
+        if scoped:
+            check, caller_name = cast(ScopeCheck, scoped[0].call), scoped[0].name or ""
+
+        async def caller(request: Request) -> dict[str, Principal]:
+            principal = await get_principal(request)
+            if check is None:
+                return {}
+            check.check(principal)
+            return {caller_name: principal}
+
         if not dependant.body_params:
 
             async def handle(request: Request) -> Response:
-                await get_principal(request)
-                return await endpoint(request)
+                if check is None:  # GET /users/me: the hottest read, no call more than needed
+                    await get_principal(request)
+                    return await endpoint(request)
+                return await endpoint(request, **await caller(request))
 
             return handle
 
@@ -64,9 +84,9 @@ class DirectRoute(APIRoute):
         body_name = field.name
 
         async def handle_with_body(request: Request) -> Response:
-            await get_principal(request)
+            arguments: dict[str, Any] = await caller(request)
             body = read_body(model, await request.body())
-            return await endpoint(**{request_name: request, body_name: body})
+            return await endpoint(**arguments, **{request_name: request, body_name: body})
 
         return handle_with_body
 

@@ -17,8 +17,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Scope
 
-from taskgate.audit.service import record
-from taskgate.db.session import Database
 from taskgate.errors import (
     BY_STATUS,
     DatabaseUnavailable,
@@ -128,10 +126,12 @@ async def _taskgate_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def _record_denial(request: Request, values: dict[str, Any]) -> None:
-    """Audit an authorization denial in a unit of work of its own, after the request's has
-    rolled back (on SQLite, one writer at a time: it waits for the request's to end)."""
-    db: Database = request.app.state.db
-    db.in_background(lambda: record(db, values))
+    """Audit an authorization denial through the recorder the app binds
+    (``app.state.record_denial``): in a unit of work of its own, after the request's has
+    rolled back."""
+    recorder = getattr(request.app.state, "record_denial", None)
+    if recorder is not None:
+        recorder(values)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -14,13 +14,13 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from taskgate.auth.principal import Authenticator
 from taskgate.clock import utcnow
 from taskgate.db.session import Database
 from taskgate.errors import Unauthorized
 from taskgate.http.auth import principal_from_scope
 from taskgate.http.context import client_ip_var
 from taskgate.http.middleware import send_error
-from taskgate.identity.principal import Authenticator
 from taskgate.models import IdempotencyRecord
 
 _MAX_KEY = 255

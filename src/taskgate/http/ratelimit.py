@@ -20,12 +20,12 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from taskgate.auth.principal import Authenticator, Principal
 from taskgate.errors import NotFound, RateLimited, Unauthorized
-from taskgate.governance.selection import ProjectDirectory, request_principal, requested_project
 from taskgate.http.auth import principal_from_scope
 from taskgate.http.context import client_ip_var
 from taskgate.http.middleware import add_response_headers, send_error, with_headers
-from taskgate.identity.principal import Authenticator, Principal
+from taskgate.http.projects import ProjectSelector, request_principal, requested_project
 from taskgate.settings import RateLimitSettings
 
 log = structlog.get_logger()
@@ -199,7 +199,7 @@ class RateLimitMiddleware:
         app: ASGIApp,
         limiter: RateLimiter,
         authenticator: Authenticator,
-        projects: ProjectDirectory,
+        projects: ProjectSelector,
     ) -> None:
         self.app = app
         self.limiter = limiter

@@ -9,19 +9,19 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
+from taskgate.auth.credentials import generate_api_key
+from taskgate.auth.principal import Authenticator, Principal
 from taskgate.clock import utcnow
 from taskgate.db.session import Database
 from taskgate.errors import Forbidden, NotFound, ValidationFailed
 from taskgate.governance.access import sees
 from taskgate.governance.changes import changed
+from taskgate.http.pagination import Page, PageParams, page_of
 from taskgate.identity import repository as repo
-from taskgate.identity.credentials import generate_api_key
-from taskgate.identity.principal import Authenticator, Principal
-from taskgate.identity.schemas import ApiKeyCreate
+from taskgate.identity.schemas import ApiKeyCreate, ApiKeyOut
 from taskgate.models import ApiKey, Project
 
 _SCOPE_FAMILIES = frozenset(
@@ -67,15 +67,17 @@ def _require_within(principal: Principal, scopes: list[str]) -> None:
         raise ValidationFailed.field("scopes", "cannot exceed the scopes of the calling key")
 
 
-def api_keys_query(principal: Principal) -> Select[tuple[ApiKey]]:
-    principal.require_scope("api-keys:read")
-    return repo.api_keys_query(principal.user_id)
+async def list_api_keys(
+    session: AsyncSession, principal: Principal, page: PageParams
+) -> Page[ApiKeyOut]:
+    """The caller's own keys (never their secrets)."""
+    listing = repo.api_keys_listing(principal.user_id)
+    return await page_of(session, listing, page, ApiKeyOut.model_validate)
 
 
 async def create_api_key(
     session: AsyncSession, principal: Principal, body: ApiKeyCreate
 ) -> tuple[ApiKey, str]:
-    principal.require_scope("api-keys:write")
     _check_scopes(body.scopes)
     _require_within(principal, body.scopes)
     project_id = await _key_project(session, principal, body.project_id)
@@ -126,10 +128,7 @@ async def _key_project(
     return project_id
 
 
-async def get_api_key(
-    session: AsyncSession, principal: Principal, key_id: uuid.UUID, *, write: bool = False
-) -> ApiKey:
-    principal.require_scope("api-keys:write" if write else "api-keys:read")
+async def get_api_key(session: AsyncSession, principal: Principal, key_id: uuid.UUID) -> ApiKey:
     key = await repo.api_key_for(session, key_id, principal.user_id)
     if key is None:
         raise NotFound("No such API key.")
@@ -139,7 +138,7 @@ async def get_api_key(
 async def revoke_api_key(
     session: AsyncSession, principal: Principal, key_id: uuid.UUID, authenticator: Authenticator
 ) -> None:
-    key = await get_api_key(session, principal, key_id, write=True)
+    key = await get_api_key(session, principal, key_id)
     if key.revoked_at is None:
         key.revoked_at = utcnow()
     authenticator.forget_keys(session)
@@ -150,7 +149,7 @@ async def revoke_api_key(
 async def rotate_api_key(
     session: AsyncSession, principal: Principal, key_id: uuid.UUID, authenticator: Authenticator
 ) -> tuple[ApiKey, str]:
-    key = await get_api_key(session, principal, key_id, write=True)
+    key = await get_api_key(session, principal, key_id)
     if key.revoked_at is not None:
         raise NotFound("No such API key.")
     _require_within(principal, key.scopes)

@@ -8,18 +8,18 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit, audit_failure
-from taskgate.clock import utcnow
-from taskgate.db.session import Database, on_rollback
-from taskgate.errors import RateLimited, Unauthorized
-from taskgate.http.ratelimit import RateLimiter
-from taskgate.identity import repository as repo
-from taskgate.identity.credentials import (
+from taskgate.auth.credentials import (
     AccessTokens,
     generate_refresh_token,
     sha256_hex,
     verify_password,
 )
-from taskgate.identity.principal import Authenticator, Principal
+from taskgate.auth.principal import Authenticator, Principal
+from taskgate.clock import utcnow
+from taskgate.db.session import Database, on_rollback
+from taskgate.errors import RateLimited, Unauthorized
+from taskgate.http.ratelimit import RateLimiter
+from taskgate.identity import repository as repo
 from taskgate.identity.schemas import LoginRequest, TokenPair
 from taskgate.ids import new_id
 from taskgate.models import RefreshToken, User

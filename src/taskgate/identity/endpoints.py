@@ -8,16 +8,25 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response, status
 
+from taskgate.auth.principal import Authenticator, Principal, UserProfile
 from taskgate.errors import Unauthorized
 from taskgate.governance.access import effective_permissions, sees
-from taskgate.http.auth import CurrentPrincipal, Session, get_principal
+from taskgate.governance.grants import grants_of
+from taskgate.http.auth import (
+    ApiKeysRead,
+    ApiKeysWrite,
+    CurrentPrincipal,
+    Session,
+    UsersRead,
+    UsersWrite,
+    get_principal,
+)
 from taskgate.http.context import current_client_ip
 from taskgate.http.direct_route import DirectRoute
 from taskgate.http.json_body import JsonRoute
-from taskgate.http.pagination import Page, PageParams, page_params, paginate
+from taskgate.http.pagination import Page, PageParams, page_params
 from taskgate.identity import api_key_service, user_service
 from taskgate.identity.auth_service import AuthService
-from taskgate.identity.principal import Authenticator, Principal, UserProfile
 from taskgate.identity.schemas import (
     ActionResult,
     ApiKeyCreate,
@@ -33,10 +42,10 @@ from taskgate.identity.schemas import (
     SystemGrantsOut,
     TokenPair,
     UserCreate,
+    UserFilters,
     UserOut,
     UserUpdate,
 )
-from taskgate.models import ApiKey, User
 from taskgate.openapi import errors
 
 router = APIRouter(prefix="/api/v1", route_class=JsonRoute)
@@ -87,7 +96,7 @@ router.add_api_route(
 def _me_json(principal: Principal, user: UserProfile) -> bytes:
     """Keyed by value (both are frozen), so a changed user or key renders anew; a caller who
     asks again within the cache lifetime costs a look-up instead of two validations (~12 us)."""
-    grants = principal.grants
+    grants = grants_of(principal)
     groups = (
         [GroupRefOut(id=g.id, slug=g.slug, name=g.name) for g in grants.groups] if grants else []
     )
@@ -125,7 +134,7 @@ def _me_json(principal: Principal, user: UserProfile) -> bytes:
 
 def _projects_shown(principal: Principal) -> list[uuid.UUID]:
     """The projects the caller holds a role in, and the request's, that it sees."""
-    grants = principal.grants
+    grants = grants_of(principal)
     found = list(grants.project_roles) if grants else []
     if principal.project_id is not None and principal.project_id not in found:
         found.append(principal.project_id)
@@ -165,19 +174,13 @@ UserPage = Annotated[
 @router.get("/users", tags=["users"], responses=errors(400, 401, 403))
 async def list_users(
     session: Session,
-    principal: CurrentPrincipal,
+    principal: UsersRead,
     page: UserPage,
     search: str | None = None,
     is_active: bool | None = None,
 ) -> Page[UserOut]:
-    rows, next_link, total = await paginate(
-        session,
-        user_service.users_query(principal, search=search, is_active=is_active),
-        page,
-        {"created_at": User.created_at, "username": User.username},
-        User.id,
-    )
-    return Page(results=[UserOut.model_validate(r) for r in rows], next=next_link, count=total)
+    filters = UserFilters(search=search, is_active=is_active)
+    return await user_service.list_users(session, principal, filters, page)
 
 
 @router.post(
@@ -187,7 +190,7 @@ async def list_users(
     responses=errors(400, 401, 403, 409),
 )
 async def create_user(
-    body: UserCreate, session: Session, principal: CurrentPrincipal, response: Response
+    body: UserCreate, session: Session, principal: UsersWrite, response: Response
 ) -> UserOut:
     user = await user_service.create_user(session, principal, body)
     response.headers["Location"] = f"/api/v1/users/{user.id}"
@@ -195,7 +198,7 @@ async def create_user(
 
 
 @router.get("/users/{user_id}", tags=["users"], responses=errors(401, 403, 404))
-async def get_user(user_id: uuid.UUID, session: Session, principal: CurrentPrincipal) -> UserOut:
+async def get_user(user_id: uuid.UUID, session: Session, principal: UsersRead) -> UserOut:
     return UserOut.model_validate(await user_service.get_user(session, principal, user_id))
 
 
@@ -204,7 +207,7 @@ async def update_user(
     user_id: uuid.UUID,
     body: UserUpdate,
     session: Session,
-    principal: CurrentPrincipal,
+    principal: UsersWrite,
     authn: Authn,
 ) -> UserOut:
     user = await user_service.update_user(session, principal, user_id, body, authn)
@@ -213,7 +216,7 @@ async def update_user(
 
 @router.post("/users/{user_id}/disable", tags=["users"], responses=errors(401, 403, 404, 409))
 async def disable_user(
-    user_id: uuid.UUID, session: Session, principal: CurrentPrincipal, authn: Authn
+    user_id: uuid.UUID, session: Session, principal: UsersWrite, authn: Authn
 ) -> UserOut:
     user = await user_service.set_active(session, principal, user_id, False, authn)
     return UserOut.model_validate(user)
@@ -221,7 +224,7 @@ async def disable_user(
 
 @router.post("/users/{user_id}/enable", tags=["users"], responses=errors(401, 403, 404))
 async def enable_user(
-    user_id: uuid.UUID, session: Session, principal: CurrentPrincipal, authn: Authn
+    user_id: uuid.UUID, session: Session, principal: UsersWrite, authn: Authn
 ) -> UserOut:
     user = await user_service.set_active(session, principal, user_id, True, authn)
     return UserOut.model_validate(user)
@@ -229,7 +232,7 @@ async def enable_user(
 
 @router.post("/users/{user_id}/revoke-sessions", tags=["users"], responses=errors(401, 403, 404))
 async def revoke_user_sessions(
-    user_id: uuid.UUID, session: Session, principal: CurrentPrincipal, authn: Authn
+    user_id: uuid.UUID, session: Session, principal: UsersWrite, authn: Authn
 ) -> ActionResult:
     await user_service.admin_revoke_sessions(session, principal, user_id, authn)
     return ActionResult(message="All sessions of the user are revoked.")
@@ -242,7 +245,7 @@ async def reset_user_password(
     user_id: uuid.UUID,
     body: PasswordReset,
     session: Session,
-    principal: CurrentPrincipal,
+    principal: UsersWrite,
     authn: Authn,
 ) -> ActionResult:
     await user_service.reset_password(session, principal, user_id, body.password, authn)
@@ -253,24 +256,15 @@ KeyPage = Annotated[PageParams, Depends(page_params(["created_at", "-created_at"
 
 
 @router.get("/api-keys", tags=["api-keys"], responses=errors(400, 401))
-async def list_api_keys(
-    session: Session, principal: CurrentPrincipal, page: KeyPage
-) -> Page[ApiKeyOut]:
-    rows, next_link, total = await paginate(
-        session,
-        api_key_service.api_keys_query(principal),
-        page,
-        {"created_at": ApiKey.created_at},
-        ApiKey.id,
-    )
-    return Page(results=[ApiKeyOut.model_validate(r) for r in rows], next=next_link, count=total)
+async def list_api_keys(session: Session, principal: ApiKeysRead, page: KeyPage) -> Page[ApiKeyOut]:
+    return await api_key_service.list_api_keys(session, principal, page)
 
 
 @router.post(
     "/api-keys", tags=["api-keys"], status_code=status.HTTP_201_CREATED, responses=errors(400, 401)
 )
 async def create_api_key(
-    body: ApiKeyCreate, session: Session, principal: CurrentPrincipal, response: Response
+    body: ApiKeyCreate, session: Session, principal: ApiKeysWrite, response: Response
 ) -> ApiKeyCreated:
     key, secret = await api_key_service.create_api_key(session, principal, body)
     response.headers["Location"] = f"/api/v1/api-keys/{key.id}"
@@ -278,9 +272,7 @@ async def create_api_key(
 
 
 @router.get("/api-keys/{key_id}", tags=["api-keys"], responses=errors(401, 404))
-async def get_api_key(
-    key_id: uuid.UUID, session: Session, principal: CurrentPrincipal
-) -> ApiKeyOut:
+async def get_api_key(key_id: uuid.UUID, session: Session, principal: ApiKeysRead) -> ApiKeyOut:
     return ApiKeyOut.model_validate(await api_key_service.get_api_key(session, principal, key_id))
 
 
@@ -291,14 +283,14 @@ async def get_api_key(
     responses=errors(401, 404),
 )
 async def revoke_api_key(
-    key_id: uuid.UUID, session: Session, principal: CurrentPrincipal, authn: Authn
+    key_id: uuid.UUID, session: Session, principal: ApiKeysWrite, authn: Authn
 ) -> None:
     await api_key_service.revoke_api_key(session, principal, key_id, authn)
 
 
 @router.post("/api-keys/{key_id}/rotate", tags=["api-keys"], responses=errors(401, 404))
 async def rotate_api_key(
-    key_id: uuid.UUID, session: Session, principal: CurrentPrincipal, authn: Authn
+    key_id: uuid.UUID, session: Session, principal: ApiKeysWrite, authn: Authn
 ) -> ApiKeyCreated:
     key, secret = await api_key_service.rotate_api_key(session, principal, key_id, authn)
     return ApiKeyCreated(**ApiKeyOut.model_validate(key).model_dump(), key=secret)

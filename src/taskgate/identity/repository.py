@@ -6,9 +6,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, delete, func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskgate.http.pagination import Listing
+from taskgate.identity.schemas import UserFilters
 from taskgate.models import ApiKey, RefreshToken, StreamTicket, User
 
 
@@ -38,13 +40,13 @@ async def any_user(session: AsyncSession) -> bool:
     return await session.scalar(select(User.id).limit(1)) is not None
 
 
-def users_query(*, search: str | None, is_active: bool | None) -> Select[tuple[User]]:
+def users_listing(filters: UserFilters) -> Listing[User]:
     stmt = select(User)
-    if search:
-        stmt = stmt.where(User.username.ilike(f"%{search}%"))
-    if is_active is not None:
-        stmt = stmt.where(User.is_active == is_active)
-    return stmt
+    if filters.search:
+        stmt = stmt.where(User.username.ilike(f"%{filters.search}%"))
+    if filters.is_active is not None:
+        stmt = stmt.where(User.is_active == filters.is_active)
+    return Listing(stmt, {"created_at": User.created_at, "username": User.username}, User.id)
 
 
 async def count_failed_login(session: AsyncSession, user_id: uuid.UUID) -> int:
@@ -100,8 +102,9 @@ async def revoke_user_tokens(session: AsyncSession, user_id: uuid.UUID, now: dat
     )
 
 
-def api_keys_query(user_id: uuid.UUID) -> Select[tuple[ApiKey]]:
-    return select(ApiKey).where(ApiKey.user_id == user_id)
+def api_keys_listing(user_id: uuid.UUID) -> Listing[ApiKey]:
+    stmt = select(ApiKey).where(ApiKey.user_id == user_id)
+    return Listing(stmt, {"created_at": ApiKey.created_at}, ApiKey.id)
 
 
 async def api_key_for(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
@@ -98,6 +99,14 @@ class MeOut(BaseModel):
         description="Per project the caller sees through a role (and the request's project): "
         "its effective roles and permissions."
     )
+
+
+@dataclass(frozen=True)
+class UserFilters:
+    """What ``GET /api/v1/users`` narrows the users to."""
+
+    search: str | None = None
+    is_active: bool | None = None
 
 
 class UserCreate(BaseModel):

@@ -11,12 +11,12 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskgate.auth.credentials import sha256_hex
+from taskgate.auth.principal import Authenticator, Principal, principal_of
 from taskgate.clock import utcnow
 from taskgate.db.session import Database
 from taskgate.errors import Unauthorized
 from taskgate.identity import repository as repo
-from taskgate.identity.credentials import sha256_hex
-from taskgate.identity.principal import Authenticator, Principal, principal_of
 from taskgate.ids import new_id
 from taskgate.models import StreamTicket
 

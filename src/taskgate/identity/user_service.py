@@ -1,5 +1,5 @@
-"""Account use cases: the first admin, and administrators managing users (``user:*`` at
-system scope: instance administrators manage, system viewers read)."""
+"""Account use cases: the first admin, and administrators listing and managing users
+(``user:*`` at system scope: instance administrators manage, system viewers read)."""
 
 from __future__ import annotations
 
@@ -7,30 +7,30 @@ import secrets
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import Select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
+from taskgate.auth.credentials import hash_password
+from taskgate.auth.principal import Authenticator, Principal
 from taskgate.errors import Conflict, NotFound, ValidationFailed
 from taskgate.governance.access import authorize_system
 from taskgate.governance.binding_service import set_instance_admin
 from taskgate.governance.changes import changed
 from taskgate.governance.service import create_default_project
+from taskgate.http.pagination import Page, PageParams, page_of
 from taskgate.identity import repository as repo
 from taskgate.identity.auth_service import revoke_sessions
-from taskgate.identity.credentials import hash_password
-from taskgate.identity.principal import Authenticator, Principal
-from taskgate.identity.schemas import UserCreate, UserUpdate
+from taskgate.identity.schemas import UserCreate, UserFilters, UserOut, UserUpdate
 from taskgate.models import User
 from taskgate.timezones import validate_timezone
 
 
-def users_query(
-    actor: Principal, *, search: str | None, is_active: bool | None
-) -> Select[tuple[User]]:
+async def list_users(
+    session: AsyncSession, actor: Principal, filters: UserFilters, page: PageParams
+) -> Page[UserOut]:
     authorize_system(actor, "user:read")
-    return repo.users_query(search=search, is_active=is_active)
+    return await page_of(session, repo.users_listing(filters), page, UserOut.model_validate)
 
 
 async def create_user(session: AsyncSession, actor: Principal | None, body: UserCreate) -> User:

@@ -12,11 +12,11 @@ import structlog
 from fastapi import FastAPI
 from sqlalchemy import delete
 
+from taskgate.auth.principal import Authenticator
 from taskgate.clock import utcnow
 from taskgate.db.session import Database
 from taskgate.identity import repository as identity_repo
 from taskgate.identity.api_key_service import flush_last_used
-from taskgate.identity.principal import Authenticator
 from taskgate.models import IdempotencyRecord
 from taskgate.triggers import repository as triggers_repo
 from taskgate.triggers.inbound import REPLAY_WINDOW_SECONDS

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import structlog
 from fastapi import FastAPI
@@ -20,10 +20,17 @@ from sqlalchemy import text
 from taskgate.db.migrate import pending_revisions
 from taskgate.db.session import Database
 
-if TYPE_CHECKING:
-    from taskgate.app import Component
-
 log = structlog.get_logger()
+
+
+class Component(Protocol):
+    """A long-running part of the process (worker, scheduler, bus) tied to the lifespan."""
+
+    name: str
+
+    async def start(self, app: FastAPI) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 async def not_ready_reason(db: Database) -> str | None:

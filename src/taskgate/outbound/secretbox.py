@@ -21,6 +21,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from taskgate.master_secret import master_secret
+from taskgate.settings import Settings
+
 KEY_BYTES = 32
 NONCE_BYTES = 12
 TAG_BYTES = 16
@@ -106,6 +109,13 @@ class SecretBox:
         if kid == self._active_kid:
             return ciphertext, kid
         return self.encrypt(plaintext, aad=aad)
+
+
+def secret_box(settings: Settings) -> SecretBox:
+    """The configured keys, or one key derived from the deployment's master secret."""
+    if settings.outbound.secret_keys is not None:
+        return SecretBox.from_settings(settings.outbound.secret_keys.get_secret_value())
+    return SecretBox.from_master_secret(master_secret(settings))
 
 
 def generate_key() -> str:

@@ -16,6 +16,8 @@ from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 
 import httpx
 
+from taskgate.settings import Settings
+
 IPAddress = IPv4Address | IPv6Address
 
 DEFAULT_RESOLVE_TIMEOUT = 5.0
@@ -74,6 +76,14 @@ class BlockedURLError(Exception):
         self.reason = reason
         self.host = host
         super().__init__(f"outbound URL refused: {reason}")
+
+
+def url_policy(settings: Settings) -> URLPolicy:
+    """The configured policy for every outbound request taskgate makes."""
+    return URLPolicy(
+        allow_private=settings.outbound.allow_private,
+        allow_loopback=settings.outbound.allow_loopback,
+    )
 
 
 def classify_address(address: IPAddress) -> str:

@@ -7,9 +7,9 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskgate.auth.principal import Principal
 from taskgate.clock import utcnow
 from taskgate.governance.access import may
-from taskgate.identity.principal import Principal
 from taskgate.queue import repository
 from taskgate.queue.schemas import (
     PriorityDepth,

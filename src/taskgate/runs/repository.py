@@ -3,33 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
 
-from sqlalchemy import Select, select
+from sqlalchemy import select
 
+from taskgate.http.pagination import Listing
 from taskgate.models import Run, RunLog, TaskJob
+from taskgate.runs.schemas import JobFilters, RunFilters, RunLogFilters
 
 
-@dataclass(frozen=True)
-class RunFilters:
-    task_id: uuid.UUID | None = None
-    job_id: uuid.UUID | None = None
-    session_id: uuid.UUID | None = None
-    parent_run_id: uuid.UUID | None = None
-    status: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-
-
-@dataclass(frozen=True)
-class JobFilters:
-    task_id: uuid.UUID | None = None
-    run_id: uuid.UUID | None = None
-    status: str | None = None
-
-
-def runs_query(project_id: uuid.UUID, filters: RunFilters) -> Select[tuple[Run]]:
+def runs_listing(project_id: uuid.UUID, filters: RunFilters) -> Listing[Run]:
     """A project's runs (everyone's), narrowed by ``filters``."""
     stmt = select(Run).where(Run.project_id == project_id)
     if filters.task_id is not None:
@@ -47,21 +29,19 @@ def runs_query(project_id: uuid.UUID, filters: RunFilters) -> Select[tuple[Run]]
         stmt = stmt.where(Run.created_at >= filters.since)
     if filters.until is not None:
         stmt = stmt.where(Run.created_at < filters.until)
-    return stmt
+    return Listing(stmt, {"created_at": Run.created_at}, Run.id)
 
 
-def logs_query(
-    run_id: uuid.UUID, since: datetime | None, until: datetime | None
-) -> Select[tuple[RunLog]]:
+def logs_listing(run_id: uuid.UUID, filters: RunLogFilters) -> Listing[RunLog]:
     stmt = select(RunLog).where(RunLog.run_id == run_id)
-    if since is not None:
-        stmt = stmt.where(RunLog.created_at >= since)
-    if until is not None:
-        stmt = stmt.where(RunLog.created_at < until)
-    return stmt
+    if filters.since is not None:
+        stmt = stmt.where(RunLog.created_at >= filters.since)
+    if filters.until is not None:
+        stmt = stmt.where(RunLog.created_at < filters.until)
+    return Listing(stmt, {"created_at": RunLog.created_at}, RunLog.id)
 
 
-def jobs_query(project_id: uuid.UUID, filters: JobFilters) -> Select[tuple[TaskJob]]:
+def jobs_listing(project_id: uuid.UUID, filters: JobFilters) -> Listing[TaskJob]:
     """A project's jobs (everyone's), narrowed by ``filters``."""
     stmt = select(TaskJob).where(TaskJob.project_id == project_id)
     if filters.task_id is not None:
@@ -70,4 +50,4 @@ def jobs_query(project_id: uuid.UUID, filters: JobFilters) -> Select[tuple[TaskJ
         stmt = stmt.where(TaskJob.run_id == filters.run_id)
     if filters.status:
         stmt = stmt.where(TaskJob.status == filters.status)
-    return stmt
+    return Listing(stmt, {"created_at": TaskJob.created_at}, TaskJob.id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -12,6 +13,32 @@ RunStatus = Literal[
     "QUEUED", "RUNNING", "PAUSED", "WAITING_APPROVAL", "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"
 ]
 LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+@dataclass(frozen=True)
+class RunFilters:
+    """What ``GET /api/v1/runs`` narrows the caller's runs to."""
+
+    task_id: uuid.UUID | None = None
+    job_id: uuid.UUID | None = None
+    session_id: uuid.UUID | None = None
+    parent_run_id: uuid.UUID | None = None
+    status: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RunLogFilters:
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class JobFilters:
+    task_id: uuid.UUID | None = None
+    run_id: uuid.UUID | None = None
+    status: str | None = None
 
 
 class RunOut(BaseModel):

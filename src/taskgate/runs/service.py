@@ -1,4 +1,4 @@
-"""Run and job use cases: read them, and let clients report runs of their own.
+"""Run and job use cases: list and read them, and let clients report runs of their own.
 
 Every check goes through the authorization seam (taskgate.governance.access): a run or job
 belongs to a project, and whoever may read runs (or jobs) there reads all of them; a member
@@ -8,33 +8,59 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
+from taskgate.auth.principal import Principal
 from taskgate.clock import utcnow
 from taskgate.errors import NotFound, ValidationFailed
 from taskgate.events.outbox import record_event
 from taskgate.governance.access import authorize
-from taskgate.identity.principal import Principal
+from taskgate.http.pagination import Page, PageParams, page_of
 from taskgate.ids import new_id
 from taskgate.models import ChatSession, Run, RunLog, Task, TaskJob
 from taskgate.runs import repository as repo
-from taskgate.runs.schemas import RunCreate, RunLogsIn
+from taskgate.runs.schemas import (
+    JobFilters,
+    JobOut,
+    RunCreate,
+    RunFilters,
+    RunLogFilters,
+    RunLogOut,
+    RunLogsIn,
+    RunOut,
+)
 
 _FINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"})
 
 
-def runs_query(principal: Principal, filters: repo.RunFilters) -> Select[tuple[Run]]:
+async def list_runs(
+    session: AsyncSession, principal: Principal, filters: RunFilters, page: PageParams
+) -> Page[RunOut]:
     """The runs of the request's project (everyone's: ``run:read`` reads them all)."""
-    project_id = authorize(principal, "run:read")
-    return repo.runs_query(project_id, filters)
+    listing = repo.runs_listing(authorize(principal, "run:read"), filters)
+    return await page_of(session, listing, page, RunOut.model_validate)
 
 
-def jobs_query(principal: Principal, filters: repo.JobFilters) -> Select[tuple[TaskJob]]:
+async def list_run_logs(
+    session: AsyncSession,
+    principal: Principal,
+    run_id: uuid.UUID,
+    filters: RunLogFilters,
+    page: PageParams,
+) -> Page[RunLogOut]:
+    run = await get_run(session, principal, run_id)
+    return await page_of(
+        session, repo.logs_listing(run.id, filters), page, RunLogOut.model_validate
+    )
+
+
+async def list_jobs(
+    session: AsyncSession, principal: Principal, filters: JobFilters, page: PageParams
+) -> Page[JobOut]:
     """The jobs of the request's project."""
-    project_id = authorize(principal, "job:read")
-    return repo.jobs_query(project_id, filters)
+    listing = repo.jobs_listing(authorize(principal, "job:read"), filters)
+    return await page_of(session, listing, page, JobOut.model_validate)
 
 
 async def _run(

@@ -6,7 +6,7 @@ import os
 import secrets
 import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.db.session import Database, on_commit
 from taskgate.runtime.leases import fenced_statement, lock_if_held, mark_done
+from taskgate.runtime.services import RuntimeServices
 from taskgate.settings import Settings
 
 log = structlog.get_logger()
@@ -27,31 +28,34 @@ def new_node_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
-@dataclass
 class Runtime:
-    """Built once per worker process; handlers reach shared services through it."""
+    """One per worker: what its job handlers reach through ``ctx.runtime``. ``services`` are
+    the process's shared services; a runtime given none makes its own and closes them."""
 
-    settings: Settings
-    db: Database
-    node_id: str
-    # Services other features create lazily and share: ``runtime.extras.setdefault(...)``.
-    extras: dict[str, Any] = field(default_factory=dict)
-    # Reported in this node's row (e.g. the sandbox backend); read at every heartbeat.
-    capabilities: dict[str, Any] = field(default_factory=dict)
-    # Run (last first) when the worker stops, to close what ``extras`` opened.
-    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        node_id: str,
+        services: RuntimeServices | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.node_id = node_id
+        self.services = services if services is not None else RuntimeServices(settings)
+        self._owns_services = services is None
+        # Reported in this node's row (e.g. the sandbox backend); read at every heartbeat.
+        self.capabilities: dict[str, Any] = {}
 
     @classmethod
-    def create(cls, settings: Settings, db: Database) -> Runtime:
-        return cls(settings, db, new_node_id())
+    def create(
+        cls, settings: Settings, db: Database, services: RuntimeServices | None = None
+    ) -> Runtime:
+        return cls(settings, db, new_node_id(), services)
 
     async def aclose(self) -> None:
-        while self.closers:
-            closer = self.closers.pop()
-            try:
-                await closer()
-            except Exception:
-                log.exception("runtime_closer_failed")
+        if self._owns_services:
+            await self.services.aclose()
 
 
 class LeaseLost(Exception):

@@ -1,10 +1,14 @@
-"""Job kinds: the handler that runs a job, and the hook told when it dies."""
+"""Job kinds: the handler that runs a job, and the hook told when it dies.
+
+The kinds themselves belong to the features (``<feature>/jobs.py``); ``taskgate/jobs.py``
+gathers them into the registry a worker runs. The runtime's own kind is ``noop``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,23 +51,21 @@ async def noop(ctx: JobContext) -> None:
 NOOP = JobKind(noop)
 
 
-def registered_kinds() -> dict[str, JobKind]:
-    """Every job kind a worker runs by default, by name. Feature modules are imported here,
-    when a worker starts, never at import time of this module."""
-    kinds: dict[str, JobKind] = {"noop": NOOP}
+def dead_letters(kinds: Mapping[str, JobKind]) -> JobKind:
+    """The ``queue.dead_letter`` kind: a job of one of ``kinds`` that failed for good, or died,
+    has its kind's ``on_dead`` hook called, so its owner hears of it even after a crash."""
 
-    # ---- Feature job kinds: one import and one line per kind, e.g. ----------------------
-    #   from taskgate.tasks.execution import TASK_RUN
-    #   kinds["task.run"] = TASK_RUN
-    from taskgate.tasks.execution import TASK_RUN
+    async def call_dead_hook(ctx: JobContext) -> None:
+        payload = ctx.payload
+        kind = kinds.get(payload["kind"])
+        if kind is None or kind.on_dead is None:
+            return
+        await kind.on_dead(
+            ctx.runtime,
+            uuid.UUID(payload["job_id"]),
+            payload["kind"],
+            payload["payload"],
+            payload["reason"],
+        )
 
-    kinds["task.run"] = TASK_RUN
-    from taskgate.workflows.routes import job_kinds as workflow_job_kinds
-
-    kinds.update(workflow_job_kinds())
-    from taskgate.destinations.delivery import DELIVERY_KIND, DELIVERY_SEND
-
-    kinds[DELIVERY_KIND] = DELIVERY_SEND
-    # ---- end of feature job kinds --------------------------------------------------------
-
-    return kinds
+    return JobKind(call_dead_hook)

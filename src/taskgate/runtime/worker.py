@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import Coroutine, Mapping
 from typing import Any
@@ -14,7 +13,7 @@ from fastapi import FastAPI
 from taskgate.runtime import leases, nodes
 from taskgate.runtime.bookkeeping import Bookkeeping
 from taskgate.runtime.context import JobContext, Runtime
-from taskgate.runtime.handlers import JobKind, registered_kinds
+from taskgate.runtime.handlers import JobKind, dead_letters
 from taskgate.runtime.heartbeat import beat
 from taskgate.runtime.notify import ANY_KIND, PG_CANCEL_CHANNEL, PG_JOBS_CHANNEL, PgListener
 from taskgate.runtime.outcomes import (
@@ -28,17 +27,21 @@ from taskgate.runtime.outcomes import (
 from taskgate.runtime.queue import CANCEL_CHANNEL, DEAD_LETTER_KIND, JOBS_CHANNEL
 from taskgate.runtime.reaper import run_reaper
 from taskgate.runtime.sandbox.process import kill_running_sandboxes
+from taskgate.runtime.services import RuntimeServices
+from taskgate.runtime.watch import watch_running
 
 log = structlog.get_logger()
-WATCH_SECONDS = 0.5  # how often running jobs' cancel flags and leases are re-read
 DEFAULT_GRACE_SECONDS = 25.0
 
 
 class Worker:
     """A Component (``name``, ``start(app)``, ``stop()``) or, standalone,
-    ``await Worker(runtime, concurrency=N).run_until_stopped()`` until ``drain()``.
+    ``await Worker(runtime, kinds=…).run_until_stopped()`` until ``drain()``.
 
-    ``kinds`` (default: :func:`registered_kinds`) are the job kinds this worker claims.
+    ``kinds`` are the job kinds this worker claims; dead-letter jobs of ``known`` kinds (by
+    default the same) call their ``on_dead`` hooks here, claimed or not. As one of an app's
+    components, without a ``runtime``, it works with the app's database and services.
+    ``taskgate/jobs.py:Worker`` is this worker with the registry of every kind as its default.
     """
 
     name = "worker"
@@ -47,15 +50,16 @@ class Worker:
         self,
         runtime: Runtime | None = None,
         *,
+        kinds: Mapping[str, JobKind],
+        known: Mapping[str, JobKind] | None = None,
         concurrency: int | None = None,
-        kinds: Mapping[str, JobKind] | None = None,
         grace_seconds: float = DEFAULT_GRACE_SECONDS,
     ) -> None:
         self.runtime = runtime
         self._owns_runtime = False
         self._concurrency = concurrency
-        self.kinds: dict[str, JobKind] = dict(registered_kinds() if kinds is None else kinds)
-        self.kinds.setdefault(DEAD_LETTER_KIND, JobKind(self._call_dead_hook))
+        dead_letter = dead_letters({**(known or {}), **kinds})
+        self.kinds: dict[str, JobKind] = {DEAD_LETTER_KIND: dead_letter, **kinds}
         self._kind_names = sorted(self.kinds)
         self.grace_seconds = grace_seconds
         self._handlers: dict[uuid.UUID, Running] = {}  # handler running: uses a slot
@@ -94,7 +98,8 @@ class Worker:
 
     async def start(self, app: FastAPI) -> None:
         if self.runtime is None:
-            self.runtime = Runtime.create(app.state.settings, app.state.db)
+            services: RuntimeServices = app.state.services
+            self.runtime = Runtime.create(app.state.settings, app.state.db, services)
             self._owns_runtime = True
         self._task = asyncio.create_task(self.run_until_stopped(), name="worker")
         ready = asyncio.create_task(self.ready.wait())
@@ -142,7 +147,7 @@ class Worker:
             rt.db.listen(CANCEL_CHANNEL, self._on_cancel_committed)
             self._spawn(self._writer.run())
             self._spawn(self._heartbeat_loop())
-            self._spawn(self._watch_loop())
+            self._spawn(watch_running(rt.db, self._handlers, self._check_now))
             self._spawn(run_reaper(rt))
             if rt.db.dialect == "postgresql":
                 listener = PgListener(
@@ -346,19 +351,6 @@ class Worker:
             self._more = True
             self._signal.set()
 
-    async def _call_dead_hook(self, ctx: JobContext) -> None:
-        payload = ctx.payload
-        kind = self.kinds.get(payload["kind"]) or registered_kinds().get(payload["kind"])
-        if kind is None or kind.on_dead is None:
-            return
-        await kind.on_dead(
-            self._rt,
-            uuid.UUID(payload["job_id"]),
-            payload["kind"],
-            payload["payload"],
-            payload["reason"],
-        )
-
     # -- background loops -------------------------------------------------------------------
 
     async def _heartbeat_loop(self) -> None:
@@ -375,32 +367,3 @@ class Worker:
                 )
             except Exception as exc:
                 log.warning("worker_heartbeat_failed", error=repr(exc))
-
-    async def _watch_loop(self) -> None:
-        """Stop handlers whose job was cancelled or whose lease is no longer ours."""
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._check_now.wait(), timeout=WATCH_SECONDS)
-            self._check_now.clear()
-            if not self._handlers:
-                continue
-            ids = list(self._handlers)
-            try:
-                async with self._rt.db.transaction(write=False) as session:
-                    states = await leases.lease_states(session, ids)
-            except Exception as exc:
-                log.warning("worker_watch_failed", error=repr(exc))
-                continue
-            for job_id in ids:
-                running = self._handlers.get(job_id)
-                if running is None or running.ctx.completed:
-                    continue
-                state = states.get(job_id)
-                if (
-                    state is None
-                    or state.status != "leased"
-                    or state.fencing_token != running.ctx.fencing_token
-                ):
-                    running.stop(StopReason.LOST)
-                elif state.cancel_requested:
-                    running.stop(StopReason.CANCEL)

@@ -1,43 +1,22 @@
-"""``taskgate worker``: one worker process on the configured database, drained on SIGTERM."""
+"""A worker as a process of its own: run until signalled, drained on SIGTERM.
+
+``taskgate/jobs.py:serve_worker`` assembles the process (database, runtime services, the
+registry of job kinds, the outbound dispatcher) and runs its worker here.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Coroutine
+from typing import Any
 
-import structlog
-
-from taskgate.db.engine import create_engine
-from taskgate.db.session import Database
-from taskgate.logs import configure_logging
-from taskgate.runtime.context import Runtime
-from taskgate.runtime.worker import DEFAULT_GRACE_SECONDS, Worker
-from taskgate.settings import Settings
-
-log = structlog.get_logger()
+from taskgate.runtime.worker import Worker
 
 
-async def serve_worker(
-    settings: Settings,
-    *,
-    concurrency: int | None = None,
-    grace_seconds: float = DEFAULT_GRACE_SECONDS,
-) -> None:
-    """Run until SIGTERM or SIGINT (drain; a second signal skips the grace period)."""
-    configure_logging(settings)
-    db = Database(create_engine(settings))
-    runtime = Runtime.create(settings, db)
-    worker = Worker(runtime, concurrency=concurrency, grace_seconds=grace_seconds)
-    # Workers also turn committed events into outbound deliveries; one dispatcher scans at a
-    # time across processes, the others stand by.
-    from taskgate.destinations.dispatcher import Dispatcher
-    from taskgate.events.bus import EventBus
-
-    # Announce this process's commits to API processes, so live streams see them at once.
-    bus = EventBus(settings, db)
-    await bus.open(listen=False)
-    dispatcher = Dispatcher()
-    await dispatcher.open(db, settings)
+async def run_until_signalled(worker: Worker, grace_seconds: float) -> None:
+    """Run ``worker`` until SIGTERM or SIGINT, which drains it; a second signal (or a grace
+    of zero) skips the grace period."""
     loop = asyncio.get_running_loop()
     signals = 0
 
@@ -56,15 +35,10 @@ async def serve_worker(
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
-        await dispatcher.stop()
-        await bus.stop()
-        await runtime.aclose()
-        await db.dispose()
 
 
-def run(settings: Settings, *, concurrency: int | None, grace_seconds: float) -> None:
-    """Blocking entry point; uses uvloop when it is installed (as uvicorn does)."""
-    main = serve_worker(settings, concurrency=concurrency, grace_seconds=grace_seconds)
+def run_blocking(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` to the end; on uvloop when it is installed (as uvicorn does)."""
     try:
         import uvloop
     except ImportError:

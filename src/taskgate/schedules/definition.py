@@ -7,7 +7,6 @@ leave a schedule in a state a POST would have refused.
 
 from __future__ import annotations
 
-import importlib.util
 import uuid
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -34,10 +33,6 @@ _CRON_SAMPLE = 60
 
 def schedule_label(schedule_id: uuid.UUID) -> str:
     return f"schedule:{schedule_id}"
-
-
-def workflows_available() -> bool:
-    return importlib.util.find_spec("taskgate.workflows.executions_service") is not None
 
 
 def timing_of(s: Schedule) -> Timing:
@@ -156,8 +151,6 @@ def _apply_target(s: Schedule, body: ScheduleFields, sent: set[str], creating: b
         if wants_task:
             field = next(f for f in ("task", "task_query", "task_context") if f in sent)
             raise ValidationFailed.field(field, "give either a task or a workflow_id, not both")
-        if not workflows_available():
-            raise ValidationFailed.field("workflow_id", "workflows are not available")
         s.workflow_id = body.workflow_id
         s.workflow_input = body.input or {}
         s.task_template = None

@@ -7,25 +7,22 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
-from sqlalchemy import func, select
 
-from taskgate.errors import ValidationFailed
 from taskgate.http.app_state import AppSettings
-from taskgate.http.auth import CurrentPrincipal, Session
+from taskgate.http.auth import SchedulesRead, SchedulesWrite, SchedulesWriteRead, Session
 from taskgate.http.json_body import JsonRoute
-from taskgate.http.pagination import Page, PageParams, page_params, paginate
+from taskgate.http.pagination import OffsetParams, Page, PageParams, page_params
 from taskgate.http.params import PageNumber
 from taskgate.http.preconditions import IfMatch, etag
-from taskgate.models import Schedule, ScheduleRun
 from taskgate.openapi import errors
-from taskgate.schedules import repository as repo
-from taskgate.schedules import service, targets
+from taskgate.schedules import service
 from taskgate.schedules.clock import SYSTEM_CLOCK, Clock
 from taskgate.schedules.schemas import (
     ReasonBody,
     ScheduleCreate,
     ScheduleCreated,
     ScheduleFields,
+    ScheduleFilters,
     ScheduleList,
     ScheduleOut,
     ScheduleRunOut,
@@ -57,54 +54,36 @@ RunPage = Annotated[
 ]
 
 
-def _out(response: Response, schedule: Schedule) -> ScheduleOut:
+def _out(response: Response, schedule: ScheduleOut) -> ScheduleOut:
     response.headers["ETag"] = etag(schedule.version)
-    return ScheduleOut.of(schedule)
+    return schedule
 
 
-@router.get("", responses=errors(400, 401))
+@router.get("", responses=errors(400, 401, 403))
 async def list_schedules(
     session: Session,
-    principal: CurrentPrincipal,
+    principal: SchedulesRead,
     page: ListPage,
     status_filter: Annotated[ScheduleStatus | None, Query(alias="status")] = None,
     search: Annotated[str | None, Query(max_length=200)] = None,
     shannon_page: Annotated[PageNumber | None, Query(alias="page")] = None,
     page_size: Annotated[int | None, Query(ge=1, le=100)] = None,
 ) -> ScheduleList:
-    """Your schedules. `page`/`page_size` (Shannon) answer with `schedules` and `total` too."""
-    principal.require_scope("schedules:read")
-    stmt = repo.schedules_query(
-        principal.user_id, principal.project_id, status=status_filter, search=search
-    )
+    """The schedules of the project, everyone's. `page`/`page_size` (Shannon) answer with
+    `schedules` and `total` too."""
+    filters = ScheduleFilters(status=status_filter, search=search)
+    paging: PageParams | OffsetParams = page
     if shannon_page is not None or page_size is not None:
         size = page_size or 50
-        number = shannon_page or 1
-        total = await session.scalar(select(func.count()).select_from(stmt.subquery()))
-        rows = await session.scalars(
-            stmt.order_by(Schedule.created_at.desc(), Schedule.id.desc())
-            .offset((number - 1) * size)
-            .limit(size)
-        )
-        items = [ScheduleOut.of(s) for s in rows]
-        return ScheduleList(
-            results=items, next=None, schedules=items, total=total, page=number, page_size=size
-        )
-    found, next_link, count = await paginate(
-        session,
-        stmt,
-        page,
-        {"created_at": Schedule.created_at, "name": Schedule.name},
-        Schedule.id,
-    )
-    return ScheduleList(results=[ScheduleOut.of(s) for s in found], next=next_link, count=count)
+        paging = OffsetParams(limit=size, offset=((shannon_page or 1) - 1) * size)
+    return await service.list_schedules(session, principal, filters, paging)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=errors(400, 401, 403, 409))
 async def create_schedule(
     body: ScheduleCreate,
     session: Session,
-    principal: CurrentPrincipal,
+    principal: SchedulesWrite,
     settings: AppSettings,
     now: Now,
     response: Response,
@@ -115,18 +94,19 @@ async def create_schedule(
     return ScheduleCreated(**ScheduleOut.of(schedule).model_dump())
 
 
-@router.get("/{schedule_id}", responses=errors(401, 404))
+@router.get("/{schedule_id}", responses=errors(401, 403, 404))
 async def get_schedule(
-    schedule_id: uuid.UUID, session: Session, principal: CurrentPrincipal, response: Response
+    schedule_id: uuid.UUID, session: Session, principal: SchedulesRead, response: Response
 ) -> ScheduleOut:
-    return _out(response, await service.get_schedule(session, principal, schedule_id))
+    schedule = await service.get_schedule(session, principal, schedule_id)
+    return _out(response, ScheduleOut.of(schedule))
 
 
 async def update_schedule(
     schedule_id: uuid.UUID,
     body: ScheduleFields,
     session: Session,
-    principal: CurrentPrincipal,
+    principal: SchedulesWrite,
     settings: AppSettings,
     now: Now,
     response: Response,
@@ -135,36 +115,38 @@ async def update_schedule(
     schedule = await service.update_schedule(
         session, principal, schedule_id, body, settings, now, if_match=if_match
     )
-    return _out(response, schedule)
+    return _out(response, ScheduleOut.of(schedule))
 
 
 router.patch(
     "/{schedule_id}",
-    responses=errors(400, 401, 404, 412),
+    responses=errors(400, 401, 403, 404, 409, 412),
     summary="Update a schedule (only the fields sent change)",
 )(update_schedule)
 router.put(
     "/{schedule_id}",
-    responses=errors(400, 401, 404, 412),
+    responses=errors(400, 401, 403, 404, 409, 412),
     summary="Update a schedule (Shannon: partial, like PATCH)",
 )(update_schedule)
 
 
 @router.delete(
-    "/{schedule_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(401, 404, 412)
+    "/{schedule_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=errors(401, 403, 404, 409, 412),
 )
 async def delete_schedule(
-    schedule_id: uuid.UUID, session: Session, principal: CurrentPrincipal, if_match: IfMatch = None
+    schedule_id: uuid.UUID, session: Session, principal: SchedulesWrite, if_match: IfMatch = None
 ) -> Response:
     await service.delete_schedule(session, principal, schedule_id, if_match=if_match)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/{schedule_id}/pause", responses=errors(401, 404, 409))
+@router.post("/{schedule_id}/pause", responses=errors(401, 403, 404, 409))
 async def pause_schedule(
     schedule_id: uuid.UUID,
     session: Session,
-    principal: CurrentPrincipal,
+    principal: SchedulesWrite,
     settings: AppSettings,
     now: Now,
     response: Response,
@@ -172,14 +154,14 @@ async def pause_schedule(
 ) -> ScheduleOut:
     reason = body.reason if body else None
     schedule = await service.pause_schedule(session, principal, schedule_id, reason, settings, now)
-    return _out(response, schedule)
+    return _out(response, ScheduleOut.of(schedule))
 
 
-@router.post("/{schedule_id}/resume", responses=errors(401, 404, 409))
+@router.post("/{schedule_id}/resume", responses=errors(401, 403, 404, 409))
 async def resume_schedule(
     schedule_id: uuid.UUID,
     session: Session,
-    principal: CurrentPrincipal,
+    principal: SchedulesWrite,
     settings: AppSettings,
     now: Now,
     response: Response,
@@ -187,19 +169,19 @@ async def resume_schedule(
 ) -> ScheduleOut:
     reason = body.reason if body else None
     schedule = await service.resume_schedule(session, principal, schedule_id, reason, settings, now)
-    return _out(response, schedule)
+    return _out(response, ScheduleOut.of(schedule))
 
 
 @router.post(
     "/{schedule_id}/trigger",
     status_code=status.HTTP_202_ACCEPTED,
-    responses=errors(400, 401, 403, 404),
+    responses=errors(400, 401, 403, 404, 409),
     summary="Run now (recorded as a manual fire; works while paused)",
 )
 async def trigger_schedule(
     schedule_id: uuid.UUID,
     session: Session,
-    principal: CurrentPrincipal,
+    principal: SchedulesWriteRead,
     settings: AppSettings,
     now: Now,
 ) -> ScheduleRunOut:
@@ -208,11 +190,11 @@ async def trigger_schedule(
     return ScheduleRunOut.of(run, schedule.timezone)
 
 
-@router.post("/{schedule_id}/skip-next", responses=errors(401, 404, 409))
+@router.post("/{schedule_id}/skip-next", responses=errors(401, 403, 404, 409))
 async def skip_next_occurrence(
     schedule_id: uuid.UUID,
     session: Session,
-    principal: CurrentPrincipal,
+    principal: SchedulesWriteRead,
     settings: AppSettings,
     now: Now,
     response: Response,
@@ -226,11 +208,11 @@ async def skip_next_occurrence(
     )
 
 
-@router.get("/{schedule_id}/runs", responses=errors(400, 401, 404))
+@router.get("/{schedule_id}/runs", responses=errors(400, 401, 403, 404))
 async def list_schedule_runs(
     schedule_id: uuid.UUID,
     session: Session,
-    principal: CurrentPrincipal,
+    principal: SchedulesRead,
     page: RunPage,
     status_filter: Annotated[
         str | None, Query(alias="status", description="fired, skipped or buffered")
@@ -238,27 +220,4 @@ async def list_schedule_runs(
 ) -> Page[ScheduleRunOut]:
     """Past occurrences: when each was due, when it fired (and how late), what it started
     and how that ended; skipped ones with the reason."""
-    schedule = await service.get_schedule(session, principal, schedule_id)
-    if status_filter not in (None, "fired", "skipped", "buffered"):
-        raise ValidationFailed.field("status", "must be fired, skipped or buffered")
-    rows, next_link, count = await paginate(
-        session,
-        repo.runs_query(schedule.id, status=status_filter),
-        page,
-        {"scheduled_for": ScheduleRun.scheduled_for},
-        ScheduleRun.id,
-    )
-    progress = await targets.progress_of(session, rows)
-    results = []
-    for run in rows:
-        state = progress.get(run.id)
-        results.append(
-            ScheduleRunOut.of(
-                run,
-                schedule.timezone,
-                outcome=state.status if state else None,
-                started_at=state.started_at if state else None,
-                finished_at=state.finished_at if state else None,
-            )
-        )
-    return Page(results=results, next=next_link, count=count)
+    return await service.list_runs(session, principal, schedule_id, status_filter, page)

@@ -20,10 +20,10 @@ from typing import Any
 from sqlalchemy import Table, insert, inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskgate.auth.principal import Principal
 from taskgate.clock import utcnow
 from taskgate.db.session import signal_after_commit
 from taskgate.events.outbox import EVENTS_COMMITTED, announce_after_commit, event_values
-from taskgate.identity.principal import Principal
 from taskgate.ids import new_id
 from taskgate.models import Event, Schedule, ScheduleRun, User
 from taskgate.schedules import repository as repo

@@ -5,10 +5,12 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from taskgate.models import Schedule, ScheduleRun, User
+from taskgate.http.pagination import Listing
+from taskgate.models import Project, Schedule, ScheduleRun, User
+from taskgate.schedules.schemas import ScheduleFilters
 
 
 def _is_postgres(session: AsyncSession) -> bool:
@@ -53,22 +55,22 @@ async def live_schedule_count(session: AsyncSession, owner_id: uuid.UUID) -> int
     return int(count or 0)
 
 
-def schedules_query(
-    owner_id: uuid.UUID, project_id: uuid.UUID | None, *, status: str | None, search: str | None
-) -> Select[tuple[Schedule]]:
-    stmt = select(Schedule).where(Schedule.project_id == project_id, Schedule.owner_id == owner_id)
-    if status:
-        stmt = stmt.where(Schedule.status == status)
-    if search:
-        stmt = stmt.where(Schedule.name.ilike(f"%{search}%"))
-    return stmt
+def schedules_listing(project_id: uuid.UUID, filters: ScheduleFilters) -> Listing[Schedule]:
+    """The schedules of a project, everyone's."""
+    stmt = select(Schedule).where(Schedule.project_id == project_id)
+    if filters.status:
+        stmt = stmt.where(Schedule.status == filters.status)
+    if filters.search:
+        stmt = stmt.where(Schedule.name.ilike(f"%{filters.search}%"))
+    columns = {"created_at": Schedule.created_at, "name": Schedule.name}
+    return Listing(stmt, columns, Schedule.id)
 
 
-def runs_query(schedule_id: uuid.UUID, *, status: str | None) -> Select[tuple[ScheduleRun]]:
+def runs_listing(schedule_id: uuid.UUID, *, status: str | None) -> Listing[ScheduleRun]:
     stmt = select(ScheduleRun).where(ScheduleRun.schedule_id == schedule_id)
     if status:
         stmt = stmt.where(ScheduleRun.status == status)
-    return stmt
+    return Listing(stmt, {"scheduled_for": ScheduleRun.scheduled_for}, ScheduleRun.id)
 
 
 async def unsettled_runs(session: AsyncSession, schedule_ids: list[uuid.UUID]) -> list[ScheduleRun]:
@@ -97,6 +99,20 @@ async def run_for(
 async def owners(session: AsyncSession, owner_ids: set[uuid.UUID]) -> dict[uuid.UUID, User]:
     rows = await session.scalars(select(User).where(User.id.in_(owner_ids)))
     return {user.id: user for user in rows}
+
+
+async def owner_of(session: AsyncSession, owner_id: uuid.UUID) -> User | None:
+    return await session.get(User, owner_id)
+
+
+async def disabled_projects(session: AsyncSession, project_ids: set[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of these projects are disabled (their schedules do not fire)."""
+    if not project_ids:
+        return set()
+    rows = await session.scalars(
+        select(Project.id).where(Project.id.in_(project_ids), Project.status == "disabled")
+    )
+    return set(rows)
 
 
 async def owner_timezone(session: AsyncSession, owner_id: uuid.UUID) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -190,6 +191,14 @@ class ScheduleCreated(ScheduleOut):
     message: str = "Schedule created successfully"
 
 
+@dataclass(frozen=True)
+class ScheduleFilters:
+    """What ``GET /api/v1/schedules`` narrows the caller's schedules to."""
+
+    status: ScheduleStatus | None = None
+    search: str | None = None
+
+
 class ScheduleList(BaseModel):
     """A page of schedules; the Shannon fields appear when ``page`` or ``page_size`` is given."""
 
@@ -211,7 +220,8 @@ class ScheduleRunOut(BaseModel):
     status: Literal["fired", "skipped", "buffered"]
     reason: str | None = Field(
         description="Why skipped (overlap, max_concurrent_runs, catchup, skip-next, paused, "
-        "error, owner_inactive), or 'catchup' for an occurrence fired late after downtime."
+        "error, owner_inactive, project_disabled), or 'catchup' for an occurrence fired late "
+        "after downtime."
     )
     error: str | None
     fired_at: datetime | None = Field(description="When the task or execution was created.")

@@ -1,4 +1,5 @@
-"""Schedule use cases: define, change, pause and resume, skip the next occurrence, run now."""
+"""Schedule use cases: define, list, change, pause and resume, skip the next occurrence, run
+now, and the history of what fired."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
+from taskgate.auth.principal import Principal
 from taskgate.db.session import signal_after_commit
-from taskgate.errors import Conflict, NotFound
+from taskgate.errors import Conflict, NotFound, ValidationFailed
 from taskgate.governance.access import authorize
-from taskgate.identity.principal import Principal
+from taskgate.governance.roles import scope_for
+from taskgate.http.pagination import OffsetParams, Page, PageParams, paginate
 from taskgate.ids import new_id
 from taskgate.models import Schedule, ScheduleRun
 from taskgate.schedules import firing, targets
@@ -26,7 +29,15 @@ from taskgate.schedules.occurrences import (
     refresh_due,
     reschedule,
 )
-from taskgate.schedules.schemas import ScheduleCreate, ScheduleFields, ScheduleQueueSummary
+from taskgate.schedules.schemas import (
+    ScheduleCreate,
+    ScheduleFields,
+    ScheduleFilters,
+    ScheduleList,
+    ScheduleOut,
+    ScheduleQueueSummary,
+    ScheduleRunOut,
+)
 from taskgate.schedules.timing import next_fire
 from taskgate.settings import Settings
 from taskgate.versioning import ExpectedVersion, check_version
@@ -65,7 +76,7 @@ async def create_schedule(
     settings: Settings,
     now: datetime,
 ) -> Schedule:
-    principal.require_scope("schedules:write")
+    project_id = authorize(principal, "schedule:create")
     limit = settings.scheduler.max_schedules_per_user
     count = await repo.live_schedule_count(session, principal.user_id)
     if count >= limit:
@@ -76,7 +87,7 @@ async def create_schedule(
     s = Schedule(
         id=new_id(),
         owner_id=principal.user_id,
-        project_id=authorize(principal, "schedule:create"),
+        project_id=project_id,
         timezone="UTC",
         status=ACTIVE,
         enabled=True,
@@ -94,7 +105,7 @@ async def create_schedule(
         creating=True,
     )
     if s.workflow_id is not None:
-        await targets.check_workflow(session, principal, s.workflow_id)
+        await targets.check_workflow(session, principal, s.workflow_id, project_id)
     if body.enabled is False:
         s.enabled, s.status = False, PAUSED
     reschedule(s, now)
@@ -113,14 +124,72 @@ async def create_schedule(
 
 
 async def get_schedule(
-    session: AsyncSession, principal: Principal, schedule_id: uuid.UUID, *, lock: bool = False
+    session: AsyncSession,
+    principal: Principal,
+    schedule_id: uuid.UUID,
+    permission: str = "schedule:read",
 ) -> Schedule:
-    """The principal's schedule (locked against the scheduler when ``lock``); 404 otherwise."""
-    principal.require_scope("schedules:write" if lock else "schedules:read")
-    s = await repo.schedule_of(session, schedule_id, lock=lock)
-    if s is None or s.owner_id != principal.user_id:
+    """The schedule, if ``principal`` holds ``permission`` in its project (a member on what
+    it created, an operator pauses, resumes and triggers anyone's, an admin changes
+    anyone's), locked against the scheduler for any change; 404 when missing or in a
+    project it does not see."""
+    s = await repo.schedule_of(session, schedule_id, lock=permission != "schedule:read")
+    if s is None:
         raise NotFound("Schedule not found.")
+    authorize(principal, permission, project_id=s.project_id, owner_id=s.owner_id, resource_id=s.id)
     return s
+
+
+async def list_schedules(
+    session: AsyncSession,
+    principal: Principal,
+    filters: ScheduleFilters,
+    paging: PageParams | OffsetParams,
+) -> ScheduleList:
+    """The schedules of the request's project, whoever made them. The Shannon form
+    (OffsetParams, from ``page`` and ``page_size``) also answers ``schedules``, ``total``,
+    ``page``."""
+    listing = repo.schedules_listing(authorize(principal, "schedule:read"), filters)
+    window = await paginate(session, listing, paging)
+    items = [ScheduleOut.of(s) for s in window.rows]
+    if isinstance(paging, OffsetParams):
+        return ScheduleList(
+            results=items,
+            next=None,
+            schedules=items,
+            total=window.count,
+            page=paging.offset // paging.limit + 1,
+            page_size=paging.limit,
+        )
+    return ScheduleList(results=items, next=window.next, count=window.count)
+
+
+async def list_runs(
+    session: AsyncSession,
+    principal: Principal,
+    schedule_id: uuid.UUID,
+    status: str | None,
+    page: PageParams,
+) -> Page[ScheduleRunOut]:
+    """Past occurrences of the schedule, each with what it started and how that is doing."""
+    schedule = await get_schedule(session, principal, schedule_id)
+    if status not in (None, "fired", "skipped", "buffered"):
+        raise ValidationFailed.field("status", "must be fired, skipped or buffered")
+    window = await paginate(session, repo.runs_listing(schedule.id, status=status), page)
+    progress = await targets.progress_of(session, window.rows)
+    results = []
+    for run in window.rows:
+        state = progress.get(run.id)
+        results.append(
+            ScheduleRunOut.of(
+                run,
+                schedule.timezone,
+                outcome=state.status if state else None,
+                started_at=state.started_at if state else None,
+                finished_at=state.finished_at if state else None,
+            )
+        )
+    return window.page(results)
 
 
 async def update_schedule(
@@ -134,7 +203,7 @@ async def update_schedule(
     if_match: ExpectedVersion | None,
 ) -> Schedule:
     """PATCH and PUT: only the fields sent change; a new timing counts from ``now``."""
-    s = await get_schedule(session, principal, schedule_id, lock=True)
+    s = await get_schedule(session, principal, schedule_id, "schedule:update")
     check_version(if_match, s.version, "schedule")
     sent = set(body.model_fields_set)
     if not sent:
@@ -151,7 +220,7 @@ async def update_schedule(
         creating=False,
     )
     if s.workflow_id is not None and s.workflow_id != workflow_before:
-        await targets.check_workflow(session, principal, s.workflow_id)
+        await targets.check_workflow(session, principal, s.workflow_id, s.project_id)
     if body.enabled is not None and body.enabled != s.enabled:
         if body.enabled:
             s.enabled = True
@@ -179,7 +248,7 @@ async def delete_schedule(
     if_match: ExpectedVersion | None,
 ) -> None:
     """Delete the schedule and its history; the tasks it started stay."""
-    s = await get_schedule(session, principal, schedule_id, lock=True)
+    s = await get_schedule(session, principal, schedule_id, "schedule:delete")
     check_version(if_match, s.version, "schedule")
     await session.delete(s)
     signal_after_commit(session, SCHEDULES_CHANGED, s.id)
@@ -217,7 +286,7 @@ async def pause_schedule(
     settings: Settings,
     now: datetime,
 ) -> Schedule:
-    s = await get_schedule(session, principal, schedule_id, lock=True)
+    s = await get_schedule(session, principal, schedule_id, "schedule:pause")
     if s.status != ACTIVE:
         raise Conflict(f"Cannot pause a schedule that is {s.status}.")
     await _pause(session, s, reason)
@@ -236,7 +305,7 @@ async def resume_schedule(
     settings: Settings,
     now: datetime,
 ) -> Schedule:
-    s = await get_schedule(session, principal, schedule_id, lock=True)
+    s = await get_schedule(session, principal, schedule_id, "schedule:resume")
     if s.status != PAUSED:
         raise Conflict(f"Cannot resume a schedule that is {s.status}.")
     await _resume(session, s, now)
@@ -254,8 +323,9 @@ async def skip_next(
     settings: Settings,
     now: datetime,
 ) -> ScheduleRun:
-    """Cancel only the next occurrence: recorded as skipped, the one after becomes next."""
-    s = await get_schedule(session, principal, schedule_id, lock=True)
+    """Cancel only the next occurrence: recorded as skipped, the one after becomes next
+    (pausing one occurrence: ``schedule:pause``)."""
+    s = await get_schedule(session, principal, schedule_id, "schedule:pause")
     if s.status != ACTIVE or s.next_run_at is None:
         raise Conflict(f"A schedule that is {s.status} has no next occurrence to skip.")
     run = firing.skip(session, s, s.next_run_at, "skip-next")
@@ -277,8 +347,14 @@ async def trigger(
     now: datetime,
 ) -> ScheduleRun:
     """Run now, whatever the schedule's state and overlap policy; recorded as a manual fire
-    at ``now``. A target that cannot start fails the request instead of being recorded."""
-    s = await get_schedule(session, principal, schedule_id, lock=True)
+    at ``now``. A target that cannot start fails the request instead of being recorded.
+    The target starts as a firing's does: as the schedule's owner, in its project."""
+    s = await get_schedule(session, principal, schedule_id, "schedule:trigger")
+    # The target starts as its owner's, but a key never does more than its scopes allow.
+    principal.require_scope(scope_for("workflow:run" if s.workflow_id else "task:create"))
+    owner = await repo.owner_of(session, s.owner_id)
+    if owner is None or not owner.is_active:
+        raise Conflict("The schedule's owner is deactivated: the schedule cannot run.")
     occurrence = now
     timing = timing_of(s)
     # A manual run must not take the key of a real occurrence (or of an earlier manual run).
@@ -287,7 +363,8 @@ async def trigger(
         or await repo.run_for(session, s.id, occurrence) is not None
     ):
         occurrence += _TICK
-    run = await firing.fire_now(session, s, occurrence, principal, settings, now)
+    runner = firing.owner_principal(owner, s.project_id)
+    run = await firing.fire_now(session, s, occurrence, runner, settings, now)
     await firing.announce(session)
     await audit(
         session,

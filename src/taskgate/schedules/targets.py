@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
-import importlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskgate.auth.principal import Principal
 from taskgate.errors import FieldProblem, NotFound, TaskgateError, ValidationFailed
 from taskgate.http.errors import validation_problems
-from taskgate.identity.principal import Principal
-from taskgate.models import Schedule, ScheduleRun, Task
+from taskgate.models import Schedule, ScheduleRun, Task, WorkflowExecution
 from taskgate.schedules.definition import task_body
 from taskgate.settings import Settings
 from taskgate.tasks.intake import TaskRows, stage
 from taskgate.tasks.schemas import TaskCreate
 from taskgate.tasks.service import prepare_task, submit_task
 from taskgate.tasks.states import FINAL as TASK_FINAL
+from taskgate.workflows.executions_service import start_execution
+from taskgate.workflows.service import authorized_workflow
 
 # Execution statuses that will not change again (API.md: QUEUED, RUNNING, WAITING, SUCCESS,
 # FAILED, CANCELLED).
@@ -52,9 +52,12 @@ async def start(
 ) -> Started:
     """Create the schedule's task or workflow execution in the caller's transaction."""
     if s.workflow_id is not None:
-        execution_id = await _start_execution(session, s, owner)
+        execution_id = await _start_execution(session, s, s.workflow_id, owner)
         return Started(execution_id=execution_id)
-    task = await submit_task(session, owner, task_of(s), settings)
+    body = task_of(s)
+    # Run now by hand starts the task as the caller: its key must be one that may.
+    owner.require_scope("tasks:write")
+    task = await submit_task(session, owner, body, settings)
     return Started(task_id=task.id)
 
 
@@ -76,7 +79,7 @@ async def start_many(
                 # The workflows package writes the execution, and may refuse it after writing
                 # some of it: the savepoint keeps that from the rest of the batch.
                 async with session.begin_nested():
-                    execution_id = await _start_execution(session, s, owner)
+                    execution_id = await _start_execution(session, s, s.workflow_id, owner)
                 results.append(Started(execution_id=execution_id))
                 continue
             body = task_of(s)
@@ -113,36 +116,28 @@ def task_of(s: Schedule) -> TaskCreate:
         ) from None
 
 
-async def _start_execution(session: AsyncSession, s: Schedule, owner: Principal) -> uuid.UUID:
-    module = _executions_service()
-    if module is None:
-        raise ValidationFailed.field("workflow_id", "workflows are not available")
-    result: Any = await module.start_execution(
-        session, owner, s.workflow_id, s.workflow_input or {}, trigger="schedule"
+async def _start_execution(
+    session: AsyncSession, s: Schedule, workflow_id: uuid.UUID, owner: Principal
+) -> uuid.UUID:
+    execution = await start_execution(
+        session, owner, workflow_id, s.workflow_input or {}, trigger="schedule"
     )
-    execution_id = getattr(result, "id", None) or getattr(result, "execution_id", result)
-    return execution_id if isinstance(execution_id, uuid.UUID) else uuid.UUID(str(execution_id))
+    return execution.id
 
 
-def _executions_service() -> Any:
+async def check_workflow(
+    session: AsyncSession, principal: Principal, workflow_id: uuid.UUID, project_id: uuid.UUID
+) -> None:
+    """Refuse a workflow target ``principal`` cannot see, or of another project than the
+    schedule's ``project_id`` (its firings run there): a 400 on workflow_id, the same for a
+    workflow it cannot see, of another project, and none at all, so it tells nothing."""
+    principal.require_scope("workflows:read")
     try:
-        return importlib.import_module("taskgate.workflows.executions_service")
-    except ModuleNotFoundError:
-        return None
-
-
-async def check_workflow(session: AsyncSession, owner: Principal, workflow_id: uuid.UUID) -> None:
-    """Refuse a workflow target the owner cannot run (400 on workflow_id, not a 404)."""
-    if _executions_service() is None:
-        raise ValidationFailed.field("workflow_id", "workflows are not available")
-    from taskgate.workflows.service import get_workflow
-
-    try:
-        workflow = await get_workflow(session, owner, workflow_id)
+        workflow = await authorized_workflow(session, principal, workflow_id, "workflow:read")
     except NotFound:
         raise ValidationFailed.field("workflow_id", "no such workflow") from None
-    if getattr(workflow, "deleted_at", None) is not None:
-        raise ValidationFailed.field("workflow_id", "no such workflow")
+    if workflow.project_id != project_id:
+        raise ValidationFailed.field("workflow_id", "no such workflow in this project")
 
 
 async def progress_of(
@@ -161,24 +156,15 @@ async def progress_of(
         for task_id, status, started_at, finished_at in rows:
             found[task_ids[task_id]] = Progress(status, started_at, finished_at)
     if execution_ids:
-        model = _execution_model()
-        if model is not None:
-            rows = await session.execute(
-                select(model.id, model.status, model.started_at, model.finished_at).where(
-                    model.id.in_(execution_ids)
-                )
+        model = WorkflowExecution
+        rows = await session.execute(
+            select(model.id, model.status, model.started_at, model.finished_at).where(
+                model.id.in_(execution_ids)
             )
-            for execution_id, status, started_at, finished_at in rows:
-                found[execution_ids[execution_id]] = Progress(status, started_at, finished_at)
+        )
+        for execution_id, status, started_at, finished_at in rows:
+            found[execution_ids[execution_id]] = Progress(status, started_at, finished_at)
     for run in runs:
         if run.id not in found and (run.task_id or run.execution_id):
             found[run.id] = Progress(GONE, None, None)
     return found
-
-
-def _execution_model() -> Any:
-    try:
-        module = importlib.import_module("taskgate.models.workflows")
-    except ModuleNotFoundError:
-        return None
-    return getattr(module, "WorkflowExecution", None)

@@ -7,13 +7,11 @@ from typing import Any
 
 from taskgate.approvals.service import request_task_approval
 from taskgate.runtime.agent import AgentConfig, AgentOutcome, run_agent
-from taskgate.runtime.context import JobContext, RetryLater, Runtime
+from taskgate.runtime.context import JobContext, RetryLater
 from taskgate.runtime.providers import (
     ChatMessage,
     ModelError,
     ModelPrice,
-    ModelProvider,
-    OpenAICompatibleProvider,
     PriceTable,
 )
 from taskgate.settings import Settings
@@ -33,23 +31,8 @@ from taskgate.tasks.states import TaskStatus, is_final
 from taskgate.tasks.transcript import RecordingProvider, plan_resume, to_wire
 
 S = TaskStatus
-_PROVIDER = "model_provider"
 SESSION_TURNS = 10
 MAX_RETRY_DELAY = 60.0
-
-
-def model_provider(runtime: Runtime) -> ModelProvider | None:
-    """The process's model provider (tests and embedders may place their own in extras)."""
-    provider: ModelProvider | None = runtime.extras.get(_PROVIDER)
-    config = runtime.settings.model
-    if provider is None and config.base_url is not None:
-        api_key = config.api_key.get_secret_value() if config.api_key else None
-        client = OpenAICompatibleProvider(
-            config.base_url, api_key, config.model, config.timeout_seconds
-        )
-        runtime.extras[_PROVIDER] = provider = client
-        runtime.closers.append(client.aclose)
-    return provider
 
 
 def price_table(settings: Settings) -> PriceTable:
@@ -71,7 +54,7 @@ async def _session_history(ctx: JobContext, attempt: Attempt) -> list[ChatMessag
 
 async def run_agent_attempt(ctx: JobContext, attempt: Attempt, batcher: EventBatcher) -> None:
     settings = ctx.runtime.settings
-    provider = model_provider(ctx.runtime)
+    provider = ctx.runtime.services.model
     if provider is None:
         ending = Ending(S.FAILED, error_code="MODEL_UNAVAILABLE", error=MODEL_UNAVAILABLE_MESSAGE)
         await _finish(ctx, attempt, batcher, ending, "")

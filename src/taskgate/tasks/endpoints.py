@@ -10,14 +10,12 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from taskgate.errors import ValidationFailed
 from taskgate.governance.selection import with_body_project
-from taskgate.http.auth import CurrentPrincipal, Session, get_principal
+from taskgate.http.auth import Session, TasksRead, TasksWrite
 from taskgate.http.direct_route import DirectRoute
 from taskgate.http.json_body import JsonRoute
-from taskgate.http.pagination import Page, PageParams, page_params, paginate
+from taskgate.http.pagination import OffsetParams, Page, PageParams, page_params
 from taskgate.http.params import Instant, Position
-from taskgate.models import Task
 from taskgate.openapi import errors
-from taskgate.tasks import repository as repo
 from taskgate.tasks import service
 from taskgate.tasks.schemas import (
     ControlRequest,
@@ -27,6 +25,7 @@ from taskgate.tasks.schemas import (
     EventPage,
     TaskCreate,
     TaskCreated,
+    TaskFilters,
     TaskList,
     TaskOut,
 )
@@ -36,15 +35,12 @@ router = APIRouter(prefix="/api/v1", tags=["tasks"], route_class=JsonRoute)
 TaskPage = Annotated[PageParams, Depends(page_params(["created_at", "-created_at"]))]
 
 
-async def submit_task(request: Request, body: TaskCreate) -> Response:
+async def submit_task(request: Request, body: TaskCreate, caller: TasksWrite) -> Response:
     # The hottest write, so it is a DirectRoute: the body is validated from its bytes, the
-    # principal asked for here, the answer rendered once. There is no request transaction: the
-    # task is written by the intake's group commit (or, without one, in a transaction that
-    # commits before the answer).
+    # answer rendered once. There is no request transaction: the task is written by the
+    # intake's group commit (or, without one, in a transaction that commits before the answer).
     state = request.app.state
-    principal = await with_body_project(
-        request.scope, await get_principal(request), body.project_id, state.projects
-    )
+    principal = await with_body_project(request.scope, caller, body.project_id, state.projects)
     task = await service.accept_task(state.db, state.task_intake, principal, body, state.settings)
     failed = task.status == TaskStatus.FAILED.value
     created = TaskCreated(
@@ -89,7 +85,7 @@ def _statuses(raw: str | None) -> list[str]:
 @router.get("/tasks", responses=errors(400, 401, 403))
 async def list_tasks(
     session: Session,
-    principal: CurrentPrincipal,
+    principal: TasksRead,
     page: TaskPage,
     status_: Annotated[
         str | None, Query(alias="status", description="Comma-separated statuses.")
@@ -103,7 +99,7 @@ async def list_tasks(
         Position | None, Query(description="Shannon form: answer {tasks, total_count}.")
     ] = None,
 ) -> Page[TaskOut] | TaskList:
-    filters = repo.TaskFilters(
+    filters = TaskFilters(
         statuses=_statuses(status_),
         session_id=session_id,
         label=label,
@@ -111,18 +107,12 @@ async def list_tasks(
         created_before=created_before,
         search=search,
     )
-    stmt = service.tasks_query(principal, filters, repo.dialect_of(session))
-    if offset is not None:
-        rows, total = await repo.tasks_offset_page(session, stmt, page.limit, offset)
-        return TaskList(tasks=[TaskOut.of(t) for t in rows], total_count=total)
-    found, next_link, count = await paginate(
-        session, stmt, page, {"created_at": Task.created_at}, Task.id
-    )
-    return Page(results=[TaskOut.of(t) for t in found], next=next_link, count=count)
+    paging = page if offset is None else OffsetParams(page.limit, offset)
+    return await service.list_tasks(session, principal, filters, paging)
 
 
 @router.get("/tasks/{task_id}", responses=errors(401, 403, 404))
-async def get_task(task_id: uuid.UUID, session: Session, principal: CurrentPrincipal) -> TaskOut:
+async def get_task(task_id: uuid.UUID, session: Session, principal: TasksRead) -> TaskOut:
     return TaskOut.of(await service.get_task(session, principal, task_id))
 
 
@@ -131,7 +121,7 @@ async def task_events(
     task_id: uuid.UUID,
     request: Request,
     session: Session,
-    principal: CurrentPrincipal,
+    principal: TasksRead,
     after: Annotated[Position | None, Query(description="Only events after this id.")] = None,
     limit: int = 100,
     types: Annotated[str | None, Query(description="Comma-separated event types.")] = None,
@@ -158,7 +148,7 @@ async def cancel_task(
     task_id: uuid.UUID,
     request: Request,
     session: Session,
-    principal: CurrentPrincipal,
+    principal: TasksWrite,
     body: ControlRequest | None = None,
 ) -> ControlResult:
     reason = body.reason if body else None
@@ -175,7 +165,7 @@ async def cancel_task(
 async def pause_task(
     task_id: uuid.UUID,
     session: Session,
-    principal: CurrentPrincipal,
+    principal: TasksWrite,
     body: ControlRequest | None = None,
 ) -> ControlResult:
     reason = body.reason if body else None
@@ -191,7 +181,7 @@ async def pause_task(
 async def resume_task(
     task_id: uuid.UUID,
     session: Session,
-    principal: CurrentPrincipal,
+    principal: TasksWrite,
     body: ControlRequest | None = None,
 ) -> ControlResult:
     reason = body.reason if body else None
@@ -200,7 +190,5 @@ async def resume_task(
 
 
 @router.get("/tasks/{task_id}/control-state", responses=errors(401, 403, 404))
-async def control_state(
-    task_id: uuid.UUID, session: Session, principal: CurrentPrincipal
-) -> ControlState:
+async def control_state(task_id: uuid.UUID, session: Session, principal: TasksRead) -> ControlState:
     return service.control_state(await service.get_task(session, principal, task_id))

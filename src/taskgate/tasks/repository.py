@@ -4,29 +4,19 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, Select, Uuid, bindparam, exists, func, literal, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskgate.http.pagination import Listing
 from taskgate.models import ChatSession, Event, Run, Task
+from taskgate.tasks.schemas import TaskFilters
 
 
 def dialect_of(session: AsyncSession) -> str:
     return session.get_bind().dialect.name
-
-
-@dataclass(frozen=True)
-class TaskFilters:
-    statuses: Sequence[str] = ()
-    session_id: uuid.UUID | None = None
-    label: str | None = None
-    created_after: datetime | None = None
-    created_before: datetime | None = None
-    search: str | None = None
-    parent_task_id: uuid.UUID | None = None
 
 
 # The task, read afresh (not from the session's identity map); built once, as the worker reads
@@ -57,7 +47,7 @@ def _label_matches(label: str, dialect: str) -> ColumnElement[bool]:
     return exists(select(literal(1)).select_from(each).where(each.c.value == label))
 
 
-def tasks_query(project_id: uuid.UUID, filters: TaskFilters, dialect: str) -> Select[tuple[Task]]:
+def tasks_listing(project_id: uuid.UUID, filters: TaskFilters, dialect: str) -> Listing[Task]:
     stmt = select(Task).where(Task.project_id == project_id)
     if filters.statuses:
         stmt = stmt.where(Task.status.in_(filters.statuses))
@@ -74,17 +64,7 @@ def tasks_query(project_id: uuid.UUID, filters: TaskFilters, dialect: str) -> Se
     if filters.search:
         pattern = "%" + filters.search.replace("\\", "\\\\").replace("%", "\\%") + "%"
         stmt = stmt.where(Task.query.ilike(pattern, escape="\\"))
-    return stmt
-
-
-async def tasks_offset_page(
-    session: AsyncSession, stmt: Select[tuple[Task]], limit: int, offset: int
-) -> tuple[list[Task], int]:
-    total = await session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
-    rows = await session.scalars(
-        stmt.order_by(Task.created_at.desc(), Task.id.desc()).limit(limit).offset(offset)
-    )
-    return list(rows.all()), int(total or 0)
+    return Listing(stmt, {"created_at": Task.created_at}, Task.id)
 
 
 async def task_events(

@@ -2,66 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import codecs
-import os
 import shutil
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
 from taskgate.runtime.context import JobContext, Runtime
-from taskgate.runtime.sandbox import (
-    Sandbox,
-    SandboxError,
-    SandboxLimits,
-    SandboxRequest,
-    SandboxResult,
-    UidPool,
-    UnavailableSandbox,
-    select_sandbox,
-)
+from taskgate.runtime.sandbox import Sandbox, SandboxLimits, SandboxRequest, SandboxResult
 from taskgate.runtime.sandbox.base import Kind
-from taskgate.settings import SandboxSettings, Settings
+from taskgate.settings import Settings
 from taskgate.tasks.event_batch import EventBatcher
-
-_SANDBOX = "sandbox"
-_SANDBOX_LOCK = "sandbox.lock"
 
 
 async def sandbox_of(runtime: Runtime) -> Sandbox:
-    """The process's sandbox, chosen once (the choice runs a trial, so not on every job)."""
-    sandbox: Sandbox | None = runtime.extras.get(_SANDBOX)
-    if sandbox is not None:
-        return sandbox
-    lock: asyncio.Lock = runtime.extras.setdefault(_SANDBOX_LOCK, asyncio.Lock())
-    async with lock:
-        sandbox = runtime.extras.get(_SANDBOX)
-        if sandbox is None:
-            sandbox = await asyncio.to_thread(_choose, runtime.settings.sandbox)
-            runtime.extras[_SANDBOX] = sandbox
-            runtime.capabilities["sandbox"] = {
-                "backend": sandbox.name,
-                "isolated": sandbox.isolated,
-            }
+    """The process's sandbox (``RuntimeServices.sandbox``), reported in the node's row."""
+    sandbox = await runtime.services.sandbox()
+    if "sandbox" not in runtime.capabilities:
+        runtime.capabilities["sandbox"] = {"backend": sandbox.name, "isolated": sandbox.isolated}
     return sandbox
-
-
-def _choose(config: SandboxSettings) -> Sandbox:
-    pool = uid_pool(config)
-    if pool is not None:
-        try:
-            pool.sweep()  # sandboxes a killed worker may have left behind
-        except SandboxError as exc:
-            return UnavailableSandbox(f"the sandbox uids cannot be leased: {exc}")
-    return select_sandbox(config.backend, pool)
-
-
-def uid_pool(config: SandboxSettings) -> UidPool | None:
-    """Running as root, each sandbox runs as a uid of its own from the configured range."""
-    if os.geteuid() != 0:
-        return None
-    return UidPool(config.uid_first, config.uid_count, config.uid_lease_dir)
 
 
 def work_dir(settings: Settings, task_id: uuid.UUID) -> Path:

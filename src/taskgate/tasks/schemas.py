@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -164,6 +166,19 @@ class TaskOut(BaseModel):
             completed_at=task.completed_at,
             updated_at=task.updated_at,
         )
+
+
+@dataclass(frozen=True)
+class TaskFilters:
+    """What ``GET /api/v1/tasks`` narrows the caller's tasks to."""
+
+    statuses: Sequence[str] = ()
+    session_id: uuid.UUID | None = None
+    label: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    search: str | None = None
+    parent_task_id: uuid.UUID | None = None
 
 
 class TaskList(BaseModel):

@@ -8,16 +8,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit, audit_values
+from taskgate.auth.principal import Principal
 from taskgate.clock import utcnow
 from taskgate.db.session import Database
 from taskgate.errors import Conflict, FieldProblem, NotFound, ValidationFailed
 from taskgate.events.outbox import event_values
 from taskgate.governance.access import authorize
-from taskgate.identity.principal import Principal
+from taskgate.http.pagination import OffsetParams, Page, PageParams, paginate
 from taskgate.ids import new_id
 from taskgate.models import ChatSession, Event, Task
 from taskgate.runtime.queue import NewJob, job_values, request_cancel
@@ -25,7 +25,7 @@ from taskgate.settings import Settings, WorkerSettings
 from taskgate.tasks import repository as repo
 from taskgate.tasks.intake import Accepted, TaskIntake, TaskRows, stage
 from taskgate.tasks.lifecycle import RUN_KIND, enqueue_run, fail, move, stop_running, task_event
-from taskgate.tasks.schemas import ControlState, TaskCreate
+from taskgate.tasks.schemas import ControlState, TaskCreate, TaskFilters, TaskList, TaskOut
 from taskgate.tasks.states import TaskStatus
 
 S = TaskStatus
@@ -206,46 +206,41 @@ async def _write(session: AsyncSession, submission: _Submission) -> Accepted:
     return Accepted(task.id, rows.task["session_id"], task.status, task.created_at, task.error)
 
 
-def tasks_query(
-    principal: Principal, filters: repo.TaskFilters, dialect: str
-) -> Select[tuple[Task]]:
-    """The tasks of the request's project (everyone's: ``task:read`` reads them all)."""
-    project_id = authorize(principal, "task:read")
-    return repo.tasks_query(project_id, filters, dialect)
+def _authorized(principal: Principal, permission: str, task: Task | None) -> Task:
+    """``task`` if ``principal`` may ``permission`` it: 404 when it is missing or in a project
+    ``principal`` cannot see, 403 when it may not (a member changes only its own)."""
+    if task is None:
+        raise NotFound("Task not found.")
+    owner, project = task.owner_id, task.project_id
+    authorize(principal, permission, project_id=project, owner_id=owner, resource_id=task.id)
+    return task
 
 
 async def get_task(session: AsyncSession, principal: Principal, task_id: uuid.UUID) -> Task:
-    """A task of a project ``principal`` may read tasks in; NotFound when missing or in a
-    project it does not see."""
-    task = await session.get(Task, task_id)
-    if task is None:
-        raise NotFound("Task not found.")
-    authorize(
-        principal,
-        "task:read",
-        project_id=task.project_id,
-        owner_id=task.owner_id,
-        resource_id=task.id,
-    )
-    return task
+    return _authorized(principal, "task:read", await session.get(Task, task_id))
+
+
+async def list_tasks(
+    session: AsyncSession,
+    principal: Principal,
+    filters: TaskFilters,
+    paging: PageParams | OffsetParams,
+) -> Page[TaskOut] | TaskList:
+    """The tasks of the request's project, everyone's (``task:read`` reads them all); the
+    Shannon form with OffsetParams."""
+    project_id = authorize(principal, "task:read")
+    listing = repo.tasks_listing(project_id, filters, repo.dialect_of(session))
+    window = await paginate(session, listing, paging)
+    results = [TaskOut.of(task) for task in window.rows]
+    if isinstance(paging, OffsetParams):
+        return TaskList(tasks=results, total_count=window.count or 0)
+    return window.page(results)
 
 
 async def _task_to_change(
     session: AsyncSession, principal: Principal, task_id: uuid.UUID, permission: str
 ) -> Task:
-    """The task, locked, if ``principal`` holds ``permission`` on it: a member on what it
-    submitted, an operator on anyone's."""
-    task = await repo.task_for_update(session, task_id)
-    if task is None:
-        raise NotFound("Task not found.")
-    authorize(
-        principal,
-        permission,
-        project_id=task.project_id,
-        owner_id=task.owner_id,
-        resource_id=task.id,
-    )
-    return task
+    return _authorized(principal, permission, await repo.task_for_update(session, task_id))
 
 
 async def list_events(

@@ -8,17 +8,17 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from taskgate.errors import PayloadTooLarge
-from taskgate.http.auth import CurrentPrincipal, Session
+from taskgate.http.auth import EventsRead, EventsWrite, Session, WebhooksRead, WebhooksWrite
 from taskgate.http.context import current_trace_id
 from taskgate.http.json_body import JsonRoute
-from taskgate.http.pagination import Page, PageParams, page_of, page_params
-from taskgate.models import Event, WebhookSource
+from taskgate.http.pagination import Page, PageParams, page_params
 from taskgate.openapi import errors
 from taskgate.triggers import inbound, sources
-from taskgate.triggers import repository as repo
+from taskgate.triggers import service as events_service
 from taskgate.triggers.schemas import (
     EventAccepted,
     EventCreate,
+    EventFilters,
     EventOut,
     WebhookAccepted,
     WebhookSourceCreate,
@@ -26,7 +26,6 @@ from taskgate.triggers.schemas import (
     WebhookSourceOut,
     WebhookSourceUpdate,
 )
-from taskgate.triggers.service import events_query, submit_event
 from taskgate.workflows.endpoints import Box
 
 router = APIRouter(prefix="/api/v1", route_class=JsonRoute)
@@ -39,12 +38,15 @@ SourcePage = Annotated[PageParams, Depends(page_params(["created_at", "-created_
     "/events",
     tags=["events"],
     status_code=status.HTTP_201_CREATED,
-    responses={200: {"description": "A repeated dedupe_key: the first event"}, **errors(400, 401)},
+    responses={
+        200: {"description": "A repeated dedupe_key: the first event"},
+        **errors(400, 401, 403, 409),
+    },
 )
 async def create_event(
-    body: EventCreate, session: Session, principal: CurrentPrincipal, response: Response
+    body: EventCreate, session: Session, principal: EventsWrite, response: Response
 ) -> EventAccepted:
-    ingested = await submit_event(
+    ingested = await events_service.submit_event(
         session, principal, type=body.type, payload=body.payload, dedupe_key=body.dedupe_key
     )
     if ingested.duplicate:
@@ -60,38 +62,15 @@ async def create_event(
 @router.get("/events", tags=["events"], responses=errors(400, 401, 403, 404))
 async def list_events(
     session: Session,
-    principal: CurrentPrincipal,
+    principal: EventsRead,
     page: EventPage,
     type: Annotated[
         list[str] | None, Query(description="Exact types or prefixes such as order.*")
     ] = None,
 ) -> Page[EventOut]:
-    """The project's events, newest first."""
+    """The events of the request's project, newest first."""
     types = [t.strip() for item in type or [] for t in item.split(",") if t.strip()]
-    return await page_of(
-        session,
-        events_query(principal, types),
-        page,
-        {"id": Event.id},
-        Event.id,
-        show=_event_out,
-    )
-
-
-def _event_out(event: Event) -> EventOut:
-    return EventOut(
-        id=event.id,
-        type=event.type,
-        created_at=event.created_at,
-        task_id=event.task_id,
-        run_id=event.run_id,
-        job_id=event.job_id,
-        execution_id=event.execution_id,
-        workflow_id=event.workflow_id,
-        session_id=event.session_id,
-        dedupe_key=event.dedupe_key,
-        payload=event.payload if isinstance(event.payload, dict) else {"value": event.payload},
-    )
+    return await events_service.list_events(session, principal, EventFilters(types), page)
 
 
 async def _raw_body(request: Request) -> bytes:
@@ -138,17 +117,9 @@ async def receive_webhook(
 
 @router.get("/webhook-sources", tags=["webhooks"], responses=errors(400, 401, 403))
 async def list_sources(
-    session: Session, principal: CurrentPrincipal, page: SourcePage
+    session: Session, principal: WebhooksRead, page: SourcePage
 ) -> Page[WebhookSourceOut]:
-    principal.require_scope("webhooks:read")
-    return await page_of(
-        session,
-        repo.sources_query(principal.user_id, principal.project_id),
-        page,
-        {"created_at": WebhookSource.created_at},
-        WebhookSource.id,
-        show=sources.source_out,
-    )
+    return await sources.list_sources(session, principal, page)
 
 
 @router.post(
@@ -158,7 +129,7 @@ async def list_sources(
     responses=errors(400, 401, 403, 409),
 )
 async def create_source(
-    body: WebhookSourceCreate, session: Session, principal: CurrentPrincipal, box: Box
+    body: WebhookSourceCreate, session: Session, principal: WebhooksWrite, box: Box
 ) -> WebhookSourceCreated:
     """The secret is in this response only; afterwards it is write-only."""
     source, secret = await sources.create_source(session, principal, body, box)
@@ -167,19 +138,19 @@ async def create_source(
 
 @router.get("/webhook-sources/{source_id}", tags=["webhooks"], responses=errors(401, 403, 404))
 async def get_source(
-    source_id: uuid.UUID, session: Session, principal: CurrentPrincipal
+    source_id: uuid.UUID, session: Session, principal: WebhooksRead
 ) -> WebhookSourceOut:
     return sources.source_out(await sources.get_source(session, principal, source_id))
 
 
 @router.patch(
-    "/webhook-sources/{source_id}", tags=["webhooks"], responses=errors(400, 401, 403, 404)
+    "/webhook-sources/{source_id}", tags=["webhooks"], responses=errors(400, 401, 403, 404, 409)
 )
 async def update_source(
     source_id: uuid.UUID,
     body: WebhookSourceUpdate,
     session: Session,
-    principal: CurrentPrincipal,
+    principal: WebhooksWrite,
     box: Box,
 ) -> WebhookSourceOut:
     source = await sources.update_source(session, principal, source_id, body, box)
@@ -191,10 +162,10 @@ async def update_source(
     "/webhook-sources/{source_id}",
     tags=["webhooks"],
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=errors(401, 403, 404),
+    responses=errors(401, 403, 404, 409),
 )
 async def delete_source(
-    source_id: uuid.UUID, session: Session, principal: CurrentPrincipal
+    source_id: uuid.UUID, session: Session, principal: WebhooksWrite
 ) -> Response:
     await sources.delete_source(session, principal, source_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

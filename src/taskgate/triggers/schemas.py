@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -16,6 +18,14 @@ SourceSlug = Annotated[
     str, StringConstraints(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9_-]*$")
 ]
 SignatureScheme = Literal["auto", "hmac_sha256", "standard"]
+
+
+@dataclass(frozen=True)
+class EventFilters:
+    """What ``GET /api/v1/events`` narrows the caller's events to: exact types, or prefixes
+    such as ``order.*``; none (or ``*``) for every type."""
+
+    types: Sequence[str] = ()
 
 
 class EventCreate(BaseModel):

@@ -12,11 +12,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
+from taskgate.auth.principal import Principal
 from taskgate.clock import isoformat
 from taskgate.db.session import signal_after_commit
 from taskgate.destinations.matching import filter_matches, pattern_matches
@@ -24,9 +24,10 @@ from taskgate.errors import ValidationFailed
 from taskgate.events.outbox import EVENTS_COMMITTED
 from taskgate.governance.access import authorize
 from taskgate.http.context import current_trace_id
-from taskgate.identity.principal import Principal
+from taskgate.http.pagination import Page, PageParams, page_of
 from taskgate.models import Event, WebhookSource, Workflow, WorkflowExecution
 from taskgate.triggers import repository as repo
+from taskgate.triggers.schemas import EventFilters, EventOut
 from taskgate.workflows import repository as workflows_repo
 from taskgate.workflows.executions_service import create_execution
 
@@ -64,10 +65,28 @@ def check_event_type(event_type: str) -> None:
         )
 
 
-def events_query(principal: Principal, types: list[str]) -> Select[tuple[Event]]:
-    """``GET /events``: the events of the request's project (``event:read``)."""
-    project_id = authorize(principal, "event:read")
-    return repo.events_query(project_id, types=types)
+async def list_events(
+    session: AsyncSession, principal: Principal, filters: EventFilters, page: PageParams
+) -> Page[EventOut]:
+    """The events of the request's project, everyone's."""
+    listing = repo.events_listing(authorize(principal, "event:read"), filters)
+    return await page_of(session, listing, page, event_out)
+
+
+def event_out(event: Event) -> EventOut:
+    return EventOut(
+        id=event.id,
+        type=event.type,
+        created_at=event.created_at,
+        task_id=event.task_id,
+        run_id=event.run_id,
+        job_id=event.job_id,
+        execution_id=event.execution_id,
+        workflow_id=event.workflow_id,
+        session_id=event.session_id,
+        dedupe_key=event.dedupe_key,
+        payload=event.payload if isinstance(event.payload, dict) else {"value": event.payload},
+    )
 
 
 async def submit_event(
@@ -78,7 +97,8 @@ async def submit_event(
     payload: dict[str, Any],
     dedupe_key: str | None,
 ) -> Ingested:
-    """``POST /events``: the caller's own event, which may start event-triggered workflows."""
+    """``POST /events``: the caller's event in the request's project, which may start the
+    project's event-triggered workflows (whoever made them: the caller may run any)."""
     check_event_type(type)
     project_id = authorize(principal, "event:create")
     ingested = await ingest_event(
@@ -167,11 +187,10 @@ def _wants(workflow: Workflow, document: dict[str, Any], source: WebhookSource |
 async def _start_matching(
     session: AsyncSession, event: Event, source: WebhookSource | None
 ) -> list[WorkflowExecution]:
-    assert event.owner_id is not None
+    if event.project_id is None:
+        return []
     trigger_types = ["event", "webhook"] if source is not None else ["event"]
-    workflows = await workflows_repo.triggered_workflows(
-        session, event.owner_id, event.project_id, trigger_types
-    )
+    workflows = await workflows_repo.triggered_workflows(session, event.project_id, trigger_types)
     if not workflows:
         return []
     snapshot = event_snapshot(event, source)

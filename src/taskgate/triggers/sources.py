@@ -1,4 +1,4 @@
-"""Webhook source use cases: create (the secret shown once), read, change, delete."""
+"""Webhook source use cases: create (the secret shown once), list, read, change, delete."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.audit.service import audit
+from taskgate.auth.principal import Principal
 from taskgate.clock import utcnow
 from taskgate.errors import Conflict, NotFound
 from taskgate.governance.access import authorize
-from taskgate.identity.principal import Principal
+from taskgate.http.pagination import Page, PageParams, page_of
 from taskgate.ids import new_id
 from taskgate.models import WebhookSource
 from taskgate.outbound.secretbox import SecretBox
@@ -56,7 +57,6 @@ def _slug_taken(slug: str) -> Conflict:
 async def create_source(
     session: AsyncSession, principal: Principal, body: WebhookSourceCreate, box: SecretBox
 ) -> tuple[WebhookSource, str]:
-    principal.require_scope("webhooks:write")
     # Slugs are unique within a project only, so a taken one tells nothing about other
     # projects' sources.
     project_id = authorize(principal, "webhook_source:create")
@@ -96,13 +96,32 @@ async def create_source(
     return source, secret
 
 
+async def list_sources(
+    session: AsyncSession, principal: Principal, page: PageParams
+) -> Page[WebhookSourceOut]:
+    """The webhook sources of the request's project, whoever made them."""
+    listing = repo.sources_listing(authorize(principal, "webhook_source:read"))
+    return await page_of(session, listing, page, source_out)
+
+
 async def get_source(
-    session: AsyncSession, principal: Principal, source_id: uuid.UUID, *, write: bool = False
+    session: AsyncSession,
+    principal: Principal,
+    source_id: uuid.UUID,
+    permission: str = "webhook_source:read",
 ) -> WebhookSource:
-    principal.require_scope("webhooks:write" if write else "webhooks:read")
-    source = await repo.source_of(session, principal.user_id, source_id)
+    """The source, if ``principal`` holds ``permission`` in its project (reading: any role
+    there; changing: its admins); 404 when missing or in a project it does not see."""
+    source = await repo.source_of(session, source_id)
     if source is None:
         raise NotFound("Webhook source not found.")
+    authorize(
+        principal,
+        permission,
+        project_id=source.project_id,
+        owner_id=source.owner_id,
+        resource_id=source.id,
+    )
     return source
 
 
@@ -113,7 +132,7 @@ async def update_source(
     body: WebhookSourceUpdate,
     box: SecretBox,
 ) -> WebhookSource:
-    source = await get_source(session, principal, source_id, write=True)
+    source = await get_source(session, principal, source_id, "webhook_source:update")
     changes = body.model_dump(exclude_unset=True)
     secret = changes.pop("secret", None)
     for key, value in changes.items():
@@ -135,7 +154,7 @@ async def update_source(
 
 
 async def delete_source(session: AsyncSession, principal: Principal, source_id: uuid.UUID) -> None:
-    source = await get_source(session, principal, source_id, write=True)
+    source = await get_source(session, principal, source_id, "webhook_source:delete")
     await session.delete(source)
     await audit(
         session,

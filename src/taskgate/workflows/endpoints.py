@@ -7,21 +7,20 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
-from taskgate.destinations.sealing import secret_box
-from taskgate.http.auth import CurrentPrincipal, Session
+from taskgate.http.auth import Session, WorkflowsRead, WorkflowsReadWrite, WorkflowsWrite
 from taskgate.http.json_body import JsonRoute
-from taskgate.http.pagination import Page, PageParams, page_of, page_params
+from taskgate.http.pagination import Page, PageParams, page_params
 from taskgate.http.params import VersionNumber
 from taskgate.http.preconditions import IfMatch, etag
-from taskgate.models import Workflow, WorkflowVersion
 from taskgate.openapi import errors
 from taskgate.outbound.secretbox import SecretBox
-from taskgate.workflows import repository as repo
+from taskgate.runtime.services import RuntimeServices
 from taskgate.workflows import service
 from taskgate.workflows.schemas import (
     DuplicateRequest,
     TriggerType,
     WorkflowCreate,
+    WorkflowFilters,
     WorkflowOut,
     WorkflowSummary,
     WorkflowUpdate,
@@ -32,12 +31,9 @@ router = APIRouter(prefix="/api/v1", tags=["workflows"], route_class=JsonRoute)
 
 
 def get_secret_box(request: Request) -> SecretBox:
-    """One box per app, built on first use from the app's settings."""
-    box: SecretBox | None = getattr(request.app.state, "workflow_secret_box", None)
-    if box is None:
-        box = secret_box(request.app.state.settings)
-        request.app.state.workflow_secret_box = box
-    return box
+    """The app's one box (``RuntimeServices.secret_box``), built on first use."""
+    services: RuntimeServices = request.app.state.services
+    return services.secret_box
 
 
 Box = Annotated[SecretBox, Depends(get_secret_box)]
@@ -62,31 +58,14 @@ def _with_etag(response: Response, version: int) -> None:
 @router.get("/workflows", responses=errors(400, 401, 403))
 async def list_workflows(
     session: Session,
-    principal: CurrentPrincipal,
+    principal: WorkflowsRead,
     page: WorkflowPage,
     enabled: bool | None = None,
     search: Annotated[str | None, Query(max_length=200, description="In name or slug.")] = None,
     trigger_type: TriggerType | None = None,
 ) -> Page[WorkflowSummary]:
-    principal.require_scope("workflows:read")
-    return await page_of(
-        session,
-        repo.workflows_query(
-            principal.user_id,
-            principal.project_id,
-            enabled=enabled,
-            search=search,
-            trigger_type=trigger_type,
-        ),
-        page,
-        {
-            "created_at": Workflow.created_at,
-            "updated_at": Workflow.updated_at,
-            "name": Workflow.name,
-        },
-        Workflow.id,
-        show=service.workflow_summary,
-    )
+    filters = WorkflowFilters(enabled=enabled, search=search, trigger_type=trigger_type)
+    return await service.list_workflows(session, principal, filters, page)
 
 
 @router.post(
@@ -95,7 +74,7 @@ async def list_workflows(
 async def create_workflow(
     body: WorkflowCreate,
     session: Session,
-    principal: CurrentPrincipal,
+    principal: WorkflowsWrite,
     box: Box,
     response: Response,
 ) -> WorkflowOut:
@@ -108,7 +87,7 @@ async def create_workflow(
 
 @router.get("/workflows/{workflow_id}", responses=errors(401, 403, 404))
 async def get_workflow(
-    workflow_id: uuid.UUID, session: Session, principal: CurrentPrincipal, response: Response
+    workflow_id: uuid.UUID, session: Session, principal: WorkflowsRead, response: Response
 ) -> WorkflowOut:
     workflow = await service.get_workflow(session, principal, workflow_id)
     _with_etag(response, workflow.version)
@@ -119,7 +98,7 @@ async def update_workflow(
     workflow_id: uuid.UUID,
     body: WorkflowUpdate,
     session: Session,
-    principal: CurrentPrincipal,
+    principal: WorkflowsWrite,
     box: Box,
     response: Response,
     if_match: IfMatch = None,
@@ -149,10 +128,10 @@ router.put(
 @router.delete(
     "/workflows/{workflow_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=errors(401, 403, 404, 412),
+    responses=errors(401, 403, 404, 409, 412),
 )
 async def delete_workflow(
-    workflow_id: uuid.UUID, session: Session, principal: CurrentPrincipal, if_match: IfMatch = None
+    workflow_id: uuid.UUID, session: Session, principal: WorkflowsWrite, if_match: IfMatch = None
 ) -> Response:
     await service.delete_workflow(session, principal, workflow_id, if_match=if_match)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -160,22 +139,14 @@ async def delete_workflow(
 
 @router.get("/workflows/{workflow_id}/versions", responses=errors(400, 401, 403, 404))
 async def list_versions(
-    workflow_id: uuid.UUID, session: Session, principal: CurrentPrincipal, page: VersionPage
+    workflow_id: uuid.UUID, session: Session, principal: WorkflowsRead, page: VersionPage
 ) -> Page[WorkflowVersionOut]:
-    workflow = await service.versions_of(session, principal, workflow_id)
-    return await page_of(
-        session,
-        repo.versions_query(workflow.id),
-        page,
-        {"workflow_version": WorkflowVersion.version},
-        WorkflowVersion.id,
-        show=service.version_out,
-    )
+    return await service.list_versions(session, principal, workflow_id, page)
 
 
 @router.get("/workflows/{workflow_id}/versions/{version}", responses=errors(401, 403, 404))
 async def get_version(
-    workflow_id: uuid.UUID, version: VersionNumber, session: Session, principal: CurrentPrincipal
+    workflow_id: uuid.UUID, version: VersionNumber, session: Session, principal: WorkflowsRead
 ) -> WorkflowVersionOut:
     row = await service.get_version(session, principal, workflow_id, version)
     return service.version_out(row)
@@ -189,7 +160,7 @@ async def get_version(
 async def duplicate_workflow(
     workflow_id: uuid.UUID,
     session: Session,
-    principal: CurrentPrincipal,
+    principal: WorkflowsReadWrite,
     box: Box,
     response: Response,
     body: DuplicateRequest | None = None,

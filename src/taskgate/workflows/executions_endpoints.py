@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response, status
 
-from taskgate.http.auth import CurrentPrincipal, Session
+from taskgate.http.auth import ExecutionsRead, ExecutionsWrite, Session, WorkflowsRun
 from taskgate.http.context import current_trace_id
 from taskgate.http.json_body import JsonRoute
-from taskgate.http.pagination import Page, PageParams, page_params, paginate
+from taskgate.http.pagination import Page, PageParams, page_params
 from taskgate.http.params import Instant
-from taskgate.models import WorkflowExecution
 from taskgate.openapi import errors
 from taskgate.workflows import executions_service as service
-from taskgate.workflows import repository as repo
 from taskgate.workflows.schemas import (
     CancelResult,
     ExecutionDetail,
+    ExecutionFilters,
     ExecutionOut,
     ExecutionStatus,
     ReplayAccepted,
@@ -41,12 +39,10 @@ ExecutionPage = Annotated[PageParams, Depends(page_params(["created_at", "-creat
 async def run_workflow(
     workflow_id: uuid.UUID,
     session: Session,
-    principal: CurrentPrincipal,
+    principal: WorkflowsRun,
     response: Response,
     body: RunRequest | None = None,
 ) -> RunAccepted:
-    if not principal.has_scope("workflows:write"):
-        principal.require_scope("executions:write")
     execution = await service.start_execution(
         session, principal, workflow_id, (body or RunRequest()).input
     )
@@ -57,47 +53,23 @@ async def run_workflow(
 @router.get("/executions", responses=errors(400, 401, 403))
 async def list_executions(
     session: Session,
-    principal: CurrentPrincipal,
+    principal: ExecutionsRead,
     page: ExecutionPage,
     workflow: Annotated[uuid.UUID | None, Query(description="A workflow id.")] = None,
     status: Annotated[list[ExecutionStatus] | None, Query()] = None,
     since: Annotated[Instant | None, Query(description="Created at or after.")] = None,
     until: Annotated[Instant | None, Query(description="Created at or before.")] = None,
 ) -> Page[ExecutionOut]:
-    principal.require_scope("executions:read")
-    rows, next_link, total = await paginate(
-        session,
-        repo.executions_query(
-            principal.user_id,
-            principal.project_id,
-            workflow_id=workflow,
-            statuses=status or [],
-            since=_aware(since),
-            until=_aware(until),
-        ),
-        page,
-        {"created_at": WorkflowExecution.created_at},
-        WorkflowExecution.id,
+    filters = ExecutionFilters(
+        workflow_id=workflow, statuses=status or (), since=since, until=until
     )
-    names = await repo.workflow_names(session, [r.workflow_id for r in rows])
-    return Page(
-        results=[service.execution_out(r, names.get(r.workflow_id, "")) for r in rows],
-        next=next_link,
-        count=total,
-    )
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
+    return await service.list_executions(session, principal, filters, page)
 
 
 @router.get("/executions/{execution_id}", responses=errors(401, 403, 404))
 async def get_execution(
-    execution_id: uuid.UUID, session: Session, principal: CurrentPrincipal
+    execution_id: uuid.UUID, session: Session, principal: ExecutionsRead
 ) -> ExecutionDetail:
-    principal.require_scope("executions:read")
     execution = await service.get_execution(session, principal, execution_id)
     return await service.execution_detail(session, execution)
 
@@ -110,7 +82,7 @@ async def get_execution(
 async def replay_execution(
     execution_id: uuid.UUID,
     session: Session,
-    principal: CurrentPrincipal,
+    principal: ExecutionsWrite,
     body: ReplayRequest | None = None,
 ) -> ReplayAccepted:
     """Run a finished execution again with the same input and event (a new execution)."""
@@ -130,7 +102,7 @@ async def replay_execution(
     responses=errors(401, 403, 404, 409),
 )
 async def cancel_execution(
-    execution_id: uuid.UUID, session: Session, principal: CurrentPrincipal
+    execution_id: uuid.UUID, session: Session, principal: ExecutionsWrite
 ) -> CancelResult:
     message = await service.cancel_execution(session, principal, execution_id)
     return CancelResult(success=True, message=message)

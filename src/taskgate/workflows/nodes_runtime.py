@@ -22,9 +22,9 @@ from pydantic import ValidationError
 
 from taskgate.clock import isoformat, utcnow
 from taskgate.destinations import repository as destinations_repo
-from taskgate.destinations.sealing import open_secret, secret_box, url_policy
+from taskgate.destinations.sealing import open_secret
 from taskgate.destinations.sending import send
-from taskgate.outbound.guarded_http import GuardedClient, fetch_limited, guarded_client
+from taskgate.outbound.guarded_http import fetch_limited
 from taskgate.outbound.secretbox import SecretBoxError
 from taskgate.outbound.ssrf import BlockedURLError
 from taskgate.runtime.context import Runtime
@@ -34,8 +34,6 @@ from taskgate.workflows.node_types import validate_config
 from taskgate.workflows.templating import TemplateError, evaluate_condition, render_value
 
 log = structlog.get_logger()
-HTTP_MAX_RESPONSE_BYTES = 1024 * 1024
-_HTTP_CLIENT = "workflows.http_client"
 _RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
@@ -91,6 +89,8 @@ class StepContext:
     node: Node
     template: dict[str, Any]
     secrets: dict[str, str] = field(default_factory=dict)
+    # The execution's project: the only one whose resources (destinations) a step may use.
+    project_id: uuid.UUID | None = None
 
 
 def render_config(node: Node, template: Mapping[str, Any]) -> dict[str, Any]:
@@ -177,17 +177,6 @@ async def run_stateless(step: StepContext) -> NodeResult:
     raise NodeFailure(f"node type {node_type!r} cannot run here")
 
 
-def _http_client(runtime: Runtime) -> GuardedClient:
-    client: GuardedClient | None = runtime.extras.get(_HTTP_CLIENT)
-    if client is None:
-        client = guarded_client(
-            url_policy(runtime.settings), max_response_bytes=HTTP_MAX_RESPONSE_BYTES
-        )
-        runtime.extras[_HTTP_CLIENT] = client
-        runtime.closers.append(client.aclose)
-    return client
-
-
 async def _http_request(runtime: Runtime, config: dict[str, Any]) -> dict[str, Any]:
     timeout = float(config["timeout_seconds"])
     kwargs: dict[str, Any] = {"headers": config["headers"], "timeout": timeout}
@@ -200,7 +189,11 @@ async def _http_request(runtime: Runtime, config: dict[str, Any]) -> dict[str, A
     host = httpx.URL(config["url"]).host
     try:
         response = await fetch_limited(
-            _http_client(runtime), config["method"], config["url"], total_timeout=timeout, **kwargs
+            runtime.services.workflow_client,
+            config["method"],
+            config["url"],
+            total_timeout=timeout,
+            **kwargs,
         )
     except BlockedURLError as exc:
         raise NodeFailure(f"outbound URL refused ({host}): {exc.reason}") from exc
@@ -236,9 +229,7 @@ def _body_of(raw: bytes, content_type: str) -> Any:
 
 
 async def _llm_prompt(runtime: Runtime, config: dict[str, Any]) -> dict[str, Any]:
-    from taskgate.tasks.agent_runner import model_provider
-
-    provider = model_provider(runtime)
+    provider = runtime.services.model
     if provider is None:
         raise NodeFailure(
             "MODEL_UNAVAILABLE: no model provider is configured (set TASKGATE_MODEL__BASE_URL)"
@@ -274,15 +265,13 @@ async def _notify(step: StepContext, config: dict[str, Any]) -> dict[str, Any]:
         raise NodeFailure("destination_id is not a destination id") from exc
     runtime = step.runtime
     async with runtime.db.transaction(write=False) as session:
-        destination = await destinations_repo.destination_for(
-            session, destination_id, step.owner_id
-        )
-    if destination is None:
+        destination = await destinations_repo.destination_for(session, destination_id)
+    if destination is None or destination.project_id != step.project_id:
         raise NodeFailure(f"destination {destination_id} not found")
     if not destination.is_active:
         raise NodeFailure(f"destination {destination.name!r} is disabled")
     try:
-        secret = open_secret(secret_box(runtime.settings), destination)
+        secret = open_secret(runtime.services.secret_box, destination)
     except SecretBoxError as exc:
         raise NodeFailure("the destination's secret cannot be opened") from exc
     message = config.get("message") or f"Workflow step {step.node.id} notifies you."
@@ -296,7 +285,7 @@ async def _notify(step: StepContext, config: dict[str, Any]) -> dict[str, Any]:
         "payload": {"message": message, "node_key": step.node.id},
     }
     outcome = await send(
-        _http_client(runtime),
+        runtime.services.workflow_client,
         destination,
         secret,
         document,

@@ -4,57 +4,52 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskgate.http.pagination import Listing
 from taskgate.models import (
     ExecutionStep,
     Workflow,
     WorkflowExecution,
     WorkflowVersion,
 )
+from taskgate.workflows.schemas import ExecutionFilters, WorkflowFilters
 
 
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def workflows_query(
-    owner_id: uuid.UUID,
-    project_id: uuid.UUID | None,
-    *,
-    enabled: bool | None,
-    search: str | None,
-    trigger_type: str | None,
-) -> Select[tuple[Workflow]]:
-    stmt = select(Workflow).where(
-        Workflow.project_id == project_id,
-        Workflow.owner_id == owner_id,
-        Workflow.deleted_at.is_(None),
-    )
-    if enabled is not None:
-        stmt = stmt.where(Workflow.enabled.is_(enabled))
-    if trigger_type is not None:
-        stmt = stmt.where(Workflow.trigger_type == trigger_type)
-    if search:
-        pattern = f"%{_escape_like(search.lower())}%"
+def workflows_listing(project_id: uuid.UUID, filters: WorkflowFilters) -> Listing[Workflow]:
+    """The live workflows of a project, everyone's."""
+    stmt = select(Workflow).where(Workflow.project_id == project_id, Workflow.deleted_at.is_(None))
+    if filters.enabled is not None:
+        stmt = stmt.where(Workflow.enabled.is_(filters.enabled))
+    if filters.trigger_type is not None:
+        stmt = stmt.where(Workflow.trigger_type == filters.trigger_type)
+    if filters.search:
+        pattern = f"%{_escape_like(filters.search.lower())}%"
         stmt = stmt.where(
             or_(
                 func.lower(Workflow.name).like(pattern, escape="\\"),
                 func.lower(Workflow.slug).like(pattern, escape="\\"),
             )
         )
-    return stmt
+    columns = {
+        "created_at": Workflow.created_at,
+        "updated_at": Workflow.updated_at,
+        "name": Workflow.name,
+    }
+    return Listing(stmt, columns, Workflow.id)
 
 
-async def workflow_of(
-    session: AsyncSession, owner_id: uuid.UUID, workflow_id: uuid.UUID, *, lock: bool = False
+async def live_workflow(
+    session: AsyncSession, workflow_id: uuid.UUID, *, lock: bool = False
 ) -> Workflow | None:
-    stmt = select(Workflow).where(
-        Workflow.id == workflow_id, Workflow.owner_id == owner_id, Workflow.deleted_at.is_(None)
-    )
+    """A workflow not deleted, whoever's and wherever it is: the caller authorizes."""
+    stmt = select(Workflow).where(Workflow.id == workflow_id, Workflow.deleted_at.is_(None))
     if lock:
         stmt = stmt.with_for_update()
     return (await session.scalars(stmt)).first()
@@ -66,20 +61,21 @@ async def any_workflow(session: AsyncSession, workflow_id: uuid.UUID) -> Workflo
 
 
 async def slug_taken(
-    session: AsyncSession, owner_id: uuid.UUID, slug: str, *, exclude: uuid.UUID | None = None
+    session: AsyncSession, project_id: uuid.UUID, slug: str, *, exclude: uuid.UUID | None = None
 ) -> bool:
+    """Whether a live workflow of the project has ``slug`` (slugs are unique per project)."""
     stmt = select(Workflow.id).where(
-        Workflow.owner_id == owner_id, Workflow.slug == slug, Workflow.deleted_at.is_(None)
+        Workflow.project_id == project_id, Workflow.slug == slug, Workflow.deleted_at.is_(None)
     )
     if exclude is not None:
         stmt = stmt.where(Workflow.id != exclude)
     return (await session.scalar(stmt.limit(1))) is not None
 
 
-async def live_slugs_like(session: AsyncSession, owner_id: uuid.UUID, prefix: str) -> set[str]:
+async def live_slugs_like(session: AsyncSession, project_id: uuid.UUID, prefix: str) -> set[str]:
     rows = await session.scalars(
         select(Workflow.slug).where(
-            Workflow.owner_id == owner_id,
+            Workflow.project_id == project_id,
             Workflow.deleted_at.is_(None),
             Workflow.slug.like(f"{_escape_like(prefix)}%", escape="\\"),
         )
@@ -87,8 +83,9 @@ async def live_slugs_like(session: AsyncSession, owner_id: uuid.UUID, prefix: st
     return set(rows.all())
 
 
-def versions_query(workflow_id: uuid.UUID) -> Select[tuple[WorkflowVersion]]:
-    return select(WorkflowVersion).where(WorkflowVersion.workflow_id == workflow_id)
+def versions_listing(workflow_id: uuid.UUID) -> Listing[WorkflowVersion]:
+    stmt = select(WorkflowVersion).where(WorkflowVersion.workflow_id == workflow_id)
+    return Listing(stmt, {"workflow_version": WorkflowVersion.version}, WorkflowVersion.id)
 
 
 async def version_of(
@@ -104,14 +101,11 @@ async def version_of(
 
 
 async def triggered_workflows(
-    session: AsyncSession,
-    owner_id: uuid.UUID,
-    project_id: uuid.UUID | None,
-    trigger_types: Sequence[str],
+    session: AsyncSession, project_id: uuid.UUID, trigger_types: Sequence[str]
 ) -> list[Workflow]:
+    """The enabled workflows of a project, everyone's, that these kinds of event trigger."""
     stmt = select(Workflow).where(
         Workflow.project_id == project_id,
-        Workflow.owner_id == owner_id,
         Workflow.deleted_at.is_(None),
         Workflow.enabled.is_(True),
         Workflow.trigger_type.in_(trigger_types),
@@ -122,27 +116,20 @@ async def triggered_workflows(
 # executions
 
 
-def executions_query(
-    owner_id: uuid.UUID,
-    project_id: uuid.UUID | None,
-    *,
-    workflow_id: uuid.UUID | None,
-    statuses: Sequence[str],
-    since: datetime | None,
-    until: datetime | None,
-) -> Select[tuple[WorkflowExecution]]:
-    stmt = select(WorkflowExecution).where(
-        WorkflowExecution.project_id == project_id, WorkflowExecution.owner_id == owner_id
-    )
-    if workflow_id is not None:
-        stmt = stmt.where(WorkflowExecution.workflow_id == workflow_id)
-    if statuses:
-        stmt = stmt.where(WorkflowExecution.status.in_(statuses))
-    if since is not None:
-        stmt = stmt.where(WorkflowExecution.created_at >= since)
-    if until is not None:
-        stmt = stmt.where(WorkflowExecution.created_at <= until)
-    return stmt
+def executions_listing(
+    project_id: uuid.UUID, filters: ExecutionFilters
+) -> Listing[WorkflowExecution]:
+    """The executions of a project, everyone's."""
+    stmt = select(WorkflowExecution).where(WorkflowExecution.project_id == project_id)
+    if filters.workflow_id is not None:
+        stmt = stmt.where(WorkflowExecution.workflow_id == filters.workflow_id)
+    if filters.statuses:
+        stmt = stmt.where(WorkflowExecution.status.in_(filters.statuses))
+    if filters.since is not None:
+        stmt = stmt.where(WorkflowExecution.created_at >= filters.since)
+    if filters.until is not None:
+        stmt = stmt.where(WorkflowExecution.created_at <= filters.until)
+    return Listing(stmt, {"created_at": WorkflowExecution.created_at}, WorkflowExecution.id)
 
 
 async def execution_for_update(

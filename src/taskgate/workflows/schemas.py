@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -18,6 +20,25 @@ SecretName = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
 ]
 SecretValue = Annotated[str, StringConstraints(min_length=1, max_length=10_000)]
+
+
+@dataclass(frozen=True)
+class WorkflowFilters:
+    """What ``GET /api/v1/workflows`` narrows the caller's workflows to."""
+
+    enabled: bool | None = None
+    search: str | None = None
+    trigger_type: TriggerType | None = None
+
+
+@dataclass(frozen=True)
+class ExecutionFilters:
+    """What ``GET /api/v1/executions`` narrows the caller's executions to."""
+
+    workflow_id: uuid.UUID | None = None
+    statuses: Sequence[ExecutionStatus] = ()
+    since: datetime | None = None
+    until: datetime | None = None
 
 
 class _ReadOnlyEchoes(BaseModel):

@@ -13,8 +13,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskgate.auth.principal import Principal
 from taskgate.clock import utcnow
-from taskgate.identity.principal import Principal
 from taskgate.models import Task, TaskJob, User, WorkflowExecution
 from taskgate.runtime.context import Runtime
 from taskgate.settings import Settings

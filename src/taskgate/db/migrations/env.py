@@ -11,9 +11,10 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from taskgate.models import Base
-
-target_metadata = Base.metadata
+# The models' metadata, handed in by whoever autogenerates a migration
+# (scripts/new_migration.py); applying migrations needs none, and the environment imports no
+# model: the tables depend on the database layer, not the other way round.
+target_metadata = context.config.attributes.get("target_metadata")
 
 
 def _render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:

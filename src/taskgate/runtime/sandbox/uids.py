@@ -23,11 +23,7 @@ from typing import Literal
 import structlog
 
 from taskgate.runtime.sandbox.base import RunAs, SandboxError
-
-DEFAULT_FIRST_UID = 1_900_000_000
-"""Outside the ranges login users, systemd (dynamic users, containers) and subuid maps use."""
-DEFAULT_UID_COUNT = 1024
-DEFAULT_LEASE_DIR = Path("/run/taskgate/sandbox-uids")
+from taskgate.settings import DEFAULT_FIRST_UID, DEFAULT_LEASE_DIR, DEFAULT_UID_COUNT
 
 _log = structlog.get_logger(__name__)
 

@@ -9,17 +9,39 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskgate.auth.credentials import AccessTokens, api_key_matches, parse_api_key, sha256_hex
 from taskgate.db.session import Database, on_commit
 from taskgate.errors import Forbidden, Unauthorized
-from taskgate.governance.grants import Grants, load_grants
-from taskgate.identity.credentials import AccessTokens, api_key_matches, parse_api_key, sha256_hex
 from taskgate.models import ApiKey, Project, User
+
+
+class Grants(Protocol):
+    """What a user's role bindings and access rules grant, as the principal carries them.
+    Governance builds them (taskgate.governance.grants) and decides with them
+    (taskgate.governance.access); the app hands the loader to the ``Authenticator``."""
+
+    @property
+    def is_admin(self) -> bool:
+        """The instance administrator."""
+        ...
+
+    @property
+    def disabled_projects(self) -> frozenset[uuid.UUID]: ...
+
+    def subject(self, project_id: uuid.UUID | None) -> dict[str, Any]:
+        """The effective subject audit records carry, in a project or (None) at system
+        scope."""
+        ...
+
+
+# Loads a user's grants in the given read transaction.
+GrantsLoader = Callable[[AsyncSession, uuid.UUID], Awaitable[Grants]]
 
 
 @dataclass(frozen=True)
@@ -56,8 +78,11 @@ class Principal:
             raise Forbidden(f"This API key lacks the scope {scope!r}.")
 
     def require_admin(self) -> None:
+        """An instance-wide action: an administrator's, not through a key kept to a project."""
         if not self.is_admin:
             raise Forbidden("Administrators only.")
+        if self.key_project_id is not None:
+            raise Forbidden("An API key restricted to one project cannot act instance-wide.")
 
     def subject_in(self, project_id: uuid.UUID | None) -> dict[str, Any] | None:
         """The effective subject audit records carry: ``user_id, group_ids, role_names,
@@ -158,10 +183,13 @@ class Authenticator:
     """Verifies credentials. Verified keys and user profiles are cached for ``ttl`` seconds;
     this process drops them at once on revoke or disable, other processes within ``ttl``."""
 
-    def __init__(self, db: Database, tokens: AccessTokens, ttl: float) -> None:
+    def __init__(
+        self, db: Database, tokens: AccessTokens, ttl: float, *, load_grants: GrantsLoader
+    ) -> None:
         self.db = db
         self.tokens = tokens
         self.ttl = ttl
+        self.load_grants = load_grants
         self._users: TTLCache[uuid.UUID, UserProfile | None] = TTLCache(ttl)
         self._keys: TTLCache[str, _KeyState | None] = TTLCache(ttl)
         # The answer per credential digest, so a repeat caller costs one look-up (no JWT
@@ -312,7 +340,7 @@ class Authenticator:
             found = (await session.execute(query)).first()
             if found is None:
                 return None
-            grants = await load_grants(session, user_id)
+            grants = await self.load_grants(session, user_id)
         row, project_id, project_status = found
         return UserProfile(
             id=row.id,

@@ -1,4 +1,4 @@
-"""The workflow engine's jobs: ``workflow.advance`` plans, ``workflow.step`` runs one node.
+"""The workflow engine's job kinds: ``workflow.advance`` plans, ``workflow.step`` runs one node.
 
 A step job works in three phases. It first records the attempt (committed, so a crash later
 shows as a second attempt, never as nothing). It then does the node's work outside any
@@ -7,7 +7,8 @@ writes the result, plans what comes next and marks the job done. A step that alr
 is never run again; a crash mid-step re-runs that step only (at least once per step).
 
 Waiting never holds a worker: ``delay`` and the polling of a ``task`` re-schedule the step
-job later; ``approval`` parks the step until the decision (or the expiry) enqueues it again.
+job later; ``approval`` parks the step until the decision (or the expiry) enqueues it again
+(``resume_waiting_step``).
 """
 
 from __future__ import annotations
@@ -17,19 +18,18 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from taskgate.approvals.service import expire
 from taskgate.clock import isoformat, utcnow
-from taskgate.destinations.sealing import secret_box
-from taskgate.models import ExecutionStep, Workflow, WorkflowExecution
-from taskgate.outbound.secretbox import SecretBox
+from taskgate.models import Approval, ExecutionStep, Workflow, WorkflowExecution
 from taskgate.runtime.context import JobContext, Runtime
 from taskgate.runtime.handlers import JobKind
 from taskgate.workflows import repository as repo
-from taskgate.workflows.advance import advance, graph_of, step_event
+from taskgate.workflows.advance import advance, enqueue_step, graph_of, step_event
 from taskgate.workflows.executions_service import (
+    ADVANCE,
     EXECUTION_FINAL,
     FAILED,
     RUNNING,
+    STEP,
     STEP_FINAL,
     SUCCESS,
     finish_execution,
@@ -40,8 +40,6 @@ from taskgate.workflows.service import open_secrets
 from taskgate.workflows.step_record import record_outcome
 from taskgate.workflows.step_work import Outcome, PreparedStep, do_work
 from taskgate.workflows.templating import template_context
-
-_SECRET_BOX = "workflows.secret_box"
 
 
 async def handle_advance(ctx: JobContext) -> None:
@@ -83,7 +81,7 @@ async def _begin(ctx: JobContext) -> PreparedStep | None:
             await step_event(session, execution, step, "step.started")
         template = await _template(session, execution, step) if mode == "run" else {}
         workflow = await session.get(Workflow, execution.workflow_id)
-        secrets = open_secrets(_box(ctx.runtime), workflow) if workflow else {}
+        secrets = open_secrets(ctx.runtime.services.secret_box, workflow) if workflow else {}
         template["secrets"] = secrets
         assert step.started_at is not None
         return PreparedStep(
@@ -96,6 +94,7 @@ async def _begin(ctx: JobContext) -> PreparedStep | None:
                 node,
                 template,
                 secrets,
+                project_id=execution.project_id,
             ),
             step.attempt,
             mode,
@@ -114,13 +113,6 @@ def _mode(node: Node, step: ExecutionStep) -> str:
     if node.type == "task" and step.task_id is not None:
         return "task"
     return "run"
-
-
-def _box(runtime: Runtime) -> SecretBox:
-    box: SecretBox | None = runtime.extras.get(_SECRET_BOX)
-    if box is None:
-        box = runtime.extras[_SECRET_BOX] = secret_box(runtime.settings)
-    return box
 
 
 async def _template(
@@ -159,12 +151,6 @@ async def _finish(ctx: JobContext, prepared: PreparedStep, outcome: Outcome) -> 
         await ctx.complete(session)
 
 
-async def handle_expire(ctx: JobContext) -> None:
-    async with ctx.transaction() as session:
-        await expire(session, uuid.UUID(ctx.payload["approval_id"]))
-        await ctx.complete(session)
-
-
 async def _advance_dead(
     runtime: Runtime, job_id: uuid.UUID, kind: str, payload: dict[str, Any], reason: str
 ) -> None:
@@ -194,4 +180,13 @@ async def _step_dead(
 
 WORKFLOW_ADVANCE = JobKind(handle_advance, on_dead=_advance_dead, timeout_seconds=120)
 WORKFLOW_STEP = JobKind(handle_step, on_dead=_step_dead)
-APPROVAL_EXPIRE = JobKind(handle_expire, timeout_seconds=120)
+
+
+def job_kinds() -> dict[str, JobKind]:
+    return {ADVANCE: WORKFLOW_ADVANCE, STEP: WORKFLOW_STEP}
+
+
+async def resume_waiting_step(session: AsyncSession, approval: Approval) -> None:
+    """A step's approval was decided or expired: the step's job runs again and reads it."""
+    if approval.step_id and approval.execution_id:
+        await enqueue_step(session, approval.execution_id, approval.step_id)

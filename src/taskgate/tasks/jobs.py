@@ -1,4 +1,5 @@
-"""The "task.run" job: one attempt at a task, from RUNNING to a final (or paused) state.
+"""The tasks' job kinds. ``task.run``: one attempt at a task, from RUNNING to a final (or
+paused) state. And how a task waiting on an approval resumes (``approvals/waiters.py``).
 
 Every write happens in ``ctx.transaction()``, which commits only while this worker holds the
 job's lease: a worker that lost it (the job was retaken) stops without writing anything.
@@ -11,8 +12,11 @@ import uuid
 from typing import Any
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskgate.approvals.service import APPROVED
 from taskgate.events.outbox import events_together
+from taskgate.models import Approval, Task
 from taskgate.runtime.context import JobContext, LeaseLost, RetryLater, Runtime
 from taskgate.runtime.handlers import JobKind
 from taskgate.runtime.queue import retry_delay
@@ -21,9 +25,10 @@ from taskgate.tasks import repository as repo
 from taskgate.tasks.agent_runner import run_agent_attempt
 from taskgate.tasks.attempts import Attempt, Ending, end_attempt, start_attempt
 from taskgate.tasks.event_batch import EventBatcher
-from taskgate.tasks.lifecycle import fail, move
+from taskgate.tasks.lifecycle import RUN_KIND, fail, move
 from taskgate.tasks.run_rows import close_open_work, closed_sandbox_job, record_sandbox_job_closed
 from taskgate.tasks.sandbox_runs import discard_work_dir, request_for, run_streamed
+from taskgate.tasks.service import ApprovalDecision, resume_after_approval
 from taskgate.tasks.states import TaskStatus, is_final
 
 S = TaskStatus
@@ -187,3 +192,20 @@ async def on_task_dead(
 
 
 TASK_RUN = JobKind(run_task, on_dead=on_task_dead)
+
+
+def job_kinds() -> dict[str, JobKind]:
+    return {RUN_KIND: TASK_RUN}
+
+
+async def resume_waiting_task(session: AsyncSession, approval: Approval) -> None:
+    """A tool call's approval was decided or expired: the task carries on with the answer."""
+    task = await session.get(Task, approval.task_id) if approval.task_id else None
+    if task is None or task.status != S.WAITING_APPROVAL.value:
+        return  # cancelled or failed meanwhile: nothing waits for the answer
+    approved = approval.status == APPROVED
+    reason = approval.feedback or ""
+    if approved and approval.modified_action:
+        reason = reason or "Approved with changes."
+    decision = ApprovalDecision(approved=approved, reason=reason, decided_by=approval.decided_by)
+    await resume_after_approval(session, task, decision)

@@ -1,4 +1,5 @@
-"""Audit log reading: every record for system-scope readers, a project's for its admins."""
+"""Audit log reading: every record for system-scope readers, a project's for its admins
+(``governance/audit_service.py`` decides; the records are audit's)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,12 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request
 
-from taskgate.audit.reading import records_query
-from taskgate.audit.repository import AuditFilters
-from taskgate.audit.schemas import AuditRecordOut
-from taskgate.governance.selection import requested_project
-from taskgate.http.auth import CurrentPrincipal, Session
-from taskgate.http.pagination import Page, PageParams, page_params, paginate
+from taskgate.audit.schemas import AuditFilters, AuditRecordOut
+from taskgate.governance import audit_service
+from taskgate.http.auth import AuditRead, Session
+from taskgate.http.pagination import Page, PageParams, page_params
 from taskgate.http.params import Instant
-from taskgate.models import AuditRecord
+from taskgate.http.projects import requested_project
 from taskgate.openapi import errors
 
 router = APIRouter(prefix="/api/v1", tags=["audit"])
@@ -25,7 +24,7 @@ AuditPage = Annotated[PageParams, Depends(page_params(["created_at", "-created_a
 async def list_audit(
     request: Request,
     session: Session,
-    principal: CurrentPrincipal,
+    principal: AuditRead,
     page: AuditPage,
     actor_id: uuid.UUID | None = None,
     action: str | None = None,
@@ -37,12 +36,14 @@ async def list_audit(
 ) -> Page[AuditRecordOut]:
     """Newest first: every record for the instance administrator and system viewers (one
     project's when the request names it), the request's project's for its admins."""
-    filters = AuditFilters(actor_id, action, resource_type, resource_id, outcome, since, until)
+    filters = AuditFilters(
+        actor_id=actor_id,
+        action=action,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        outcome=outcome,
+        since=since,
+        until=until,
+    )
     named = requested_project(request.scope) is not None
-    stmt = records_query(principal, filters, project_named=named)
-    rows, next_link, total = await paginate(
-        session, stmt, page, {"created_at": AuditRecord.created_at}, AuditRecord.id
-    )
-    return Page(
-        results=[AuditRecordOut.model_validate(r) for r in rows], next=next_link, count=total
-    )
+    return await audit_service.list_audit(session, principal, filters, page, project_named=named)

@@ -1,6 +1,7 @@
-"""The `delivery.send` job: one delivery to one destination, retried until it lands or dies.
+"""The destinations' job kind, `delivery.send`: one delivery to one destination, retried until
+it lands or dies.
 
-Each run reads the delivery, sends it through the worker's guarded client (outside any
+Each run reads the delivery, sends it through the process's guarded client (outside any
 transaction: a slow endpoint must not hold database locks), then records the attempt and its
 consequences in one transaction:
 
@@ -36,11 +37,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.clock import utcnow
 from taskgate.destinations.matching import event_document
-from taskgate.destinations.sealing import open_secret, secret_box, url_policy
-from taskgate.destinations.sending import EXCERPT_BYTES, SendOutcome, send
+from taskgate.destinations.sealing import open_secret
+from taskgate.destinations.sending import SendOutcome, send
 from taskgate.events.outbox import record_event
 from taskgate.models import Delivery, DeliveryAttempt, Destination, Event, Subscription
-from taskgate.outbound.guarded_http import GuardedClient, guarded_client
 from taskgate.outbound.secretbox import SecretBox, SecretBoxError
 from taskgate.runtime.context import JobContext, RetryLater, Runtime
 from taskgate.runtime.handlers import JobKind
@@ -49,8 +49,6 @@ from taskgate.settings import DeliverySettings, Settings
 log = structlog.get_logger()
 
 DELIVERY_KIND = "delivery.send"
-CLIENT_KEY = "destinations.client"
-BOX_KEY = "destinations.secret_box"
 # The queue counts every RetryLater as an attempt; the retry period is what ends a delivery,
 # so the queue's budget is only a backstop against a handler that keeps crashing.
 MAX_JOB_ATTEMPTS = 1000
@@ -61,28 +59,6 @@ class Loaded:
     destination: Destination
     document: dict[str, Any]
     secret: str | None
-
-
-def outbound_client(runtime: Runtime) -> GuardedClient:
-    """The worker process's one guarded client (pooled connections), made on first use."""
-    client = runtime.extras.get(CLIENT_KEY)
-    if not isinstance(client, GuardedClient):
-        settings = runtime.settings
-        client = guarded_client(
-            url_policy(settings),
-            timeout=settings.delivery.request_timeout_seconds,
-            max_response_bytes=EXCERPT_BYTES,
-        )
-        runtime.extras[CLIENT_KEY] = client
-        runtime.closers.append(client.aclose)
-    return client
-
-
-def _secret_box(runtime: Runtime) -> SecretBox:
-    box = runtime.extras.get(BOX_KEY)
-    if not isinstance(box, SecretBox):
-        box = runtime.extras[BOX_KEY] = secret_box(runtime.settings)
-    return box
 
 
 def backoff_seconds(settings: DeliverySettings, attempts: int) -> float:
@@ -98,7 +74,7 @@ async def send_delivery(ctx: JobContext) -> None:
     delivery_id = uuid.UUID(str(ctx.payload["delivery_id"]))
     settings = ctx.runtime.settings
     async with ctx.transaction() as session:
-        loaded = await _load(session, _secret_box(ctx.runtime), delivery_id)
+        loaded = await _load(session, ctx.runtime.services.secret_box, delivery_id)
         if isinstance(loaded, str):
             if loaded:
                 await _give_up(session, delivery_id, loaded)
@@ -106,7 +82,7 @@ async def send_delivery(ctx: JobContext) -> None:
             return
 
     timeout = settings.delivery.request_timeout_seconds
-    client = outbound_client(ctx.runtime)
+    client = ctx.runtime.services.delivery_client
     outcome = await send(
         client, loaded.destination, loaded.secret, loaded.document, timeout=timeout
     )
@@ -252,3 +228,7 @@ async def delivery_job_dead(
 
 
 DELIVERY_SEND = JobKind(send_delivery, on_dead=delivery_job_dead)
+
+
+def job_kinds() -> dict[str, JobKind]:
+    return {DELIVERY_KIND: DELIVERY_SEND}
