@@ -21,8 +21,8 @@ from taskgate.tasks.intake import TaskRows, stage
 from taskgate.tasks.schemas import TaskCreate
 from taskgate.tasks.service import prepare_task, submit_task
 from taskgate.tasks.states import FINAL as TASK_FINAL
-from taskgate.workflows.executions_service import start_execution
-from taskgate.workflows.service import authorized_workflow
+from taskgate.workflows.definitions.service import authorized_workflow
+from taskgate.workflows.executions.service import start_execution
 
 # Execution statuses that will not change again (API.md: QUEUED, RUNNING, WAITING, SUCCESS,
 # FAILED, CANCELLED).

@@ -26,7 +26,7 @@ from taskgate.triggers.schemas import (
     WebhookSourceOut,
     WebhookSourceUpdate,
 )
-from taskgate.workflows.endpoints import Box
+from taskgate.workflows.definitions.endpoints import Box
 
 router = APIRouter(prefix="/api/v1", route_class=JsonRoute)
 WEBHOOK_MAX_BYTES = 1024 * 1024

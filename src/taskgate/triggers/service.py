@@ -29,7 +29,7 @@ from taskgate.models import Event, WebhookSource, Workflow, WorkflowExecution
 from taskgate.triggers import repository as repo
 from taskgate.triggers.schemas import EventFilters, EventOut
 from taskgate.workflows import repository as workflows_repo
-from taskgate.workflows.executions_service import create_execution
+from taskgate.workflows.executions.service import create_execution
 
 # Names taskgate itself announces; a caller may not forge them.
 RESERVED_FAMILIES = frozenset(

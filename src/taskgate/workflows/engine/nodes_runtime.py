@@ -29,9 +29,13 @@ from taskgate.outbound.secretbox import SecretBoxError
 from taskgate.outbound.ssrf import BlockedURLError
 from taskgate.runtime.context import Runtime
 from taskgate.runtime.providers import ChatMessage, ModelError
-from taskgate.workflows.graph import Node
-from taskgate.workflows.node_types import validate_config
-from taskgate.workflows.templating import TemplateError, evaluate_condition, render_value
+from taskgate.workflows.definitions.graph import Node
+from taskgate.workflows.definitions.node_types import validate_config
+from taskgate.workflows.definitions.templating import (
+    TemplateError,
+    evaluate_condition,
+    render_value,
+)
 
 log = structlog.get_logger()
 _RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})

@@ -21,7 +21,7 @@ from taskgate.models import Workflow, WorkflowVersion
 from taskgate.outbound.secretbox import SecretBox
 from taskgate.versioning import ExpectedVersion, check_version
 from taskgate.workflows import repository as repo
-from taskgate.workflows.checks import check_graph, check_trigger
+from taskgate.workflows.definitions.checks import check_graph, check_trigger
 from taskgate.workflows.schemas import (
     DuplicateRequest,
     WorkflowCreate,

@@ -15,7 +15,7 @@ from taskgate.http.preconditions import IfMatch, etag
 from taskgate.openapi import errors
 from taskgate.outbound.secretbox import SecretBox
 from taskgate.runtime.services import RuntimeServices
-from taskgate.workflows import service
+from taskgate.workflows.definitions import service
 from taskgate.workflows.schemas import (
     DuplicateRequest,
     TriggerType,
