@@ -11,6 +11,7 @@ from sqlalchemy import select
 from taskgate.approvals.service import request_task_approval
 from taskgate.models import ChatSession, Event, Run, Task
 from taskgate.settings import Settings
+from tests.governance.support import bind
 from tests.support.clients import create_user
 from tests.support.waiting import eventually
 from tests.workflows.support import (
@@ -128,19 +129,30 @@ async def test_reject_fails_the_step_with_the_feedback(settings_factory: Setting
         assert "refund" not in steps_by_key(detail)
 
 
-async def test_only_the_owner_or_named_approvers_decide(settings_factory: SettingsFactory) -> None:
+async def test_the_starter_or_a_named_approver_of_the_project_decides(
+    settings_factory: SettingsFactory,
+) -> None:
     async with engine_app(settings_factory) as env:
         client, alice = env.client, env.alice
         bob = await create_user(client, env.admin, "bob")
         carol = await create_user(client, env.admin, "carol")
+        dan = await create_user(client, env.admin, "dan")
+        me = await client.get("/api/v1/users/me", headers=alice.headers)
+        project_id = me.json()["default_project_id"]
+        for user in (carol, dan):
+            bound = await bind(client, alice, user.id, "member", project_id)
+            assert bound.status_code == 201, bound.text
         graph = approval_graph(approvers=["carol"])
         workflow_id = await create_workflow(client, alice, {"name": "r", "graph": graph})
         execution_id = await run(client, alice, workflow_id, {"amount": 1})
         approval = await pending_approval(env, execution_id)
         url = f"/api/v1/approvals/{approval['id']}"
+        # Bob holds no role in alice's project; dan is a member the approval does not name.
         assert (await client.get(url, headers=bob.headers)).status_code == 404
         refused = await client.post(f"{url}/decision", json={"approved": True}, headers=bob.headers)
         assert refused.status_code == 404
+        unnamed = await client.post(f"{url}/decision", json={"approved": True}, headers=dan.headers)
+        assert unnamed.status_code == 403
         mismatch = await client.post(
             "/api/v1/approvals/decision",
             json={
@@ -151,7 +163,9 @@ async def test_only_the_owner_or_named_approvers_decide(settings_factory: Settin
             headers=alice.headers,
         )
         assert mismatch.status_code == 404
-        carols = await client.get("/api/v1/approvals", headers=carol.headers)
+        carols = await client.get(
+            "/api/v1/approvals", headers={**carol.headers, "X-Tenant-ID": project_id}
+        )
         assert [a["id"] for a in carols.json()["results"]] == [approval["id"]]
         decided = await client.post(
             f"{url}/decision", json={"approved": True}, headers=carol.headers

@@ -168,10 +168,18 @@ async def test_filters_and_pages(client: httpx.AsyncClient, admin: User) -> None
     assert [r["id"] for r in second["results"]] == newest_first[2:4]
 
 
-async def test_only_administrators_read_the_log(client: httpx.AsyncClient, admin: User) -> None:
+async def test_administrators_read_the_log_and_project_owners_their_project(
+    client: httpx.AsyncClient, admin: User
+) -> None:
     user = await create_user(client, admin, "ned")
+    mine = await create_key(client, user.headers, name="ned's")
     response = await client.get("/api/v1/audit", headers=user.headers)
-    assert response.status_code == 403
+    assert response.status_code == 200, response.text
+    # Ned owns his default project: he reads its records, not the instance's.
+    records = response.json()["results"]
+    assert [r["resource_id"] for r in records if r["action"] == "api_key.create"] == [mine["id"]]
+    me = await client.get("/api/v1/users/me", headers=user.headers)
+    assert {r["project_id"] for r in records} == {me.json()["default_project_id"]}
     scoped = await create_key(client, admin.headers, scopes=["tasks:read"])
     response = await client.get("/api/v1/audit", headers={"X-API-Key": scoped["key"]})
     assert response.status_code == 403

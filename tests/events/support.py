@@ -16,11 +16,14 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.app import create_app
 from taskgate.db.session import Database
 from taskgate.events.outbox import record_event
 from taskgate.identity.user_service import ensure_first_admin
+from taskgate.models import Project
 from taskgate.settings import Settings
 from tests.support.clients import ADMIN_PASSWORD, User, create_user, login
 from tests.support.waiting import eventually
@@ -81,12 +84,23 @@ async def live_server(settings: Settings) -> AsyncIterator[LiveServer]:
         sock.close()
 
 
+async def default_project(session: AsyncSession, owner: uuid.UUID) -> uuid.UUID | None:
+    """The project a user's events go to when nothing names another."""
+    found: uuid.UUID | None = await session.scalar(
+        select(Project.id).where(Project.created_by == owner, Project.is_default)
+    )
+    return found
+
+
 async def emit(
     db: Database, owner: uuid.UUID | None, type: str = "test.event", **fields: Any
 ) -> int:
-    """Commit one event, as any feature would, and return its id."""
+    """Commit one event, as any feature would (in ``project_id``, by default its owner's
+    default project), and return its id."""
     payload = fields.pop("payload", {"n": type})
     async with db.transaction() as session:
+        if "project_id" not in fields and owner is not None:
+            fields["project_id"] = await default_project(session, owner)
         event = await record_event(session, type, owner_id=owner, payload=payload, **fields)
     return event.id
 

@@ -12,7 +12,7 @@ import httpx
 from taskgate.events.bus import EventBus
 from taskgate.events.outbox import record_event
 from tests.events.conftest import ServerFactory
-from tests.events.support import emit, sse
+from tests.events.support import default_project, emit, sse
 from tests.support.waiting import eventually
 
 
@@ -70,8 +70,17 @@ async def test_a_stream_that_falls_behind_still_gets_everything_once(
             assert (await stream.event()).id == first
             # One commit of 40 events overflows the 3-slot inbox: the stream re-reads them.
             async with server.db.transaction() as session:
+                project = await default_project(session, alice.id)
                 ids = [
-                    (await record_event(session, "burst", owner_id=alice.id, payload={"i": i})).id
+                    (
+                        await record_event(
+                            session,
+                            "burst",
+                            owner_id=alice.id,
+                            project_id=project,
+                            payload={"i": i},
+                        )
+                    ).id
                     for i in range(40)
                 ]
             frames = await stream.events(40)
@@ -120,9 +129,12 @@ async def test_a_client_that_stops_reading_catches_up_in_order(
         ids: list[int] = []
         for _ in range(8):
             async with server.db.transaction() as session:
+                project = await default_project(session, alice.id)
                 for _ in range(16):
                     blob = {"blob": "x" * 64 * 1024}
-                    event = await record_event(session, "big", owner_id=alice.id, payload=blob)
+                    event = await record_event(
+                        session, "big", owner_id=alice.id, project_id=project, payload=blob
+                    )
                     ids.append(event.id)
         last_frame = f"id: {ids[-1]}\n".encode()
         received = bytearray()

@@ -13,7 +13,7 @@ from taskgate.db.session import Database
 from taskgate.events.bus import EventBus
 from taskgate.events.outbox import record_event
 from tests.events.conftest import ServerFactory
-from tests.events.support import LiveServer, emit, sse
+from tests.events.support import LiveServer, default_project, emit, sse
 from tests.support.waiting import eventually
 
 
@@ -35,7 +35,8 @@ async def test_later_id_committed_first_waits_for_the_earlier(pg_server: LiveSer
     try:
         async with sse(server, alice) as stream:
             async with other.sessionmaker() as slow:
-                early = await record_event(slow, "early", owner_id=alice.id)
+                project = await default_project(slow, alice.id)
+                early = await record_event(slow, "early", owner_id=alice.id, project_id=project)
                 late = await emit(server.db, alice.id, "late")
                 assert early.id < late
                 await eventually(lambda: bus.fanout.open_gaps > 0, what="the reader to see the gap")
@@ -58,7 +59,8 @@ async def test_rolled_back_id_does_not_hold_later_events(pg_server: LiveServer) 
     try:
         async with sse(server, alice) as stream:
             async with other.sessionmaker() as doomed:
-                gone = await record_event(doomed, "never", owner_id=alice.id)
+                project = await default_project(doomed, alice.id)
+                gone = await record_event(doomed, "never", owner_id=alice.id, project_id=project)
                 kept = await emit(server.db, alice.id, "kept")
                 assert gone.id < kept
                 await eventually(lambda: bus.fanout.open_gaps > 0, what="the reader to see the gap")

@@ -9,7 +9,7 @@ import pytest
 
 from taskgate.events.outbox import record_event
 from tests.events.conftest import ServerFactory
-from tests.events.support import LiveServer, create_task, emit, sse
+from tests.events.support import LiveServer, create_task, default_project, emit, sse
 from tests.support.clients import User
 
 
@@ -103,7 +103,8 @@ async def test_another_users_events_never_appear(
 async def test_rolled_back_event_never_appears(server: LiveServer, alice: User) -> None:
     async def doomed_unit_of_work() -> None:
         async with server.db.transaction() as session:
-            await record_event(session, "rolled.back", owner_id=alice.id)
+            project = await default_project(session, alice.id)
+            await record_event(session, "rolled.back", owner_id=alice.id, project_id=project)
             raise RuntimeError("abort the unit of work")
 
     async with sse(server, alice) as stream:

@@ -16,7 +16,7 @@ from websockets.exceptions import ConnectionClosed
 
 from taskgate.events.bus import EventBus
 from tests.events.conftest import ServerFactory
-from tests.events.support import LiveServer, create_task, emit
+from tests.events.support import LiveServer, create_task, default_project, emit
 from tests.support.clients import User
 from tests.support.waiting import eventually
 
@@ -173,4 +173,6 @@ async def test_a_client_that_stops_reading_is_closed_1013(server_factory: Server
 async def _record_big(session: Any, owner: uuid.UUID) -> None:
     from taskgate.events.outbox import record_event
 
-    await record_event(session, "big", owner_id=owner, payload={"blob": "x" * 64 * 1024})
+    project = await default_project(session, owner)
+    blob = {"blob": "x" * 64 * 1024}
+    await record_event(session, "big", owner_id=owner, project_id=project, payload=blob)

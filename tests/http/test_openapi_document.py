@@ -135,5 +135,7 @@ async def test_operations_tell_the_api_key_scopes_their_routes_need(
     assert run == "API-key scope: `executions:write` (or `workflows:write`)."
     # A docstring stays, the scopes follow it.
     events = paths["/api/v1/events"]["get"]["description"]
-    assert events == "The caller's events, newest first.\n\nAPI-key scope: `events:read`."
+    assert events == (
+        "The events of the request's project, newest first.\n\nAPI-key scope: `events:read`."
+    )
     assert "scope" not in paths["/api/v1/users/me"]["get"].get("description", "")

@@ -182,13 +182,18 @@ async def test_other_users_get_403_on_admin_endpoints(
         ("POST", f"{target}/enable", None),
         ("POST", f"{target}/revoke-sessions", None),
         ("POST", f"{target}/reset-password", {"password": "p" * 12}),
-        ("GET", "/api/v1/audit", None),
     ]
     for method, path, body in calls:
         response = await client.request(method, path, json=body, headers=user.headers)
         assert response.status_code == 403, (method, path, response.text)
         assert response.json()["error"]["code"] == "FORBIDDEN"
     assert await me_status(client, admin.headers) == 200
+    # The audit log is not the instance's to her: only her own project's records.
+    me = await client.get("/api/v1/users/me", headers=user.headers)
+    audit = await client.get("/api/v1/audit", headers=user.headers)
+    assert audit.status_code == 200
+    projects = {record["project_id"] for record in audit.json()["results"]}
+    assert projects <= {me.json()["default_project_id"]}
 
 
 @pytest.mark.parametrize("zone", ["America", "localtime", "Mars/Base", " UTC"])

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from taskgate.models import WebhookSource
 from taskgate.outbound.signing import standard_headers
 from taskgate.settings import Settings
-from tests.support.clients import User
+from tests.support.clients import User, create_user
 from tests.workflows.support import create_workflow, engine_app, wait_execution
 
 SettingsFactory = Callable[..., Settings]
@@ -200,7 +200,8 @@ async def test_webhook_sources_keep_their_secret_write_only(
             "/api/v1/webhook-sources", json={"name": "x", "slug": "github"}, headers=alice.headers
         )
         assert taken.status_code == 409
-        assert (await client.get(url, headers=admin.headers)).status_code == 404
+        bob = await create_user(client, admin, "bob")
+        assert (await client.get(url, headers=bob.headers)).status_code == 404
 
         rotated = "rotated-shared-secret-456"
         response = await client.patch(url, json={"secret": rotated}, headers=alice.headers)

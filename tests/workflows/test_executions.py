@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from taskgate.models import Event, ExecutionStep
 from taskgate.settings import Settings
+from tests.support.clients import create_user
 from tests.workflows.support import (
     LoopbackServer,
     create_workflow,
@@ -95,7 +96,8 @@ async def test_a_manual_run_renders_templates_and_records_every_state(
             headers=alice.headers,
         )
         assert [e["id"] for e in window.json()["results"]] == [detail["id"]]
-        hidden = await client.get(f"/api/v1/executions/{detail['id']}", headers=env.admin.headers)
+        bob = await create_user(client, env.admin, "bob")
+        hidden = await client.get(f"/api/v1/executions/{detail['id']}", headers=bob.headers)
         assert hidden.status_code == 404
 
 

@@ -6,9 +6,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from taskgate.workflows.graph import Graph, GraphError, graph_to_json
-from taskgate.workflows.graph_validation import MAX_EDGES, MAX_NODES, validate_graph
-from taskgate.workflows.node_types import (
+from taskgate.workflows.definitions.graph import Graph, GraphError, graph_to_json
+from taskgate.workflows.definitions.graph_validation import MAX_EDGES, MAX_NODES, validate_graph
+from taskgate.workflows.definitions.node_types import (
     NODE_TYPES,
     RetryPolicy,
     canonical_type,

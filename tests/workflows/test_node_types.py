@@ -146,3 +146,34 @@ async def test_a_step_that_overruns_its_timeout_fails(settings_factory: Settings
             stuck = steps_by_key(detail)["stuck"]
             assert stuck["error"] == "the step timed out after 0.5 s"
             assert stuck["duration_ms"] < 10_000
+
+
+async def test_notify_reaches_no_destination_of_another_project(
+    settings_factory: SettingsFactory,
+) -> None:
+    with LoopbackServer() as server:
+        async with engine_app(settings_factory) as env:
+            client, alice = env.client, env.alice
+            # Alice's own destination, in another of her projects than the workflow's.
+            side = await client.post(
+                "/api/v1/projects", json={"name": "Side"}, headers=alice.headers
+            )
+            assert side.status_code == 201, side.text
+            destination = await client.post(
+                "/api/v1/destinations",
+                json={
+                    "name": "side hook",
+                    "destination_type": "webhook",
+                    "destination_config": {"url": f"{server.url}/hit/stolen"},
+                },
+                headers={**alice.headers, "X-Tenant-ID": side.json()["id"]},
+            )
+            assert destination.status_code == 201, destination.text
+            graph = {
+                "nodes": [node("tell", "notify", {"destination_id": destination.json()["id"]})]
+            }
+            workflow_id = await create_workflow(client, alice, {"name": "n", "graph": graph})
+            detail = await wait_execution(client, alice, await run(client, alice, workflow_id))
+        assert detail["status"] == "FAILED"
+        assert "not found" in steps_by_key(detail)["tell"]["error"]
+        assert server.hits["stolen"] == 0

@@ -4,9 +4,9 @@ from typing import Any
 
 import pytest
 
-from taskgate.workflows.graph import Graph
-from taskgate.workflows.graph_validation import validate_graph
-from taskgate.workflows.planner import (
+from taskgate.workflows.definitions.graph import Graph
+from taskgate.workflows.definitions.graph_validation import validate_graph
+from taskgate.workflows.engine.planner import (
     StepState,
     execution_outcome,
     ready_nodes,

@@ -4,9 +4,8 @@ from typing import Any
 
 import pytest
 
-from taskgate.workflows.secret_redaction import redact_secrets
-from taskgate.workflows.template_sandbox import MAX_OUTPUT_CHARS
-from taskgate.workflows.templating import (
+from taskgate.workflows.definitions.template_sandbox import MAX_OUTPUT_CHARS
+from taskgate.workflows.definitions.templating import (
     MAX_TEMPLATE_CHARS,
     TemplateError,
     check_template,
@@ -15,6 +14,7 @@ from taskgate.workflows.templating import (
     render_value,
     template_context,
 )
+from taskgate.workflows.engine.secret_redaction import redact_secrets
 
 
 class Opaque:

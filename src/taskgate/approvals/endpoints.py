@@ -35,7 +35,7 @@ async def app_waiters(request: Request) -> Waiters:
 AppWaiters = Annotated[Waiters, Depends(app_waiters)]
 
 
-@router.get("/approvals", responses=errors(400, 401, 403))
+@router.get("/approvals", responses=errors(400, 401, 403, 404))
 async def list_approvals(
     session: Session,
     principal: ApprovalsRead,
@@ -44,7 +44,7 @@ async def list_approvals(
     execution_id: uuid.UUID | None = None,
     task_id: uuid.UUID | None = None,
 ) -> Page[ApprovalOut]:
-    """Approvals you own or are named an approver of; ``status=PENDING`` for what waits."""
+    """The approvals of the project; ``status=PENDING`` for what waits."""
     filters = ApprovalFilters(statuses=status or (), execution_id=execution_id, task_id=task_id)
     return await service.list_approvals(session, principal, filters, page)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.approvals.schemas import ApprovalFilters
@@ -26,18 +26,9 @@ def decode_approvers(stored: str) -> list[str]:
     return [name for name in stored.split(",") if name]
 
 
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def visible_listing(
-    user_id: uuid.UUID, username: str, project_id: uuid.UUID | None, filters: ApprovalFilters
-) -> Listing[Approval]:
-    """Approvals the user owns in the project, or is named an approver of."""
-    named = Approval.approvers.like(f"%{_escape_like(approver_key(username))}%", escape="\\")
-    # An approver named on an approval sees it whichever project the request works in.
-    mine = and_(Approval.project_id == project_id, Approval.owner_id == user_id)
-    stmt = select(Approval).where(or_(mine, named))
+def approvals_listing(project_id: uuid.UUID, filters: ApprovalFilters) -> Listing[Approval]:
+    """A project's approvals (everyone's), narrowed by status and what they belong to."""
+    stmt = select(Approval).where(Approval.project_id == project_id)
     if filters.statuses:
         stmt = stmt.where(Approval.status.in_(filters.statuses))
     if filters.execution_id is not None:

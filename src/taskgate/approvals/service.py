@@ -1,7 +1,10 @@
 """Approval use cases: request (a workflow step, a task's tool call), decide, expire.
 
-Who may decide: the owner of the execution or task, the usernames the approval names, and
-administrators. Anyone else gets a 404, as for any resource they may not see. A decision
+Who may read and decide is the authorization seam's answer in the approval's project
+(taskgate.governance.access): whoever may read approvals there reads them all; ``approval:decide``
+is a member's on what it started (the execution or task the approval belongs to, or an approval
+that names it as an approver) and an operator's on anyone's. A user who does not see the
+project gets a 404, as for any resource; a disabled project refuses decisions (409). A decision
 resumes what waits (``approvals/waiters.py``): the workflow step's job runs again and reads the
 outcome, or the task is queued again with the decision.
 """
@@ -23,6 +26,7 @@ from taskgate.auth.principal import Principal
 from taskgate.clock import utcnow
 from taskgate.errors import Conflict, NotFound
 from taskgate.events.outbox import record_event
+from taskgate.governance.access import authorize
 from taskgate.http.pagination import Page, PageParams, page_of
 from taskgate.ids import new_id
 from taskgate.models import Approval, ExecutionStep, Task, WorkflowExecution
@@ -131,33 +135,40 @@ async def withdraw_for_execution(session: AsyncSession, execution_id: uuid.UUID)
     await repo.cancel_pending_for_execution(session, execution_id)
 
 
-def _may_decide(principal: Principal, approval: Approval) -> bool:
-    return (
-        approval.owner_id == principal.user_id
-        or principal.is_admin
-        or repo.approver_key(principal.username) in approval.approvers
-    )
+def _deciding_owner(principal: Principal, approval: Approval) -> uuid.UUID:
+    """Whose approval it is for ``approval:decide``: an approver it names decides it as its
+    owner does (still only with a role that grants deciding what one owns)."""
+    if repo.approver_key(principal.username) in approval.approvers:
+        return principal.user_id
+    return approval.owner_id
 
 
 async def list_approvals(
     session: AsyncSession, principal: Principal, filters: ApprovalFilters, page: PageParams
 ) -> Page[ApprovalOut]:
-    """Approvals the principal owns in the request's project or is named an approver of."""
-    listing = repo.visible_listing(
-        principal.user_id, principal.username, principal.project_id, filters
-    )
+    """The approvals of the request's project (everyone's: ``approval:read`` reads them all)."""
+    listing = repo.approvals_listing(authorize(principal, "approval:read"), filters)
     return await page_of(session, listing, page, approval_out)
 
 
 async def get_approval(
     session: AsyncSession, principal: Principal, approval_id: uuid.UUID, *, lock: bool = False
 ) -> Approval:
+    """The approval, if ``principal`` may read it (``lock``: may decide it, and it is locked
+    for the decision); NotFound when missing or in a project it does not see."""
     if lock:
         approval = await repo.approval_for_update(session, approval_id)
     else:
         approval = await session.get(Approval, approval_id)
-    if approval is None or not _may_decide(principal, approval):
+    if approval is None:
         raise NotFound("Approval not found.")
+    authorize(
+        principal,
+        "approval:decide" if lock else "approval:read",
+        project_id=approval.project_id,
+        owner_id=_deciding_owner(principal, approval) if lock else approval.owner_id,
+        resource_id=approval.id,
+    )
     return approval
 
 
@@ -199,6 +210,7 @@ async def decide(
         resource_type="approval",
         resource_id=approval.id,
         detail={"approved": approved, "approved_by": approved_by},
+        project_id=approval.project_id,
     )
     return approval
 

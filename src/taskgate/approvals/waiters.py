@@ -2,7 +2,7 @@
 
 The features that ask for approvals say how their waiter resumes, by approval kind: a task's
 tool call (``task_tool``: ``tasks/service.py:resume_waiting_task``) and a workflow step
-(``workflow_step``: ``workflows/advance.py:resume_waiting_step``). ``taskgate/jobs.py:
+(``workflow_step``: ``workflows/engine/advance.py:resume_waiting_step``). ``taskgate/jobs.py:
 approval_waiters`` gathers them; the app holds them for decisions (``app.state.approval_waiters``)
 and the ``approval.expire`` job for expiries. So approvals import neither feature.
 """

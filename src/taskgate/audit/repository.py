@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from sqlalchemy import select
 
 from taskgate.audit.schemas import AuditFilters
@@ -9,8 +11,12 @@ from taskgate.http.pagination import Listing
 from taskgate.models import AuditRecord
 
 
-def audit_listing(filters: AuditFilters) -> Listing[AuditRecord]:
+def audit_listing(filters: AuditFilters, *, project_id: uuid.UUID | None) -> Listing[AuditRecord]:
+    """Records matching ``filters``, of project ``project_id`` (None: of every project, and
+    the instance-level ones)."""
     stmt = select(AuditRecord)
+    if project_id is not None:
+        stmt = stmt.where(AuditRecord.project_id == project_id)
     if filters.actor_id is not None:
         stmt = stmt.where(AuditRecord.actor_id == filters.actor_id)
     if filters.action is not None:

@@ -16,6 +16,9 @@ class AuditRecordOut(BaseModel):
     id: uuid.UUID
     actor_id: uuid.UUID | None
     actor: str | None
+    project_id: uuid.UUID | None = Field(
+        description="The project the record belongs to; none for instance-level actions."
+    )
     action: str
     resource_type: str | None
     resource_id: str | None

@@ -1,5 +1,7 @@
 """Record audit entries in the caller's transaction, or on their own when the caller fails;
-and list them, for administrators."""
+and list them. Who reads which records is governance's decision
+(``governance/audit_service.py``): this package is below every feature, governance included,
+since everything audits."""
 
 from __future__ import annotations
 
@@ -115,8 +117,13 @@ async def record(db: Database, values: dict[str, Any]) -> None:
 
 
 async def list_audit(
-    session: AsyncSession, principal: Principal, filters: AuditFilters, page: PageParams
+    session: AsyncSession,
+    filters: AuditFilters,
+    page: PageParams,
+    *,
+    project_id: uuid.UUID | None,
 ) -> Page[AuditRecordOut]:
-    principal.require_admin()
-    listing = repo.audit_listing(filters)
+    """The records of project ``project_id`` (None: every record), newest first by default;
+    the caller decided that its principal may read them."""
+    listing = repo.audit_listing(filters, project_id=project_id)
     return await page_of(session, listing, page, AuditRecordOut.model_validate)

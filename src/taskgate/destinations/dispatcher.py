@@ -1,7 +1,8 @@
 """The dispatcher: committed events → deliveries → `delivery.send` jobs, exactly once each.
 
 It scans the event log from a stored cursor, matches each event against the active
-subscriptions of its owner, and in one transaction inserts the deliveries (a delivery is
+subscriptions of its project (a subscription is the project's, made by its admins, and
+routes everyone's events there), and in one transaction inserts the deliveries (a delivery is
 unique per subscription and event, so a rescan never duplicates one) and enqueues one job
 per new delivery. Only one dispatcher scans at a time across processes (see
 `repository.lock_cursor`). It wakes on the "events" commit signal of its own process, and
@@ -94,8 +95,11 @@ def matching_subscriptions(
     return [
         s
         for s in subscriptions
-        if s.owner_id == event.owner_id
-        and (event.project_id is None or s.project_id == event.project_id)
+        if (
+            s.project_id == event.project_id
+            if event.project_id is not None
+            else s.owner_id == event.owner_id
+        )
         and pattern_matches(s.event_pattern, event.type)
         and filter_matches(s.filter, document)
     ]
@@ -103,13 +107,11 @@ def matching_subscriptions(
 
 async def dispatch_events(session: AsyncSession, events: list[Event]) -> list[tuple[Any, Any]]:
     """Deliveries and jobs for these events; returns the new (delivery_id, subscription_id)."""
-    owners = {e.owner_id for e in events if e.owner_id is not None}
-    owned = [e for e in events if e.owner_id in owners]
+    owned = [e for e in events if e.owner_id is not None or e.project_id is not None]
+    projects = {e.project_id for e in owned if e.project_id is not None}
     # Events written before projects carry none: they match their owner's subscriptions.
-    projects = {e.project_id for e in owned}
-    subscriptions = await repo.active_subscriptions(
-        session, owners, None if None in projects else {p for p in projects if p is not None}
-    )
+    legacy = {e.owner_id for e in owned if e.project_id is None and e.owner_id is not None}
+    subscriptions = await repo.active_subscriptions(session, projects, legacy)
     if not subscriptions:
         return []
     now = utcnow()

@@ -58,7 +58,7 @@ async def list_destinations(
     "/destinations",
     tags=["destinations"],
     status_code=http.HTTP_201_CREATED,
-    responses=errors(400, 401, 403),
+    responses=errors(400, 401, 403, 409),
 )
 async def create_destination(
     body: DestinationCreate,
@@ -83,7 +83,9 @@ async def get_destination(
 
 
 @router.patch(
-    "/destinations/{destination_id}", tags=["destinations"], responses=errors(400, 401, 403, 404)
+    "/destinations/{destination_id}",
+    tags=["destinations"],
+    responses=errors(400, 401, 403, 404, 409),
 )
 async def update_destination(
     destination_id: uuid.UUID,
@@ -102,7 +104,7 @@ async def update_destination(
     "/destinations/{destination_id}",
     tags=["destinations"],
     status_code=http.HTTP_204_NO_CONTENT,
-    responses=errors(401, 403, 404),
+    responses=errors(401, 403, 404, 409),
 )
 async def delete_destination(
     destination_id: uuid.UUID, session: Session, principal: DestinationsWrite
@@ -113,7 +115,7 @@ async def delete_destination(
 @router.post(
     "/destinations/{destination_id}/test",
     tags=["destinations"],
-    responses=errors(401, 403, 404),
+    responses=errors(401, 403, 404, 409),
     summary="Send a test event now",
 )
 async def test_destination(
@@ -155,7 +157,7 @@ async def list_subscriptions(
     "/subscriptions",
     tags=["subscriptions"],
     status_code=http.HTTP_201_CREATED,
-    responses=errors(400, 401, 403, 404),
+    responses=errors(400, 401, 403, 404, 409),
 )
 async def create_subscription(
     body: SubscriptionCreate, session: Session, principal: SubscriptionsWrite, response: Response
@@ -176,7 +178,9 @@ async def get_subscription(
 
 
 @router.patch(
-    "/subscriptions/{subscription_id}", tags=["subscriptions"], responses=errors(400, 401, 403, 404)
+    "/subscriptions/{subscription_id}",
+    tags=["subscriptions"],
+    responses=errors(400, 401, 403, 404, 409),
 )
 async def update_subscription(
     subscription_id: uuid.UUID,
@@ -194,7 +198,7 @@ async def update_subscription(
     "/subscriptions/{subscription_id}",
     tags=["subscriptions"],
     status_code=http.HTTP_204_NO_CONTENT,
-    responses=errors(401, 403, 404),
+    responses=errors(401, 403, 404, 409),
 )
 async def delete_subscription(
     subscription_id: uuid.UUID, session: Session, principal: SubscriptionsWrite

@@ -31,7 +31,7 @@ async def probe_destination(
     db: Database, settings: Settings, principal: Principal, destination_id: uuid.UUID
 ) -> DestinationTestResult:
     async with db.transaction(write=False) as session:
-        destination = await get_destination(session, principal, destination_id)
+        destination = await get_destination(session, principal, destination_id, "destination:test")
         session.expunge(destination)
     delivery_id = new_id()
     document = {

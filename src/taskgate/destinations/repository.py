@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import func, select, true, update
+from sqlalchemy import false, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,45 +25,33 @@ CURSOR_ROW = 1
 CHUNK = 500
 
 
-async def destination_for(
-    session: AsyncSession, destination_id: uuid.UUID, owner_id: uuid.UUID
-) -> Destination | None:
-    found: Destination | None = await session.scalar(
-        select(Destination).where(
-            Destination.id == destination_id, Destination.owner_id == owner_id
-        )
-    )
-    return found
+async def destination_for(session: AsyncSession, destination_id: uuid.UUID) -> Destination | None:
+    """The destination, wherever it is: the caller authorizes."""
+    return await session.get(Destination, destination_id)
 
 
 def destinations_listing(
-    owner_id: uuid.UUID, project_id: uuid.UUID | None, filters: DestinationFilters
+    project_id: uuid.UUID, filters: DestinationFilters
 ) -> Listing[Destination]:
-    stmt = select(Destination).where(
-        Destination.project_id == project_id, Destination.owner_id == owner_id
-    )
+    """The destinations of a project, everyone's."""
+    stmt = select(Destination).where(Destination.project_id == project_id)
     if filters.is_active is not None:
         stmt = stmt.where(Destination.is_active == filters.is_active)
     return Listing(stmt, {"created_at": Destination.created_at}, Destination.id)
 
 
 async def subscription_for(
-    session: AsyncSession, subscription_id: uuid.UUID, owner_id: uuid.UUID
+    session: AsyncSession, subscription_id: uuid.UUID
 ) -> Subscription | None:
-    found: Subscription | None = await session.scalar(
-        select(Subscription).where(
-            Subscription.id == subscription_id, Subscription.owner_id == owner_id
-        )
-    )
-    return found
+    """The subscription, wherever it is: the caller authorizes."""
+    return await session.get(Subscription, subscription_id)
 
 
 def subscriptions_listing(
-    owner_id: uuid.UUID, project_id: uuid.UUID | None, filters: SubscriptionFilters
+    project_id: uuid.UUID, filters: SubscriptionFilters
 ) -> Listing[Subscription]:
-    stmt = select(Subscription).where(
-        Subscription.project_id == project_id, Subscription.owner_id == owner_id
-    )
+    """The subscriptions of a project, everyone's."""
+    stmt = select(Subscription).where(Subscription.project_id == project_id)
     if filters.destination_id is not None:
         stmt = stmt.where(Subscription.destination_id == filters.destination_id)
     return Listing(stmt, {"created_at": Subscription.created_at}, Subscription.id)
@@ -158,23 +146,24 @@ async def events_by_ids(session: AsyncSession, ids: Iterable[int]) -> list[Event
 
 async def active_subscriptions(
     session: AsyncSession,
-    owner_ids: Iterable[uuid.UUID],
-    project_ids: Iterable[uuid.UUID] | None = None,
+    project_ids: Iterable[uuid.UUID],
+    legacy_owner_ids: Iterable[uuid.UUID] = (),
 ) -> list[Subscription]:
-    """Active subscriptions of these owners (in these projects, when given) whose
-    destination is active too."""
-    owners = list(set(owner_ids))
-    if not owners:
+    """Active subscriptions of these projects, everyone's (and of these owners, for events
+    written before projects, which carry none), whose destination is active too."""
+    projects = list(set(project_ids))
+    owners = list(set(legacy_owner_ids))
+    if not projects and not owners:
         return []
-    in_projects = (
-        Subscription.project_id.in_(list(set(project_ids))) if project_ids is not None else true()
+    routed = or_(
+        Subscription.project_id.in_(projects) if projects else false(),
+        Subscription.owner_id.in_(owners) if owners else false(),
     )
     rows = await session.scalars(
         select(Subscription)
         .join(Destination, Destination.id == Subscription.destination_id)
         .where(
-            in_projects,
-            Subscription.owner_id.in_(owners),
+            routed,
             Subscription.is_active.is_(True),
             Destination.is_active.is_(True),
         )

@@ -93,11 +93,12 @@ async def _validate(
 async def create_destination(
     session: AsyncSession, settings: Settings, principal: Principal, body: DestinationCreate
 ) -> Destination:
+    project_id = authorize(principal, "destination:create")
     await _validate(settings, body.destination_type, body.destination_config, body.secret)
     destination = Destination(
         id=new_id(),
         owner_id=principal.user_id,
-        project_id=authorize(principal, "destination:create"),
+        project_id=project_id,
         name=body.name,
         destination_type=body.destination_type,
         destination_config=body.destination_config,
@@ -122,8 +123,11 @@ async def create_destination(
 async def list_destinations(
     session: AsyncSession, principal: Principal, filters: DestinationFilters, page: PageParams
 ) -> Page[DestinationOut]:
-    listing = repo.destinations_listing(principal.user_id, principal.project_id, filters)
-    return await page_of(session, listing, page, destination_out)
+    """The destinations of the request's project, whoever made them."""
+    project_id = authorize(principal, "destination:read")
+    return await page_of(
+        session, repo.destinations_listing(project_id, filters), page, destination_out
+    )
 
 
 async def list_deliveries(
@@ -159,11 +163,23 @@ async def list_deliveries(
 
 
 async def get_destination(
-    session: AsyncSession, principal: Principal, destination_id: uuid.UUID
+    session: AsyncSession,
+    principal: Principal,
+    destination_id: uuid.UUID,
+    permission: str = "destination:read",
 ) -> Destination:
-    destination = await repo.destination_for(session, destination_id, principal.user_id)
+    """The destination, if ``principal`` holds ``permission`` in its project (reading: any
+    role there; changing: its admins); 404 when missing or in a project it does not see."""
+    destination = await repo.destination_for(session, destination_id)
     if destination is None:
         raise NotFound("No such destination.")
+    authorize(
+        principal,
+        permission,
+        project_id=destination.project_id,
+        owner_id=destination.owner_id,
+        resource_id=destination.id,
+    )
     return destination
 
 
@@ -174,7 +190,7 @@ async def update_destination(
     destination_id: uuid.UUID,
     body: DestinationUpdate,
 ) -> Destination:
-    destination = await get_destination(session, principal, destination_id)
+    destination = await get_destination(session, principal, destination_id, "destination:update")
     sent = body.model_fields_set
     refuse_nulls(body, ("name", "destination_type", "destination_config", "is_active"))
     changed = sorted(sent)
@@ -224,7 +240,7 @@ async def update_destination(
 async def delete_destination(
     session: AsyncSession, principal: Principal, destination_id: uuid.UUID
 ) -> None:
-    destination = await get_destination(session, principal, destination_id)
+    destination = await get_destination(session, principal, destination_id, "destination:delete")
     await session.delete(destination)
     await session.flush()
     await audit(

@@ -1,5 +1,5 @@
-"""Subscription use cases: route the owner's events to one of the owner's destinations, and
-list those routes."""
+"""Subscription use cases: route a project's events to one of the project's destinations,
+and list those routes."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from taskgate.destinations.schemas import (
     SubscriptionOut,
     SubscriptionUpdate,
 )
-from taskgate.destinations.service import get_destination, refuse_nulls, refuse_problems
+from taskgate.destinations.service import refuse_nulls, refuse_problems
 from taskgate.errors import NotFound
 from taskgate.governance.access import authorize
 from taskgate.http.pagination import Page, PageParams, page_of
@@ -38,20 +38,25 @@ def _validate(event_pattern: str | None, event_filter: dict[str, Any] | None) ->
 async def list_subscriptions(
     session: AsyncSession, principal: Principal, filters: SubscriptionFilters, page: PageParams
 ) -> Page[SubscriptionOut]:
-    listing = repo.subscriptions_listing(principal.user_id, principal.project_id, filters)
+    """The subscriptions of the request's project, whoever made them."""
+    listing = repo.subscriptions_listing(authorize(principal, "subscription:read"), filters)
     return await page_of(session, listing, page, SubscriptionOut.model_validate)
 
 
 async def create_subscription(
     session: AsyncSession, principal: Principal, body: SubscriptionCreate
 ) -> Subscription:
+    project_id = authorize(principal, "subscription:create")
     _validate(body.event_pattern, body.filter)
-    # Someone else's destination is a 404, like any resource the caller may not see.
-    destination = await get_destination(session, principal, body.destination_id)
+    # A destination of another project is a 404, seen or not: a subscription routes its
+    # project's events to one of its project's destinations, never elsewhere.
+    destination = await repo.destination_for(session, body.destination_id)
+    if destination is None or destination.project_id != project_id:
+        raise NotFound("No such destination.")
     subscription = Subscription(
         id=new_id(),
         owner_id=principal.user_id,
-        project_id=authorize(principal, "subscription:create"),
+        project_id=project_id,
         destination_id=destination.id,
         event_pattern=body.event_pattern,
         filter=body.filter or None,
@@ -75,11 +80,23 @@ async def create_subscription(
 
 
 async def get_subscription(
-    session: AsyncSession, principal: Principal, subscription_id: uuid.UUID
+    session: AsyncSession,
+    principal: Principal,
+    subscription_id: uuid.UUID,
+    permission: str = "subscription:read",
 ) -> Subscription:
-    subscription = await repo.subscription_for(session, subscription_id, principal.user_id)
+    """The subscription, if ``principal`` holds ``permission`` in its project; 404 when
+    missing or in a project it does not see."""
+    subscription = await repo.subscription_for(session, subscription_id)
     if subscription is None:
         raise NotFound("No such subscription.")
+    authorize(
+        principal,
+        permission,
+        project_id=subscription.project_id,
+        owner_id=subscription.owner_id,
+        resource_id=subscription.id,
+    )
     return subscription
 
 
@@ -89,7 +106,9 @@ async def update_subscription(
     subscription_id: uuid.UUID,
     body: SubscriptionUpdate,
 ) -> Subscription:
-    subscription = await get_subscription(session, principal, subscription_id)
+    subscription = await get_subscription(
+        session, principal, subscription_id, "subscription:update"
+    )
     sent = body.model_fields_set
     refuse_nulls(body, ("event_pattern", "is_active"))
     _validate(body.event_pattern, body.filter)
@@ -114,7 +133,9 @@ async def update_subscription(
 async def delete_subscription(
     session: AsyncSession, principal: Principal, subscription_id: uuid.UUID
 ) -> None:
-    subscription = await get_subscription(session, principal, subscription_id)
+    subscription = await get_subscription(
+        session, principal, subscription_id, "subscription:delete"
+    )
     await session.delete(subscription)
     await session.flush()
     await audit(

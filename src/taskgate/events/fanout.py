@@ -49,8 +49,8 @@ class EventFanout:
         # gap id → (first seen, loop time; transactions able to insert it then, if known)
         self._gaps: dict[int, tuple[float, frozenset[str] | None]] = {}
         self._members: dict[StreamSpec, set[Subscriber]] = {}
-        # owner → route → specs: an event meets only the specs of its owner filed under the
-        # subjects it carries, however many streams follow other subjects.
+        # project → route → specs: an event meets only the specs of its project filed under
+        # the subjects it carries, however many streams follow other subjects.
         self._routes: dict[object, dict[Route, set[StreamSpec]]] = {}
         self._count = 0
         self._read_at = float("-inf")  # loop time of the last read
@@ -92,7 +92,7 @@ class EventFanout:
             self.notifications.put(None)  # catch up now: reads waited while nobody listened
         if members is None:
             members = self._members[spec] = set()
-            routes = self._routes.setdefault(spec.owner_id, {})
+            routes = self._routes.setdefault(spec.project_id, {})
             for route in spec.routes():
                 routes.setdefault(route, set()).add(spec)
         members.add(subscriber)
@@ -109,14 +109,14 @@ class EventFanout:
         if members:
             return
         del self._members[spec]
-        routes = self._routes[spec.owner_id]
+        routes = self._routes[spec.project_id]
         for route in spec.routes():
             filed = routes[route]
             filed.discard(spec)
             if not filed:
                 del routes[route]
         if not routes:
-            del self._routes[spec.owner_id]
+            del self._routes[spec.project_id]
 
     async def _follow(self) -> None:
         recheck = _RECHECK_FIRST
@@ -220,7 +220,7 @@ class EventFanout:
     def _dispatch(self, records: list[EventRecord]) -> None:
         wanted: dict[StreamSpec, list[EventRecord]] = {}
         for record in records:
-            routes = self._routes.get(record.owner_id)
+            routes = self._routes.get(record.project_id)
             if routes is None:
                 continue
             for route in event_routes(record):

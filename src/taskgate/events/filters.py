@@ -1,4 +1,4 @@
-"""What a stream wants: the owner's events that match its subject and types, plus the events
+"""What a stream wants: the project's events that match its subject and types, plus the events
 that end its subject. The same spec answers in Python (live fan-out) and in SQL (replay)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from taskgate.errors import ValidationFailed
 from taskgate.events.visibility import event_family
 from taskgate.events.wire import SUBJECTS, EventRecord
 
-# Where the fan-out files a spec, per owner: under a subject it names (column, id), or under
-# None when it takes any of the owner's events (a feed). An event is matched only against
+# Where the fan-out files a spec, per project: under a subject it names (column, id), or under
+# None when it takes any of the project's events (a feed). An event is matched only against
 # the specs filed under None and under the subjects it carries.
 Route = tuple[str, uuid.UUID] | None
 
@@ -78,9 +78,12 @@ class EndCondition:
 
 @dataclass(frozen=True, slots=True)
 class StreamSpec:
-    """Hashable, so the fan-out matches an event once for all streams with the same spec."""
+    """Hashable, so the fan-out matches an event once for all streams with the same spec.
+    A stream carries the events of one project (its subject's, or the request's for a feed),
+    whoever caused them: who may follow it was decided when it opened. Events of no project
+    (the system's) reach no stream."""
 
-    owner_id: uuid.UUID
+    project_id: uuid.UUID
     equals: tuple[tuple[str, uuid.UUID], ...] = ()
     present: tuple[str, ...] = ()
     types: TypeFilter | None = None
@@ -90,15 +93,9 @@ class StreamSpec:
     replay: bool = False
     # The scope families of the events the principal may read (``visibility``); None: all.
     readable: frozenset[str] | None = None
-    # The request's project: a stream carries only that project's events.
-    project_id: uuid.UUID | None = None
 
     def _elsewhere(self, event: EventRecord) -> bool:
-        return event.owner_id != self.owner_id or (
-            event.project_id is not None
-            and self.project_id is not None
-            and event.project_id != self.project_id
-        )
+        return event.project_id != self.project_id
 
     def matches(self, event: EventRecord) -> bool:
         if self._elsewhere(event):

@@ -52,7 +52,8 @@ async def max_event_id(session: AsyncSession) -> int:
 
 
 async def events_after(session: AsyncSession, after: int, limit: int) -> list[EventRecord]:
-    """Every owner's events past ``after``: one read that serves all of a process's streams."""
+    """Every project's events past ``after``: one read that serves all of a process's
+    streams."""
     stmt = select(*_COLUMNS).where(Event.id > after).order_by(Event.id).limit(limit)
     return [_record(row) for row in await session.execute(stmt)]
 
@@ -74,7 +75,7 @@ _FAMILY = case(
 
 
 def spec_clause(spec: StreamSpec) -> ColumnElement[bool]:
-    """SQL for ``spec.wants``: its owner, its subject and types, or an event that ends it."""
+    """SQL for ``spec.wants``: its project, its subject and types, or an event that ends it."""
     conditions: list[ColumnElement[bool]] = []
     if spec.readable is not None:
         conditions.append(_FAMILY.in_(sorted(spec.readable)))
@@ -97,14 +98,7 @@ def spec_clause(spec: StreamSpec) -> ColumnElement[bool]:
     ]
     if ends:
         wanted = or_(wanted, *ends)
-    return and_(Event.owner_id == spec.owner_id, _in_project(spec), wanted)
-
-
-def _in_project(spec: StreamSpec) -> ColumnElement[bool]:
-    """The stream's project; events written before projects (or by the system) carry none."""
-    if spec.project_id is None:
-        return true()
-    return or_(Event.project_id == spec.project_id, Event.project_id.is_(None))
+    return and_(Event.project_id == spec.project_id, wanted)
 
 
 async def backlog(
@@ -130,7 +124,7 @@ async def ending_type(session: AsyncSession, spec: StreamSpec, *, upto: int) -> 
         return None
     stmt = (
         select(Event.type)
-        .where(Event.owner_id == spec.owner_id, _in_project(spec), or_(*ends), Event.id <= upto)
+        .where(Event.project_id == spec.project_id, or_(*ends), Event.id <= upto)
         .order_by(Event.id)
         .limit(1)
     )

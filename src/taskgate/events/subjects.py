@@ -1,6 +1,8 @@
-"""Which events a stream carries: the principal's own, narrowed to a subject it owns, and
-which events end it. Subjects belong to other features; their services find them, handed in
-by the app (``Subjects``), so events import no feature."""
+"""Which events a stream carries: a project's, narrowed to a subject, and which events end
+it. A subject's stream follows the subject's project once its service found the subject for
+the principal (which asks the authorization seam); a feed follows the request's project, if
+the seam lets the principal read its events. Subjects belong to other features; their
+services find them, handed in by the app (``Subjects``), so events import no feature."""
 
 from __future__ import annotations
 
@@ -22,10 +24,11 @@ from taskgate.events.filters import (
     StreamSpec,
     TypeFilter,
 )
-from taskgate.events.visibility import readable_families
+from taskgate.events.visibility import readable_families, reading_permission
+from taskgate.governance.access import authorize
 
 # A service's ``get_…(session, principal, id)``: the subject, or NotFound when it is missing or
-# not the principal's to see.
+# in a project the principal does not see.
 Finder = Callable[[AsyncSession, Principal, uuid.UUID], Awaitable[Any]]
 # Reading a task or a run (runs belong to tasks) takes this scope.
 TASKS_READ = "tasks:read"
@@ -57,15 +60,17 @@ class Subjects:
             return await finder(session, principal, subject_id)
 
 
-def _spec(principal: Principal, **fields: Any) -> StreamSpec:
-    """Every stream shows only the events its principal may read (``visibility``), in the
-    project its request works in."""
-    return StreamSpec(
-        principal.user_id,
-        readable=readable_families(principal),
-        project_id=principal.project_id,
-        **fields,
-    )
+def _project(subject: Any) -> uuid.UUID | None:
+    project_id: uuid.UUID | None = getattr(subject, "project_id", None)
+    return project_id
+
+
+def _spec(principal: Principal, project_id: uuid.UUID | None, **fields: Any) -> StreamSpec:
+    """A stream of the events its principal may read (``visibility``) in ``project_id`` (the
+    subject's), or in the request's project (None)."""
+    readable = readable_families(principal)
+    project = authorize(principal, reading_permission(readable), project_id=project_id)
+    return StreamSpec(project, readable=readable, **fields)
 
 
 def _task_end(task_id: uuid.UUID) -> EndCondition:
@@ -75,9 +80,10 @@ def _task_end(task_id: uuid.UUID) -> EndCondition:
 async def task_stream(
     subjects: Subjects, principal: Principal, task_id: uuid.UUID, types: TypeFilter | None
 ) -> StreamSpec:
-    await subjects.find(subjects.task, principal, task_id, scope=TASKS_READ)
+    task = await subjects.find(subjects.task, principal, task_id, scope=TASKS_READ)
     return _spec(
         principal,
+        _project(task),
         equals=(("task_id", task_id),),
         types=types,
         ends=(_task_end(task_id),),
@@ -89,45 +95,49 @@ async def run_stream(
     subjects: Subjects, principal: Principal, run_id: uuid.UUID, types: TypeFilter | None
 ) -> StreamSpec:
     run = await subjects.find(subjects.run, principal, run_id, scope=TASKS_READ)
-    return _run_spec(principal, run_id, getattr(run, "task_id", None), types)
+    return _spec(
+        principal,
+        _project(run),
+        equals=(("run_id", run_id),),
+        types=types,
+        ends=_run_ends(run, run_id),
+        replay=True,
+    )
 
 
-def _run_spec(
-    principal: Principal, run_id: uuid.UUID, task_id: uuid.UUID | None, types: TypeFilter | None
-) -> StreamSpec:
+def _run_ends(run: Any, run_id: uuid.UUID) -> tuple[EndCondition, ...]:
     # A run ends with its own terminal event, or when the task it belongs to ends.
     ends = [EndCondition("run_id", run_id, RUN_TERMINAL)]
+    task_id: uuid.UUID | None = getattr(run, "task_id", None)
     if task_id is not None:
         ends.append(_task_end(task_id))
-    return _spec(
-        principal, equals=(("run_id", run_id),), types=types, ends=tuple(ends), replay=True
-    )
+    return tuple(ends)
 
 
 async def execution_stream(
     subjects: Subjects, principal: Principal, execution_id: uuid.UUID, types: TypeFilter | None
 ) -> StreamSpec:
-    await subjects.find(subjects.execution, principal, execution_id)
-    return _execution_spec(principal, execution_id, types)
-
-
-def _execution_spec(
-    principal: Principal, execution_id: uuid.UUID, types: TypeFilter | None
-) -> StreamSpec:
+    execution = await subjects.find(subjects.execution, principal, execution_id)
     return _spec(
         principal,
+        _project(execution),
         equals=(("execution_id", execution_id),),
         types=types,
-        ends=(EndCondition("execution_id", execution_id, EXECUTION_TERMINAL),),
+        ends=_execution_ends(execution_id),
         replay=True,
     )
+
+
+def _execution_ends(execution_id: uuid.UUID) -> tuple[EndCondition, ...]:
+    return (EndCondition("execution_id", execution_id, EXECUTION_TERMINAL),)
 
 
 def session_stream(
     principal: Principal, session_id: uuid.UUID, types: TypeFilter | None
 ) -> StreamSpec:
-    """A session's events: the owner filter is the check (sessions have no service yet)."""
-    return _spec(principal, equals=(("session_id", session_id),), types=types, replay=True)
+    """A session's events, in the request's project (sessions have no service to find them
+    with yet)."""
+    return _spec(principal, None, equals=(("session_id", session_id),), types=types, replay=True)
 
 
 async def filtered_stream(
@@ -142,7 +152,8 @@ async def filtered_stream(
     types: TypeFilter | None = None,
 ) -> StreamSpec:
     """``GET /stream/sse``: any combination of filters. A named task, run or execution is
-    checked, and the stream ends with it (the most specific one given)."""
+    checked, and the stream ends with it (the most specific one given) and follows its
+    project; without one, the request's project."""
     if (
         workflow_id is not None
         and task_id is None
@@ -151,15 +162,20 @@ async def filtered_stream(
         # Shannon clients name the task they follow ``workflow_id``.
         task_id, workflow_id = workflow_id, None
     ends: tuple[EndCondition, ...] = ()
+    # The project of the subjects named (events must match them all, so one project).
+    project: uuid.UUID | None = None
     if execution_id is not None:
-        await subjects.find(subjects.execution, principal, execution_id)
-        ends = _execution_spec(principal, execution_id, None).ends
+        execution = await subjects.find(subjects.execution, principal, execution_id)
+        ends = _execution_ends(execution_id)
+        project = _project(execution)
     if run_id is not None:
         run = await subjects.find(subjects.run, principal, run_id, scope=TASKS_READ)
-        ends = _run_spec(principal, run_id, getattr(run, "task_id", None), None).ends
+        ends = _run_ends(run, run_id)
+        project = _project(run) or project
     if task_id is not None:
-        await subjects.find(subjects.task, principal, task_id, scope=TASKS_READ)
+        task = await subjects.find(subjects.task, principal, task_id, scope=TASKS_READ)
         ends = (_task_end(task_id),)
+        project = _project(task) or project
     named = {
         "task_id": task_id,
         "run_id": run_id,
@@ -169,7 +185,7 @@ async def filtered_stream(
     }
     equals = tuple((column, value) for column, value in named.items() if value is not None)
     subject = any(v is not None for v in (task_id, run_id, execution_id, session_id))
-    return _spec(principal, equals=equals, types=types, ends=ends, replay=subject)
+    return _spec(principal, project, equals=equals, types=types, ends=ends, replay=subject)
 
 
 async def _is_task(subjects: Subjects, principal: Principal, subject_id: uuid.UUID) -> bool:
@@ -193,7 +209,7 @@ async def channel_stream(
     if not colon:
         if kind not in _FEEDS:
             raise ValidationFailed.field("channel", f"unknown channel {channel[:80]!r}")
-        return _spec(principal, present=_FEEDS[kind], types=types)
+        return _spec(principal, None, present=_FEEDS[kind], types=types)
     try:
         subject_id = uuid.UUID(raw)
     except ValueError:

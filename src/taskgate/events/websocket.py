@@ -178,7 +178,12 @@ class ChannelSession:
             spec = await subjects.channel_stream(self.subjects, self.principal, channel, types)
             stream = EventStream(self.bus, spec, last, ping=False)
         except TaskgateError as exc:
-            # Someone else's subject reads exactly like a missing one.
+            # Someone else's subject reads exactly like a missing one. A denial is audited
+            # as an HTTP request's is (taskgate.http.errors: the recorder the app binds),
+            # though the connection lives on.
+            recorder = getattr(self.websocket.app.state, "record_denial", None)
+            if exc.denial is not None and recorder is not None:
+                recorder(exc.denial)
             self._error(exc.message, channel)
             return
         previous = self.channels.pop(channel, None)

@@ -39,7 +39,7 @@ PROJECT_RESOURCES: dict[str, tuple[str, ...]] = {
     "execution": ("read", "cancel", "replay"),
     "schedule": ("read", "create", "update", "delete", "pause", "resume", "trigger"),
     "destination": ("read", "create", "update", "delete", "test"),
-    "subscription": ("read", "create", "delete"),
+    "subscription": ("read", "create", "update", "delete"),
     "webhook_source": ("read", "create", "update", "delete"),
     "approval": ("read", "decide"),
     "event": ("read", "create"),
@@ -104,7 +104,7 @@ _ADMIN = (
     | _MEMBER_OWNED
     | _perms(
         "project:update run:update workflow:update,delete schedule:update,delete "
-        "destination:create,update,delete,test subscription:create,delete "
+        "destination:create,update,delete,test subscription:create,update,delete "
         "webhook_source:create,update,delete role_binding:create,delete audit:read"
     )
 )

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from taskgate.clock import utcnow
+from taskgate.governance.access import may
 from taskgate.http.auth import CurrentPrincipal, Session
 from taskgate.openapi import errors
 from taskgate.queue.schemas import QueueOverview
@@ -17,7 +18,7 @@ from taskgate.settings import Settings
 router = APIRouter(prefix="/api/v1", tags=["queue"])
 
 
-@router.get("/queue", responses=errors(401, 429))
+@router.get("/queue", responses=errors(401, 404, 429))
 async def get_queue(
     request: Request,
     session: Session,
@@ -36,5 +37,6 @@ async def get_queue(
         lease_seconds=settings.worker.lease_seconds,
         include_finished=include_finished,
     )
-    overview.schedules = await schedule_summary(session, principal, utcnow())
+    if may(principal, "schedule:read", principal.project_id):
+        overview.schedules = await schedule_summary(session, principal, utcnow())
     return overview

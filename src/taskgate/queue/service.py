@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.auth.principal import Principal
 from taskgate.clock import utcnow
+from taskgate.governance.access import may
 from taskgate.queue import repository
 from taskgate.queue.schemas import (
     PriorityDepth,
@@ -31,7 +32,9 @@ async def queue_overview(
     include_finished: bool = False,
 ) -> QueueOverview:
     """Any authenticated user sees the counts and the total capacity (they say how long
-    submitted work will wait); which hosts run workers is shown to administrators only."""
+    submitted work will wait); the request's project's unfinished tasks to whoever may read
+    its tasks; which hosts run workers to the instance administrator only (not through a key
+    restricted to one project)."""
     now = utcnow()
     queued = await repository.queued_groups(session, now)
     leased = await repository.leased_groups(session)
@@ -72,12 +75,13 @@ async def queue_overview(
             busy=sum(running[node.id] for node in nodes),
         ),
     )
-    if principal.project_id is not None:
+    project_id = principal.project_id
+    if project_id is not None and may(principal, "task:read", project_id):
         overview.project = ProjectWork(
-            project_id=principal.project_id,
-            tasks_by_status=await repository.project_tasks(session, principal.project_id),
+            project_id=project_id,
+            tasks_by_status=await repository.project_tasks(session, project_id),
         )
-    if principal.is_admin:
+    if principal.is_admin and principal.key_project_id is None:
         overview.workers = [
             WorkerNode(
                 id=node.id,

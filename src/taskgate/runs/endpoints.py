@@ -34,7 +34,7 @@ OldestFirst = Annotated[
 ]
 
 
-@router.get("/runs", tags=["runs"], responses=errors(400, 401, 403))
+@router.get("/runs", tags=["runs"], responses=errors(400, 401, 403, 404))
 async def list_runs(
     session: Session,
     principal: TasksRead,
@@ -55,7 +55,7 @@ async def list_runs(
     "/runs",
     tags=["runs"],
     status_code=status.HTTP_201_CREATED,
-    responses=errors(400, 401, 403),
+    responses=errors(400, 401, 403, 404, 409),
 )
 async def create_run(
     body: RunCreate, response: Response, session: Session, principal: TasksWrite
@@ -74,7 +74,7 @@ async def get_run(run_id: uuid.UUID, session: Session, principal: TasksRead) -> 
     "/runs/{run_id}/logs",
     tags=["runs"],
     status_code=status.HTTP_201_CREATED,
-    responses=errors(400, 401, 403, 404),
+    responses=errors(400, 401, 403, 404, 409),
 )
 async def append_run_logs(
     run_id: uuid.UUID, body: RunLogsIn, session: Session, principal: TasksWriteRead
@@ -95,7 +95,7 @@ async def run_logs(
     return await service.list_run_logs(session, principal, run_id, filters, page)
 
 
-@router.get("/jobs", tags=["jobs"], responses=errors(400, 401, 403))
+@router.get("/jobs", tags=["jobs"], responses=errors(400, 401, 403, 404))
 async def list_jobs(
     session: Session,
     principal: TasksRead,

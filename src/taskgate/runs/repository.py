@@ -11,10 +11,9 @@ from taskgate.models import Run, RunLog, TaskJob
 from taskgate.runs.schemas import JobFilters, RunFilters, RunLogFilters
 
 
-def runs_listing(
-    owner_id: uuid.UUID, project_id: uuid.UUID | None, filters: RunFilters
-) -> Listing[Run]:
-    stmt = select(Run).where(Run.project_id == project_id, Run.owner_id == owner_id)
+def runs_listing(project_id: uuid.UUID, filters: RunFilters) -> Listing[Run]:
+    """A project's runs (everyone's), narrowed by ``filters``."""
+    stmt = select(Run).where(Run.project_id == project_id)
     if filters.task_id is not None:
         stmt = stmt.where(Run.task_id == filters.task_id)
     if filters.job_id is not None:
@@ -42,10 +41,9 @@ def logs_listing(run_id: uuid.UUID, filters: RunLogFilters) -> Listing[RunLog]:
     return Listing(stmt, {"created_at": RunLog.created_at}, RunLog.id)
 
 
-def jobs_listing(
-    owner_id: uuid.UUID, project_id: uuid.UUID | None, filters: JobFilters
-) -> Listing[TaskJob]:
-    stmt = select(TaskJob).where(TaskJob.project_id == project_id, TaskJob.owner_id == owner_id)
+def jobs_listing(project_id: uuid.UUID, filters: JobFilters) -> Listing[TaskJob]:
+    """A project's jobs (everyone's), narrowed by ``filters``."""
+    stmt = select(TaskJob).where(TaskJob.project_id == project_id)
     if filters.task_id is not None:
         stmt = stmt.where(TaskJob.task_id == filters.task_id)
     if filters.run_id is not None:

@@ -48,12 +48,27 @@ class DuePlan:
 
 
 def plan_due(
-    s: Schedule, owner: User | None, in_flight: int, settings: Settings, now: datetime
+    s: Schedule,
+    owner: User | None,
+    in_flight: int,
+    settings: Settings,
+    now: datetime,
+    *,
+    project_active: bool = True,
 ) -> DuePlan:
     """Decide the fate of every occurrence due on ``s`` at ``now``: a buffered occurrence
     whose turn came, then the ones since ``next_run_at`` under the catch-up policy, each
-    fired, buffered or skipped under the overlap policy."""
-    active = owner is not None and owner.is_active
+    fired, buffered or skipped under the overlap policy. Nothing fires while the owner is
+    deactivated or the schedule's project disabled: those occurrences are skipped, with
+    that reason, and the schedule moves on as if they had fired."""
+    blocked = (
+        "project_disabled"
+        if not project_active
+        else None
+        if owner is not None and owner.is_active
+        else "owner_inactive"
+    )
+    active = blocked is None
     limit = firing.concurrency_limit(s)
     grace = settings.scheduler.misfire_grace_seconds + s.jitter_seconds
     steps: list[Step] = []
@@ -68,7 +83,7 @@ def plan_due(
             steps.append(Step(buffered_for, "fire", "buffered", was_buffered=True))
             in_flight += 1
         else:
-            steps.append(Step(buffered_for, "skip", "owner_inactive", was_buffered=True))
+            steps.append(Step(buffered_for, "skip", blocked, was_buffered=True))
         buffered_for = None
 
     if next_run_at is not None and fires_at(s, next_run_at) <= now:
@@ -83,7 +98,7 @@ def plan_due(
         steps.extend(Step(occurrence, "skip", "catchup") for occurrence in plan.skip)
         for occurrence in plan.fire:
             if not active:
-                steps.append(Step(occurrence, "skip", "owner_inactive"))
+                steps.append(Step(occurrence, "skip", blocked))
             elif has_room():
                 late = (now - occurrence).total_seconds() > grace
                 steps.append(Step(occurrence, "fire", "catchup" if late else None))

@@ -59,7 +59,7 @@ def _out(response: Response, schedule: ScheduleOut) -> ScheduleOut:
     return schedule
 
 
-@router.get("", responses=errors(400, 401))
+@router.get("", responses=errors(400, 401, 403))
 async def list_schedules(
     session: Session,
     principal: SchedulesRead,
@@ -69,7 +69,8 @@ async def list_schedules(
     shannon_page: Annotated[PageNumber | None, Query(alias="page")] = None,
     page_size: Annotated[int | None, Query(ge=1, le=100)] = None,
 ) -> ScheduleList:
-    """Your schedules. `page`/`page_size` (Shannon) answer with `schedules` and `total` too."""
+    """The schedules of the project, everyone's. `page`/`page_size` (Shannon) answer with
+    `schedules` and `total` too."""
     filters = ScheduleFilters(status=status_filter, search=search)
     paging: PageParams | OffsetParams = page
     if shannon_page is not None or page_size is not None:
@@ -93,7 +94,7 @@ async def create_schedule(
     return ScheduleCreated(**ScheduleOut.of(schedule).model_dump())
 
 
-@router.get("/{schedule_id}", responses=errors(401, 404))
+@router.get("/{schedule_id}", responses=errors(401, 403, 404))
 async def get_schedule(
     schedule_id: uuid.UUID, session: Session, principal: SchedulesRead, response: Response
 ) -> ScheduleOut:
@@ -119,18 +120,20 @@ async def update_schedule(
 
 router.patch(
     "/{schedule_id}",
-    responses=errors(400, 401, 404, 412),
+    responses=errors(400, 401, 403, 404, 409, 412),
     summary="Update a schedule (only the fields sent change)",
 )(update_schedule)
 router.put(
     "/{schedule_id}",
-    responses=errors(400, 401, 404, 412),
+    responses=errors(400, 401, 403, 404, 409, 412),
     summary="Update a schedule (Shannon: partial, like PATCH)",
 )(update_schedule)
 
 
 @router.delete(
-    "/{schedule_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(401, 404, 412)
+    "/{schedule_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=errors(401, 403, 404, 409, 412),
 )
 async def delete_schedule(
     schedule_id: uuid.UUID, session: Session, principal: SchedulesWrite, if_match: IfMatch = None
@@ -139,7 +142,7 @@ async def delete_schedule(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/{schedule_id}/pause", responses=errors(401, 404, 409))
+@router.post("/{schedule_id}/pause", responses=errors(401, 403, 404, 409))
 async def pause_schedule(
     schedule_id: uuid.UUID,
     session: Session,
@@ -154,7 +157,7 @@ async def pause_schedule(
     return _out(response, ScheduleOut.of(schedule))
 
 
-@router.post("/{schedule_id}/resume", responses=errors(401, 404, 409))
+@router.post("/{schedule_id}/resume", responses=errors(401, 403, 404, 409))
 async def resume_schedule(
     schedule_id: uuid.UUID,
     session: Session,
@@ -172,7 +175,7 @@ async def resume_schedule(
 @router.post(
     "/{schedule_id}/trigger",
     status_code=status.HTTP_202_ACCEPTED,
-    responses=errors(400, 401, 403, 404),
+    responses=errors(400, 401, 403, 404, 409),
     summary="Run now (recorded as a manual fire; works while paused)",
 )
 async def trigger_schedule(
@@ -187,7 +190,7 @@ async def trigger_schedule(
     return ScheduleRunOut.of(run, schedule.timezone)
 
 
-@router.post("/{schedule_id}/skip-next", responses=errors(401, 404, 409))
+@router.post("/{schedule_id}/skip-next", responses=errors(401, 403, 404, 409))
 async def skip_next_occurrence(
     schedule_id: uuid.UUID,
     session: Session,
@@ -205,7 +208,7 @@ async def skip_next_occurrence(
     )
 
 
-@router.get("/{schedule_id}/runs", responses=errors(400, 401, 404))
+@router.get("/{schedule_id}/runs", responses=errors(400, 401, 403, 404))
 async def list_schedule_runs(
     schedule_id: uuid.UUID,
     session: Session,

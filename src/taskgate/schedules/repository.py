@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.http.pagination import Listing
-from taskgate.models import Schedule, ScheduleRun, User
+from taskgate.models import Project, Schedule, ScheduleRun, User
 from taskgate.schedules.schemas import ScheduleFilters
 
 
@@ -55,10 +55,9 @@ async def live_schedule_count(session: AsyncSession, owner_id: uuid.UUID) -> int
     return int(count or 0)
 
 
-def schedules_listing(
-    owner_id: uuid.UUID, project_id: uuid.UUID | None, filters: ScheduleFilters
-) -> Listing[Schedule]:
-    stmt = select(Schedule).where(Schedule.project_id == project_id, Schedule.owner_id == owner_id)
+def schedules_listing(project_id: uuid.UUID, filters: ScheduleFilters) -> Listing[Schedule]:
+    """The schedules of a project, everyone's."""
+    stmt = select(Schedule).where(Schedule.project_id == project_id)
     if filters.status:
         stmt = stmt.where(Schedule.status == filters.status)
     if filters.search:
@@ -100,6 +99,20 @@ async def run_for(
 async def owners(session: AsyncSession, owner_ids: set[uuid.UUID]) -> dict[uuid.UUID, User]:
     rows = await session.scalars(select(User).where(User.id.in_(owner_ids)))
     return {user.id: user for user in rows}
+
+
+async def owner_of(session: AsyncSession, owner_id: uuid.UUID) -> User | None:
+    return await session.get(User, owner_id)
+
+
+async def disabled_projects(session: AsyncSession, project_ids: set[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of these projects are disabled (their schedules do not fire)."""
+    if not project_ids:
+        return set()
+    rows = await session.scalars(
+        select(Project.id).where(Project.id.in_(project_ids), Project.status == "disabled")
+    )
+    return set(rows)
 
 
 async def owner_timezone(session: AsyncSession, owner_id: uuid.UUID) -> str | None:

@@ -14,6 +14,7 @@ import gc
 import os
 import socket
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,7 +28,13 @@ from taskgate.models import Schedule, User
 from taskgate.schedules import firing
 from taskgate.schedules import repository as repo
 from taskgate.schedules.clock import SYSTEM_CLOCK, Clock
-from taskgate.schedules.due import apply_plan, plan_due, start_batch, start_targets
+from taskgate.schedules.due import (
+    DuePlan,
+    apply_plan,
+    plan_due,
+    start_batch,
+    start_targets,
+)
 from taskgate.schedules.firing import Tally
 from taskgate.schedules.occurrences import SCHEDULES_CHANGED
 from taskgate.settings import Settings
@@ -36,6 +43,16 @@ log = structlog.get_logger()
 # A schedule whose processing failed unexpectedly is looked at again after this long, so a
 # poisoned row cannot spin the loop; its occurrences are then handled by its catch-up policy.
 _RETRY_AFTER_FAILURE = timedelta(seconds=5)
+
+
+@dataclass(frozen=True)
+class Due:
+    """A claimed schedule and what decides whether it may fire."""
+
+    schedule: Schedule
+    owner: User | None
+    in_flight: int
+    project_active: bool
 
 
 class Scheduler:
@@ -107,26 +124,26 @@ class Scheduler:
                 return 0, Tally()
             in_flight = await firing.settle(session, claimed)
             owners = await repo.owners(session, {s.owner_id for s in claimed})
-            due = [(s, owners.get(s.owner_id), in_flight[s.id]) for s in claimed]
+            disabled = await repo.disabled_projects(session, {s.project_id for s in claimed})
+            due = [
+                Due(s, owners.get(s.owner_id), in_flight[s.id], s.project_id not in disabled)
+                for s in claimed
+            ]
             if guarded:
                 tally = Tally()
-                for s, owner, running in due:
-                    tally.add(await self._guarded(session, s, owner, running, now))
+                for one in due:
+                    tally.add(await self._guarded(session, one, now))
                 await firing.announce(session)
             else:
                 tally = await self._together(session, due, now)
         seen.update(s.id for s in claimed)
         return len(claimed), tally
 
-    async def _together(
-        self, session: AsyncSession, due: list[tuple[Schedule, User | None, int]], now: datetime
-    ) -> Tally:
+    async def _together(self, session: AsyncSession, due: list[Due], now: datetime) -> Tally:
         """The whole batch at once: its tasks, then its history rows and their events, each
         kind in one INSERT per table; the schedules' new state goes out with the flush."""
         tally = Tally()
-        batch = [
-            (s, owner, plan_due(s, owner, running, self.settings, now)) for s, owner, running in due
-        ]
+        batch = [(one.schedule, one.owner, self._plan(one, now)) for one in due]
         await start_batch(session, batch, self.settings, self.clock)
         history = firing.HistoryBatch()
         for s, _owner, plan in batch:
@@ -135,19 +152,23 @@ class Scheduler:
         await history.write(session)
         return tally
 
-    async def _guarded(
-        self,
-        session: AsyncSession,
-        s: Schedule,
-        owner: User | None,
-        in_flight: int,
-        now: datetime,
-    ) -> Tally:
+    def _plan(self, due: Due, now: datetime) -> DuePlan:
+        return plan_due(
+            due.schedule,
+            due.owner,
+            due.in_flight,
+            self.settings,
+            now,
+            project_active=due.project_active,
+        )
+
+    async def _guarded(self, session: AsyncSession, due: Due, now: datetime) -> Tally:
         """One schedule in a savepoint: whatever goes wrong stays with it."""
+        s, owner = due.schedule, due.owner
         schedule_id = s.id
         try:
             async with session.begin_nested():
-                plan = plan_due(s, owner, in_flight, self.settings, now)
+                plan = self._plan(due, now)
                 await start_targets(session, s, owner, plan, self.settings, self.clock)
                 return await apply_plan(session, s, plan, self.settings, now)
         except IntegrityError:

@@ -220,7 +220,8 @@ class ScheduleRunOut(BaseModel):
     status: Literal["fired", "skipped", "buffered"]
     reason: str | None = Field(
         description="Why skipped (overlap, max_concurrent_runs, catchup, skip-next, paused, "
-        "error, owner_inactive), or 'catchup' for an occurrence fired late after downtime."
+        "error, owner_inactive, project_disabled), or 'catchup' for an occurrence fired late "
+        "after downtime."
     )
     error: str | None
     fired_at: datetime | None = Field(description="When the task or execution was created.")

@@ -14,6 +14,7 @@ from taskgate.auth.principal import Principal
 from taskgate.db.session import signal_after_commit
 from taskgate.errors import Conflict, NotFound, ValidationFailed
 from taskgate.governance.access import authorize
+from taskgate.governance.roles import scope_for
 from taskgate.http.pagination import OffsetParams, Page, PageParams, paginate
 from taskgate.ids import new_id
 from taskgate.models import Schedule, ScheduleRun
@@ -75,6 +76,7 @@ async def create_schedule(
     settings: Settings,
     now: datetime,
 ) -> Schedule:
+    project_id = authorize(principal, "schedule:create")
     limit = settings.scheduler.max_schedules_per_user
     count = await repo.live_schedule_count(session, principal.user_id)
     if count >= limit:
@@ -85,7 +87,7 @@ async def create_schedule(
     s = Schedule(
         id=new_id(),
         owner_id=principal.user_id,
-        project_id=authorize(principal, "schedule:create"),
+        project_id=project_id,
         timezone="UTC",
         status=ACTIVE,
         enabled=True,
@@ -103,7 +105,7 @@ async def create_schedule(
         creating=True,
     )
     if s.workflow_id is not None:
-        await targets.check_workflow(session, principal, s.workflow_id)
+        await targets.check_workflow(session, principal, s.workflow_id, project_id)
     if body.enabled is False:
         s.enabled, s.status = False, PAUSED
     reschedule(s, now)
@@ -122,12 +124,19 @@ async def create_schedule(
 
 
 async def get_schedule(
-    session: AsyncSession, principal: Principal, schedule_id: uuid.UUID, *, lock: bool = False
+    session: AsyncSession,
+    principal: Principal,
+    schedule_id: uuid.UUID,
+    permission: str = "schedule:read",
 ) -> Schedule:
-    """The principal's schedule (locked against the scheduler when ``lock``); 404 otherwise."""
-    s = await repo.schedule_of(session, schedule_id, lock=lock)
-    if s is None or s.owner_id != principal.user_id:
+    """The schedule, if ``principal`` holds ``permission`` in its project (a member on what
+    it created, an operator pauses, resumes and triggers anyone's, an admin changes
+    anyone's), locked against the scheduler for any change; 404 when missing or in a
+    project it does not see."""
+    s = await repo.schedule_of(session, schedule_id, lock=permission != "schedule:read")
+    if s is None:
         raise NotFound("Schedule not found.")
+    authorize(principal, permission, project_id=s.project_id, owner_id=s.owner_id, resource_id=s.id)
     return s
 
 
@@ -137,9 +146,10 @@ async def list_schedules(
     filters: ScheduleFilters,
     paging: PageParams | OffsetParams,
 ) -> ScheduleList:
-    """The principal's schedules in the request's project. The Shannon form (OffsetParams,
-    from ``page`` and ``page_size``) also answers ``schedules``, ``total``, ``page``."""
-    listing = repo.schedules_listing(principal.user_id, principal.project_id, filters)
+    """The schedules of the request's project, whoever made them. The Shannon form
+    (OffsetParams, from ``page`` and ``page_size``) also answers ``schedules``, ``total``,
+    ``page``."""
+    listing = repo.schedules_listing(authorize(principal, "schedule:read"), filters)
     window = await paginate(session, listing, paging)
     items = [ScheduleOut.of(s) for s in window.rows]
     if isinstance(paging, OffsetParams):
@@ -193,7 +203,7 @@ async def update_schedule(
     if_match: ExpectedVersion | None,
 ) -> Schedule:
     """PATCH and PUT: only the fields sent change; a new timing counts from ``now``."""
-    s = await get_schedule(session, principal, schedule_id, lock=True)
+    s = await get_schedule(session, principal, schedule_id, "schedule:update")
     check_version(if_match, s.version, "schedule")
     sent = set(body.model_fields_set)
     if not sent:
@@ -210,7 +220,7 @@ async def update_schedule(
         creating=False,
     )
     if s.workflow_id is not None and s.workflow_id != workflow_before:
-        await targets.check_workflow(session, principal, s.workflow_id)
+        await targets.check_workflow(session, principal, s.workflow_id, s.project_id)
     if body.enabled is not None and body.enabled != s.enabled:
         if body.enabled:
             s.enabled = True
@@ -238,7 +248,7 @@ async def delete_schedule(
     if_match: ExpectedVersion | None,
 ) -> None:
     """Delete the schedule and its history; the tasks it started stay."""
-    s = await get_schedule(session, principal, schedule_id, lock=True)
+    s = await get_schedule(session, principal, schedule_id, "schedule:delete")
     check_version(if_match, s.version, "schedule")
     await session.delete(s)
     signal_after_commit(session, SCHEDULES_CHANGED, s.id)
@@ -276,7 +286,7 @@ async def pause_schedule(
     settings: Settings,
     now: datetime,
 ) -> Schedule:
-    s = await get_schedule(session, principal, schedule_id, lock=True)
+    s = await get_schedule(session, principal, schedule_id, "schedule:pause")
     if s.status != ACTIVE:
         raise Conflict(f"Cannot pause a schedule that is {s.status}.")
     await _pause(session, s, reason)
@@ -295,7 +305,7 @@ async def resume_schedule(
     settings: Settings,
     now: datetime,
 ) -> Schedule:
-    s = await get_schedule(session, principal, schedule_id, lock=True)
+    s = await get_schedule(session, principal, schedule_id, "schedule:resume")
     if s.status != PAUSED:
         raise Conflict(f"Cannot resume a schedule that is {s.status}.")
     await _resume(session, s, now)
@@ -313,8 +323,9 @@ async def skip_next(
     settings: Settings,
     now: datetime,
 ) -> ScheduleRun:
-    """Cancel only the next occurrence: recorded as skipped, the one after becomes next."""
-    s = await get_schedule(session, principal, schedule_id, lock=True)
+    """Cancel only the next occurrence: recorded as skipped, the one after becomes next
+    (pausing one occurrence: ``schedule:pause``)."""
+    s = await get_schedule(session, principal, schedule_id, "schedule:pause")
     if s.status != ACTIVE or s.next_run_at is None:
         raise Conflict(f"A schedule that is {s.status} has no next occurrence to skip.")
     run = firing.skip(session, s, s.next_run_at, "skip-next")
@@ -336,8 +347,14 @@ async def trigger(
     now: datetime,
 ) -> ScheduleRun:
     """Run now, whatever the schedule's state and overlap policy; recorded as a manual fire
-    at ``now``. A target that cannot start fails the request instead of being recorded."""
-    s = await get_schedule(session, principal, schedule_id, lock=True)
+    at ``now``. A target that cannot start fails the request instead of being recorded.
+    The target starts as a firing's does: as the schedule's owner, in its project."""
+    s = await get_schedule(session, principal, schedule_id, "schedule:trigger")
+    # The target starts as its owner's, but a key never does more than its scopes allow.
+    principal.require_scope(scope_for("workflow:run" if s.workflow_id else "task:create"))
+    owner = await repo.owner_of(session, s.owner_id)
+    if owner is None or not owner.is_active:
+        raise Conflict("The schedule's owner is deactivated: the schedule cannot run.")
     occurrence = now
     timing = timing_of(s)
     # A manual run must not take the key of a real occurrence (or of an earlier manual run).
@@ -346,7 +363,8 @@ async def trigger(
         or await repo.run_for(session, s.id, occurrence) is not None
     ):
         occurrence += _TICK
-    run = await firing.fire_now(session, s, occurrence, principal, settings, now)
+    runner = firing.owner_principal(owner, s.project_id)
+    run = await firing.fire_now(session, s, occurrence, runner, settings, now)
     await firing.announce(session)
     await audit(
         session,

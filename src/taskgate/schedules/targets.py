@@ -21,8 +21,8 @@ from taskgate.tasks.intake import TaskRows, stage
 from taskgate.tasks.schemas import TaskCreate
 from taskgate.tasks.service import prepare_task, submit_task
 from taskgate.tasks.states import FINAL as TASK_FINAL
-from taskgate.workflows.executions_service import start_execution
-from taskgate.workflows.service import get_workflow
+from taskgate.workflows.definitions.service import authorized_workflow
+from taskgate.workflows.executions.service import start_execution
 
 # Execution statuses that will not change again (API.md: QUEUED, RUNNING, WAITING, SUCCESS,
 # FAILED, CANCELLED).
@@ -125,15 +125,19 @@ async def _start_execution(
     return execution.id
 
 
-async def check_workflow(session: AsyncSession, owner: Principal, workflow_id: uuid.UUID) -> None:
-    """Refuse a workflow target the owner cannot run (400 on workflow_id, not a 404)."""
-    owner.require_scope("workflows:read")
+async def check_workflow(
+    session: AsyncSession, principal: Principal, workflow_id: uuid.UUID, project_id: uuid.UUID
+) -> None:
+    """Refuse a workflow target ``principal`` cannot see, or of another project than the
+    schedule's ``project_id`` (its firings run there): a 400 on workflow_id, the same for a
+    workflow it cannot see, of another project, and none at all, so it tells nothing."""
+    principal.require_scope("workflows:read")
     try:
-        workflow = await get_workflow(session, owner, workflow_id)
+        workflow = await authorized_workflow(session, principal, workflow_id, "workflow:read")
     except NotFound:
         raise ValidationFailed.field("workflow_id", "no such workflow") from None
-    if workflow.deleted_at is not None:
-        raise ValidationFailed.field("workflow_id", "no such workflow")
+    if workflow.project_id != project_id:
+        raise ValidationFailed.field("workflow_id", "no such workflow in this project")
 
 
 async def progress_of(

@@ -22,12 +22,16 @@ from taskgate.runtime.handlers import JobKind
 from taskgate.runtime.queue import retry_delay
 from taskgate.runtime.sandbox import SandboxError, SandboxResult, SandboxUnavailable
 from taskgate.tasks import repository as repo
-from taskgate.tasks.agent_runner import run_agent_attempt
-from taskgate.tasks.attempts import Attempt, Ending, end_attempt, start_attempt
-from taskgate.tasks.event_batch import EventBatcher
+from taskgate.tasks.attempt.agent_runner import run_agent_attempt
+from taskgate.tasks.attempt.event_batch import EventBatcher
+from taskgate.tasks.attempt.run_rows import (
+    close_open_work,
+    closed_sandbox_job,
+    record_sandbox_job_closed,
+)
+from taskgate.tasks.attempt.sandbox_runs import discard_work_dir, request_for, run_streamed
+from taskgate.tasks.attempt.transactions import Attempt, Ending, end_attempt, start_attempt
 from taskgate.tasks.lifecycle import RUN_KIND, fail, move
-from taskgate.tasks.run_rows import close_open_work, closed_sandbox_job, record_sandbox_job_closed
-from taskgate.tasks.sandbox_runs import discard_work_dir, request_for, run_streamed
 from taskgate.tasks.service import ApprovalDecision, resume_after_approval
 from taskgate.tasks.states import TaskStatus, is_final
 

@@ -26,7 +26,7 @@ from taskgate.triggers.schemas import (
     WebhookSourceOut,
     WebhookSourceUpdate,
 )
-from taskgate.workflows.endpoints import Box
+from taskgate.workflows.definitions.endpoints import Box
 
 router = APIRouter(prefix="/api/v1", route_class=JsonRoute)
 WEBHOOK_MAX_BYTES = 1024 * 1024
@@ -38,7 +38,10 @@ SourcePage = Annotated[PageParams, Depends(page_params(["created_at", "-created_
     "/events",
     tags=["events"],
     status_code=status.HTTP_201_CREATED,
-    responses={200: {"description": "A repeated dedupe_key: the first event"}, **errors(400, 401)},
+    responses={
+        200: {"description": "A repeated dedupe_key: the first event"},
+        **errors(400, 401, 403, 409),
+    },
 )
 async def create_event(
     body: EventCreate, session: Session, principal: EventsWrite, response: Response
@@ -56,7 +59,7 @@ async def create_event(
     )
 
 
-@router.get("/events", tags=["events"], responses=errors(400, 401, 403))
+@router.get("/events", tags=["events"], responses=errors(400, 401, 403, 404))
 async def list_events(
     session: Session,
     principal: EventsRead,
@@ -65,7 +68,7 @@ async def list_events(
         list[str] | None, Query(description="Exact types or prefixes such as order.*")
     ] = None,
 ) -> Page[EventOut]:
-    """The caller's events, newest first."""
+    """The events of the request's project, newest first."""
     types = [t.strip() for item in type or [] for t in item.split(",") if t.strip()]
     return await events_service.list_events(session, principal, EventFilters(types), page)
 
@@ -141,7 +144,7 @@ async def get_source(
 
 
 @router.patch(
-    "/webhook-sources/{source_id}", tags=["webhooks"], responses=errors(400, 401, 403, 404)
+    "/webhook-sources/{source_id}", tags=["webhooks"], responses=errors(400, 401, 403, 404, 409)
 )
 async def update_source(
     source_id: uuid.UUID,
@@ -159,7 +162,7 @@ async def update_source(
     "/webhook-sources/{source_id}",
     tags=["webhooks"],
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=errors(401, 403, 404),
+    responses=errors(401, 403, 404, 409),
 )
 async def delete_source(
     source_id: uuid.UUID, session: Session, principal: WebhooksWrite

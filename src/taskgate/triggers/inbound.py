@@ -147,6 +147,9 @@ async def receive(
     session: AsyncSession, source_ref: str, headers: Mapping[str, str], body: bytes, box: SecretBox
 ) -> Received:
     source, signed = await _signed_source(session, source_ref, headers, body, box)
+    if await repo.project_disabled(session, source.project_id):
+        # Told only to a sender that signed: the source's project takes no more changes.
+        raise Conflict("The project is disabled: its webhook sources accept nothing.")
     slug = source.slug
     # Older receipts can go: their timestamps are outside the window, so are refused.
     now = utcnow()

@@ -9,7 +9,7 @@ from sqlalchemy import ColumnElement, case, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskgate.http.pagination import Listing
-from taskgate.models import Event, WebhookReceipt, WebhookSource
+from taskgate.models import Event, Project, WebhookReceipt, WebhookSource
 from taskgate.triggers.schemas import EventFilters
 
 
@@ -20,10 +20,9 @@ async def event_by_dedupe_key(
     return (await session.scalars(stmt)).first()
 
 
-def events_listing(
-    owner_id: uuid.UUID, project_id: uuid.UUID | None, filters: EventFilters
-) -> Listing[Event]:
-    stmt = select(Event).where(Event.project_id == project_id, Event.owner_id == owner_id)
+def events_listing(project_id: uuid.UUID, filters: EventFilters) -> Listing[Event]:
+    """The events of a project, everyone's, of these types (exact or ``prefix.*``)."""
+    stmt = select(Event).where(Event.project_id == project_id)
     types = filters.types
     exact = [t for t in types if not t.endswith(".*") and t != "*"]
     prefixes = [t[:-1] for t in types if t.endswith(".*")]
@@ -36,20 +35,20 @@ def events_listing(
     return Listing(stmt, {"id": Event.id}, Event.id)
 
 
-def sources_listing(owner_id: uuid.UUID, project_id: uuid.UUID | None) -> Listing[WebhookSource]:
-    stmt = select(WebhookSource).where(
-        WebhookSource.project_id == project_id, WebhookSource.owner_id == owner_id
-    )
+def sources_listing(project_id: uuid.UUID) -> Listing[WebhookSource]:
+    """The webhook sources of a project, everyone's."""
+    stmt = select(WebhookSource).where(WebhookSource.project_id == project_id)
     return Listing(stmt, {"created_at": WebhookSource.created_at}, WebhookSource.id)
 
 
-async def source_of(
-    session: AsyncSession, owner_id: uuid.UUID, source_id: uuid.UUID
-) -> WebhookSource | None:
-    stmt = select(WebhookSource).where(
-        WebhookSource.id == source_id, WebhookSource.owner_id == owner_id
-    )
-    return (await session.scalars(stmt)).first()
+async def source_of(session: AsyncSession, source_id: uuid.UUID) -> WebhookSource | None:
+    """The source, wherever it is: the caller authorizes."""
+    return await session.get(WebhookSource, source_id)
+
+
+async def project_disabled(session: AsyncSession, project_id: uuid.UUID) -> bool:
+    status = await session.scalar(select(Project.status).where(Project.id == project_id))
+    return status == "disabled"
 
 
 async def inbound_candidates(session: AsyncSession, ref: str, *, limit: int) -> list[WebhookSource]:

@@ -29,7 +29,7 @@ from taskgate.models import Event, WebhookSource, Workflow, WorkflowExecution
 from taskgate.triggers import repository as repo
 from taskgate.triggers.schemas import EventFilters, EventOut
 from taskgate.workflows import repository as workflows_repo
-from taskgate.workflows.executions_service import create_execution
+from taskgate.workflows.executions.service import create_execution
 
 # Names taskgate itself announces; a caller may not forge them.
 RESERVED_FAMILIES = frozenset(
@@ -68,8 +68,8 @@ def check_event_type(event_type: str) -> None:
 async def list_events(
     session: AsyncSession, principal: Principal, filters: EventFilters, page: PageParams
 ) -> Page[EventOut]:
-    """The caller's events in the request's project."""
-    listing = repo.events_listing(principal.user_id, principal.project_id, filters)
+    """The events of the request's project, everyone's."""
+    listing = repo.events_listing(authorize(principal, "event:read"), filters)
     return await page_of(session, listing, page, event_out)
 
 
@@ -97,7 +97,8 @@ async def submit_event(
     payload: dict[str, Any],
     dedupe_key: str | None,
 ) -> Ingested:
-    """``POST /events``: the caller's own event, which may start event-triggered workflows."""
+    """``POST /events``: the caller's event in the request's project, which may start the
+    project's event-triggered workflows (whoever made them: the caller may run any)."""
     check_event_type(type)
     project_id = authorize(principal, "event:create")
     ingested = await ingest_event(
@@ -186,11 +187,10 @@ def _wants(workflow: Workflow, document: dict[str, Any], source: WebhookSource |
 async def _start_matching(
     session: AsyncSession, event: Event, source: WebhookSource | None
 ) -> list[WorkflowExecution]:
-    assert event.owner_id is not None
+    if event.project_id is None:
+        return []
     trigger_types = ["event", "webhook"] if source is not None else ["event"]
-    workflows = await workflows_repo.triggered_workflows(
-        session, event.owner_id, event.project_id, trigger_types
-    )
+    workflows = await workflows_repo.triggered_workflows(session, event.project_id, trigger_types)
     if not workflows:
         return []
     snapshot = event_snapshot(event, source)

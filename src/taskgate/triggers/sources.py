@@ -99,16 +99,29 @@ async def create_source(
 async def list_sources(
     session: AsyncSession, principal: Principal, page: PageParams
 ) -> Page[WebhookSourceOut]:
-    listing = repo.sources_listing(principal.user_id, principal.project_id)
+    """The webhook sources of the request's project, whoever made them."""
+    listing = repo.sources_listing(authorize(principal, "webhook_source:read"))
     return await page_of(session, listing, page, source_out)
 
 
 async def get_source(
-    session: AsyncSession, principal: Principal, source_id: uuid.UUID
+    session: AsyncSession,
+    principal: Principal,
+    source_id: uuid.UUID,
+    permission: str = "webhook_source:read",
 ) -> WebhookSource:
-    source = await repo.source_of(session, principal.user_id, source_id)
+    """The source, if ``principal`` holds ``permission`` in its project (reading: any role
+    there; changing: its admins); 404 when missing or in a project it does not see."""
+    source = await repo.source_of(session, source_id)
     if source is None:
         raise NotFound("Webhook source not found.")
+    authorize(
+        principal,
+        permission,
+        project_id=source.project_id,
+        owner_id=source.owner_id,
+        resource_id=source.id,
+    )
     return source
 
 
@@ -119,7 +132,7 @@ async def update_source(
     body: WebhookSourceUpdate,
     box: SecretBox,
 ) -> WebhookSource:
-    source = await get_source(session, principal, source_id)
+    source = await get_source(session, principal, source_id, "webhook_source:update")
     changes = body.model_dump(exclude_unset=True)
     secret = changes.pop("secret", None)
     for key, value in changes.items():
@@ -141,7 +154,7 @@ async def update_source(
 
 
 async def delete_source(session: AsyncSession, principal: Principal, source_id: uuid.UUID) -> None:
-    source = await get_source(session, principal, source_id)
+    source = await get_source(session, principal, source_id, "webhook_source:delete")
     await session.delete(source)
     await audit(
         session,

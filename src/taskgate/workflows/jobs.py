@@ -23,8 +23,14 @@ from taskgate.models import Approval, ExecutionStep, Workflow, WorkflowExecution
 from taskgate.runtime.context import JobContext, Runtime
 from taskgate.runtime.handlers import JobKind
 from taskgate.workflows import repository as repo
-from taskgate.workflows.advance import advance, enqueue_step, graph_of, step_event
-from taskgate.workflows.executions_service import (
+from taskgate.workflows.definitions.graph import Node
+from taskgate.workflows.definitions.service import open_secrets
+from taskgate.workflows.definitions.templating import template_context
+from taskgate.workflows.engine.advance import advance, enqueue_step, graph_of, step_event
+from taskgate.workflows.engine.nodes_runtime import StepContext
+from taskgate.workflows.engine.step_record import record_outcome
+from taskgate.workflows.engine.step_work import Outcome, PreparedStep, do_work
+from taskgate.workflows.executions.service import (
     ADVANCE,
     EXECUTION_FINAL,
     FAILED,
@@ -34,12 +40,6 @@ from taskgate.workflows.executions_service import (
     SUCCESS,
     finish_execution,
 )
-from taskgate.workflows.graph import Node
-from taskgate.workflows.nodes_runtime import StepContext
-from taskgate.workflows.service import open_secrets
-from taskgate.workflows.step_record import record_outcome
-from taskgate.workflows.step_work import Outcome, PreparedStep, do_work
-from taskgate.workflows.templating import template_context
 
 
 async def handle_advance(ctx: JobContext) -> None:
@@ -94,6 +94,7 @@ async def _begin(ctx: JobContext) -> PreparedStep | None:
                 node,
                 template,
                 secrets,
+                project_id=execution.project_id,
             ),
             step.attempt,
             mode,

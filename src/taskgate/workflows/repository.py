@@ -22,14 +22,9 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def workflows_listing(
-    owner_id: uuid.UUID, project_id: uuid.UUID | None, filters: WorkflowFilters
-) -> Listing[Workflow]:
-    stmt = select(Workflow).where(
-        Workflow.project_id == project_id,
-        Workflow.owner_id == owner_id,
-        Workflow.deleted_at.is_(None),
-    )
+def workflows_listing(project_id: uuid.UUID, filters: WorkflowFilters) -> Listing[Workflow]:
+    """The live workflows of a project, everyone's."""
+    stmt = select(Workflow).where(Workflow.project_id == project_id, Workflow.deleted_at.is_(None))
     if filters.enabled is not None:
         stmt = stmt.where(Workflow.enabled.is_(filters.enabled))
     if filters.trigger_type is not None:
@@ -50,12 +45,11 @@ def workflows_listing(
     return Listing(stmt, columns, Workflow.id)
 
 
-async def workflow_of(
-    session: AsyncSession, owner_id: uuid.UUID, workflow_id: uuid.UUID, *, lock: bool = False
+async def live_workflow(
+    session: AsyncSession, workflow_id: uuid.UUID, *, lock: bool = False
 ) -> Workflow | None:
-    stmt = select(Workflow).where(
-        Workflow.id == workflow_id, Workflow.owner_id == owner_id, Workflow.deleted_at.is_(None)
-    )
+    """A workflow not deleted, whoever's and wherever it is: the caller authorizes."""
+    stmt = select(Workflow).where(Workflow.id == workflow_id, Workflow.deleted_at.is_(None))
     if lock:
         stmt = stmt.with_for_update()
     return (await session.scalars(stmt)).first()
@@ -67,20 +61,21 @@ async def any_workflow(session: AsyncSession, workflow_id: uuid.UUID) -> Workflo
 
 
 async def slug_taken(
-    session: AsyncSession, owner_id: uuid.UUID, slug: str, *, exclude: uuid.UUID | None = None
+    session: AsyncSession, project_id: uuid.UUID, slug: str, *, exclude: uuid.UUID | None = None
 ) -> bool:
+    """Whether a live workflow of the project has ``slug`` (slugs are unique per project)."""
     stmt = select(Workflow.id).where(
-        Workflow.owner_id == owner_id, Workflow.slug == slug, Workflow.deleted_at.is_(None)
+        Workflow.project_id == project_id, Workflow.slug == slug, Workflow.deleted_at.is_(None)
     )
     if exclude is not None:
         stmt = stmt.where(Workflow.id != exclude)
     return (await session.scalar(stmt.limit(1))) is not None
 
 
-async def live_slugs_like(session: AsyncSession, owner_id: uuid.UUID, prefix: str) -> set[str]:
+async def live_slugs_like(session: AsyncSession, project_id: uuid.UUID, prefix: str) -> set[str]:
     rows = await session.scalars(
         select(Workflow.slug).where(
-            Workflow.owner_id == owner_id,
+            Workflow.project_id == project_id,
             Workflow.deleted_at.is_(None),
             Workflow.slug.like(f"{_escape_like(prefix)}%", escape="\\"),
         )
@@ -106,14 +101,11 @@ async def version_of(
 
 
 async def triggered_workflows(
-    session: AsyncSession,
-    owner_id: uuid.UUID,
-    project_id: uuid.UUID | None,
-    trigger_types: Sequence[str],
+    session: AsyncSession, project_id: uuid.UUID, trigger_types: Sequence[str]
 ) -> list[Workflow]:
+    """The enabled workflows of a project, everyone's, that these kinds of event trigger."""
     stmt = select(Workflow).where(
         Workflow.project_id == project_id,
-        Workflow.owner_id == owner_id,
         Workflow.deleted_at.is_(None),
         Workflow.enabled.is_(True),
         Workflow.trigger_type.in_(trigger_types),
@@ -125,11 +117,10 @@ async def triggered_workflows(
 
 
 def executions_listing(
-    owner_id: uuid.UUID, project_id: uuid.UUID | None, filters: ExecutionFilters
+    project_id: uuid.UUID, filters: ExecutionFilters
 ) -> Listing[WorkflowExecution]:
-    stmt = select(WorkflowExecution).where(
-        WorkflowExecution.project_id == project_id, WorkflowExecution.owner_id == owner_id
-    )
+    """The executions of a project, everyone's."""
+    stmt = select(WorkflowExecution).where(WorkflowExecution.project_id == project_id)
     if filters.workflow_id is not None:
         stmt = stmt.where(WorkflowExecution.workflow_id == filters.workflow_id)
     if filters.statuses:

@@ -12,7 +12,7 @@ from taskgate.runtime.context import JobContext, Runtime
 from taskgate.runtime.sandbox import Sandbox, SandboxLimits, SandboxRequest, SandboxResult
 from taskgate.runtime.sandbox.base import Kind
 from taskgate.settings import Settings
-from taskgate.tasks.event_batch import EventBatcher
+from taskgate.tasks.attempt.event_batch import EventBatcher
 
 
 async def sandbox_of(runtime: Runtime) -> Sandbox:

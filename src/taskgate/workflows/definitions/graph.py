@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
-from taskgate.workflows.node_types import RetryPolicy
+from taskgate.workflows.definitions.node_types import RetryPolicy
 
 EdgeCondition = Literal["true", "false"]
 

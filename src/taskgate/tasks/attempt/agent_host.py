@@ -15,13 +15,13 @@ from taskgate.runtime.context import JobContext
 from taskgate.runtime.queue import request_cancel
 from taskgate.runtime.sandbox import SandboxError
 from taskgate.tasks import repository as repo
-from taskgate.tasks.attempts import Attempt
-from taskgate.tasks.event_batch import EventBatcher
+from taskgate.tasks.attempt.event_batch import EventBatcher
+from taskgate.tasks.attempt.run_rows import close_sandbox_job, open_job
+from taskgate.tasks.attempt.sandbox_runs import describe, request_for, run_streamed
+from taskgate.tasks.attempt.transactions import Attempt
+from taskgate.tasks.attempt.transcript import RecordingProvider, ResumePlan
 from taskgate.tasks.lifecycle import enqueue_run, move, stop_running, task_event
-from taskgate.tasks.run_rows import close_sandbox_job, open_job
-from taskgate.tasks.sandbox_runs import describe, request_for, run_streamed
 from taskgate.tasks.states import TaskStatus, is_final
-from taskgate.tasks.transcript import RecordingProvider, ResumePlan
 
 MAX_SUBTASK_DEPTH = 3
 _POLL_START, _POLL_MAX = 0.05, 1.0

@@ -10,9 +10,9 @@ from jinja2 import Environment, nodes
 
 from taskgate.destinations.matching import pattern_problem
 from taskgate.errors import FieldProblem, ValidationFailed
-from taskgate.workflows.graph import Graph, GraphError
-from taskgate.workflows.graph_validation import validate_graph
-from taskgate.workflows.templating import is_template
+from taskgate.workflows.definitions.graph import Graph, GraphError
+from taskgate.workflows.definitions.graph_validation import validate_graph
+from taskgate.workflows.definitions.templating import is_template
 
 MAX_PARALLEL_LIMIT = 32
 DEFAULT_MAX_PARALLEL = 8

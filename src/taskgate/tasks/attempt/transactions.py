@@ -14,9 +14,9 @@ from taskgate.events.outbox import events_together
 from taskgate.models import Task
 from taskgate.runtime.context import JobContext
 from taskgate.tasks import repository as repo
-from taskgate.tasks.event_batch import Subject
+from taskgate.tasks.attempt.event_batch import Subject
+from taskgate.tasks.attempt.run_rows import close_attempt, close_open_work, open_job, open_run
 from taskgate.tasks.lifecycle import move, task_event
-from taskgate.tasks.run_rows import close_attempt, close_open_work, open_job, open_run
 from taskgate.tasks.states import TaskStatus, is_final
 
 S = TaskStatus

@@ -16,19 +16,19 @@ from taskgate.runtime.providers import (
 )
 from taskgate.settings import Settings
 from taskgate.tasks import repository as repo
-from taskgate.tasks.agent_host import (
+from taskgate.tasks.attempt.agent_host import (
     ApprovalNeeded,
     CancelRequested,
     PauseRequested,
     TaskAgentHost,
 )
-from taskgate.tasks.attempts import Attempt, Ending, end_attempt
-from taskgate.tasks.event_batch import EventBatcher
-from taskgate.tasks.run_rows import close_model_job
-from taskgate.tasks.sandbox_runs import discard_work_dir
+from taskgate.tasks.attempt.event_batch import EventBatcher
+from taskgate.tasks.attempt.run_rows import close_model_job
+from taskgate.tasks.attempt.sandbox_runs import discard_work_dir
+from taskgate.tasks.attempt.transactions import Attempt, Ending, end_attempt
+from taskgate.tasks.attempt.transcript import RecordingProvider, plan_resume, to_wire
 from taskgate.tasks.service import MODEL_UNAVAILABLE_MESSAGE
 from taskgate.tasks.states import TaskStatus, is_final
-from taskgate.tasks.transcript import RecordingProvider, plan_resume, to_wire
 
 S = TaskStatus
 SESSION_TURNS = 10

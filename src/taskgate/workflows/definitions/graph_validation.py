@@ -20,15 +20,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from taskgate.workflows.config_problems import config_problems
-from taskgate.workflows.graph import Edge, EdgeCondition, Graph, GraphError, Node
-from taskgate.workflows.node_types import (
+from taskgate.workflows.definitions.config_problems import config_problems
+from taskgate.workflows.definitions.graph import Edge, EdgeCondition, Graph, GraphError, Node
+from taskgate.workflows.definitions.node_types import (
     MAX_NODE_TIMEOUT_SECONDS,
     NODE_TYPES,
     RetryPolicy,
     canonical_type,
 )
-from taskgate.workflows.templating import (
+from taskgate.workflows.definitions.templating import (
     MAX_DEPTH,
     TemplateError,
     check_expression,

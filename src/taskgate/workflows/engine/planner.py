@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Literal
 
-from taskgate.workflows.graph import Edge, Graph
+from taskgate.workflows.definitions.graph import Edge, Graph
 
 Outcome = Literal["running", "success", "failed", "waiting"]
 

@@ -29,9 +29,13 @@ from taskgate.outbound.secretbox import SecretBoxError
 from taskgate.outbound.ssrf import BlockedURLError
 from taskgate.runtime.context import Runtime
 from taskgate.runtime.providers import ChatMessage, ModelError
-from taskgate.workflows.graph import Node
-from taskgate.workflows.node_types import validate_config
-from taskgate.workflows.templating import TemplateError, evaluate_condition, render_value
+from taskgate.workflows.definitions.graph import Node
+from taskgate.workflows.definitions.node_types import validate_config
+from taskgate.workflows.definitions.templating import (
+    TemplateError,
+    evaluate_condition,
+    render_value,
+)
 
 log = structlog.get_logger()
 _RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -89,6 +93,8 @@ class StepContext:
     node: Node
     template: dict[str, Any]
     secrets: dict[str, str] = field(default_factory=dict)
+    # The execution's project: the only one whose resources (destinations) a step may use.
+    project_id: uuid.UUID | None = None
 
 
 def render_config(node: Node, template: Mapping[str, Any]) -> dict[str, Any]:
@@ -263,10 +269,8 @@ async def _notify(step: StepContext, config: dict[str, Any]) -> dict[str, Any]:
         raise NodeFailure("destination_id is not a destination id") from exc
     runtime = step.runtime
     async with runtime.db.transaction(write=False) as session:
-        destination = await destinations_repo.destination_for(
-            session, destination_id, step.owner_id
-        )
-    if destination is None:
+        destination = await destinations_repo.destination_for(session, destination_id)
+    if destination is None or destination.project_id != step.project_id:
         raise NodeFailure(f"destination {destination_id} not found")
     if not destination.is_active:
         raise NodeFailure(f"destination {destination.name!r} is disabled")

@@ -13,6 +13,7 @@ from taskgate.auth.principal import Principal
 from taskgate.clock import utcnow
 from taskgate.errors import Conflict, NotFound
 from taskgate.events.outbox import record_event
+from taskgate.governance.access import authorize
 from taskgate.http.context import current_trace_id
 from taskgate.http.pagination import Page, PageParams, paginate
 from taskgate.ids import new_id
@@ -72,15 +73,17 @@ async def create_execution(
     event: dict[str, Any] | None = None,
     trigger_event_id: int | None = None,
     replay_of: WorkflowExecution | None = None,
+    owner_id: uuid.UUID | None = None,
 ) -> WorkflowExecution:
     """A QUEUED execution pinned to a version, its event and its first advance job, all in
-    the caller's transaction."""
+    the caller's transaction. Its owner is who started it (``owner_id``); an event starts
+    its workflow as the workflow's owner."""
     pinned = await repo.version_of(session, workflow.id, version or workflow.version)
     if pinned is None:
         raise NotFound("Workflow version not found.")
     execution = WorkflowExecution(
         id=new_id(),
-        owner_id=workflow.owner_id,
+        owner_id=owner_id or workflow.owner_id,
         project_id=workflow.project_id,
         workflow_id=workflow.id,
         version_id=pinned.id,
@@ -113,22 +116,33 @@ async def create_execution(
 
 async def start_execution(
     session: AsyncSession,
-    owner: Principal,
+    principal: Principal,
     workflow_id: uuid.UUID,
     input: dict[str, Any],
     trigger: str = "manual",
 ) -> WorkflowExecution:
-    """Run the owner's workflow now (the run endpoint, and the scheduler's firings)."""
-    workflow = await repo.workflow_of(session, owner.user_id, workflow_id)
+    """Run a workflow now (the run endpoint, and the scheduler's firings as the schedule's
+    owner): anyone who may run workflows in its project (``workflow:run``), who owns the
+    execution (a member controls the runs it started)."""
+    workflow = await repo.live_workflow(session, workflow_id)
     if workflow is None:
         raise NotFound("Workflow not found.")
+    authorize(
+        _runner(principal),
+        "workflow:run",
+        project_id=workflow.project_id,
+        owner_id=workflow.owner_id,
+        resource_id=workflow.id,
+    )
     if not workflow.enabled:
         raise Conflict("The workflow is disabled; enable it to run it.")
-    execution = await create_execution(session, workflow, input=input, trigger=trigger)
+    execution = await create_execution(
+        session, workflow, input=input, trigger=trigger, owner_id=principal.user_id
+    )
     await audit(
         session,
         "workflow.run",
-        owner,
+        principal,
         resource_type="workflow",
         resource_id=workflow.id,
         detail={"execution_id": str(execution.id), "trigger": trigger},
@@ -136,29 +150,52 @@ async def start_execution(
     return execution
 
 
+def _runner(principal: Principal) -> Principal:
+    """An API key may run workflows with ``executions:write`` as well as with the
+    ``workflows:write`` that ``workflow:run`` asks for (starting one is making an execution)."""
+    if principal.has_scope("workflows:write") or not principal.has_scope("executions:write"):
+        return principal
+    return dataclasses.replace(principal, scopes=principal.scopes | {"workflows:write"})
+
+
 async def list_executions(
     session: AsyncSession, principal: Principal, filters: ExecutionFilters, page: PageParams
 ) -> Page[ExecutionOut]:
-    listing = repo.executions_listing(principal.user_id, principal.project_id, filters)
-    window = await paginate(session, listing, page)
+    """The executions of the request's project, everyone's."""
+    project_id = authorize(principal, "execution:read")
+    window = await paginate(session, repo.executions_listing(project_id, filters), page)
     names = await repo.workflow_names(session, [r.workflow_id for r in window.rows])
     return window.page([execution_out(r, names.get(r.workflow_id, "")) for r in window.rows])
+
+
+async def _authorized_execution(
+    session: AsyncSession, principal: Principal, execution_id: uuid.UUID, permission: str
+) -> WorkflowExecution:
+    execution = await session.get(WorkflowExecution, execution_id)
+    if execution is None:
+        raise NotFound("Execution not found.")
+    authorize(
+        principal,
+        permission,
+        project_id=execution.project_id,
+        owner_id=execution.owner_id,
+        resource_id=execution.id,
+    )
+    return execution
 
 
 async def get_execution(
     session: AsyncSession, principal: Principal, execution_id: uuid.UUID
 ) -> WorkflowExecution:
-    """The principal's execution; NotFound when missing or someone else's."""
-    execution = await session.get(WorkflowExecution, execution_id)
-    if execution is None or execution.owner_id != principal.user_id:
-        raise NotFound("Execution not found.")
-    return execution
+    """An execution of a project ``principal`` reads executions in, whoever started it;
+    NotFound when missing or in a project it does not see."""
+    return await _authorized_execution(session, principal, execution_id, "execution:read")
 
 
 async def replay_execution(
     session: AsyncSession, principal: Principal, execution_id: uuid.UUID, *, latest: bool
 ) -> WorkflowExecution:
-    original = await get_execution(session, principal, execution_id)
+    original = await _authorized_execution(session, principal, execution_id, "execution:replay")
     if original.status not in EXECUTION_FINAL:
         raise Conflict(f"The execution is {original.status}; only a finished one can be replayed.")
     workflow = await repo.any_workflow(session, original.workflow_id)
@@ -173,6 +210,7 @@ async def replay_execution(
         event=original.event,
         trigger_event_id=original.trigger_event_id,
         replay_of=original,
+        owner_id=principal.user_id,
     )
     await audit(
         session,
@@ -188,7 +226,7 @@ async def replay_execution(
 async def cancel_execution(
     session: AsyncSession, principal: Principal, execution_id: uuid.UUID
 ) -> str:
-    await get_execution(session, principal, execution_id)
+    await _authorized_execution(session, principal, execution_id, "execution:cancel")
     execution = await repo.execution_for_update(session, execution_id)
     assert execution is not None
     if execution.status in EXECUTION_FINAL:
@@ -199,22 +237,33 @@ async def cancel_execution(
     )
     for step in steps:
         if step.task_id is not None and step.status == CANCELLED:
-            await _cancel_task(session, principal, step.task_id)
+            await _cancel_task(session, principal, execution, step.task_id)
     await audit(
         session, "execution.cancel", principal, resource_type="execution", resource_id=execution.id
     )
     return "Execution cancelled."
 
 
-async def _cancel_task(session: AsyncSession, principal: Principal, task_id: uuid.UUID) -> None:
+async def _cancel_task(
+    session: AsyncSession, principal: Principal, execution: WorkflowExecution, task_id: uuid.UUID
+) -> None:
     from taskgate.tasks.service import cancel_task
     from taskgate.tasks.states import is_final
 
     task = await session.get(Task, task_id)
     if task is not None and not is_final(task.status):
-        # The step's task goes with the execution, whatever scopes the caller's key has.
-        owner = dataclasses.replace(principal, scopes=frozenset({"*"}), api_key_id=None)
-        await cancel_task(session, owner, task_id, "The workflow execution was cancelled.")
+        # The step's task goes with the execution, whatever the caller's key or roles say of
+        # tasks: the caller, trusted with the execution's project alone (no grants, like a
+        # principal of the runtime), cancels it.
+        canceller = dataclasses.replace(
+            principal,
+            scopes=frozenset({"*"}),
+            api_key_id=None,
+            key_project_id=None,
+            grants=None,
+            project_id=execution.project_id,
+        )
+        await cancel_task(session, canceller, task_id, "The workflow execution was cancelled.")
 
 
 async def finish_execution(

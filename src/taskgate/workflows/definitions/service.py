@@ -14,14 +14,14 @@ from taskgate.audit.service import audit
 from taskgate.auth.principal import Principal
 from taskgate.clock import utcnow
 from taskgate.errors import Conflict, NotFound
-from taskgate.governance.access import authorize
+from taskgate.governance.access import authorize, may
 from taskgate.http.pagination import Page, PageParams, page_of
 from taskgate.ids import new_id
 from taskgate.models import Workflow, WorkflowVersion
 from taskgate.outbound.secretbox import SecretBox
 from taskgate.versioning import ExpectedVersion, check_version
 from taskgate.workflows import repository as repo
-from taskgate.workflows.checks import check_graph, check_trigger
+from taskgate.workflows.definitions.checks import check_graph, check_trigger
 from taskgate.workflows.schemas import (
     DuplicateRequest,
     WorkflowCreate,
@@ -63,8 +63,8 @@ def _slugify(name: str) -> str:
     return slug or "workflow"
 
 
-async def _free_slug(session: AsyncSession, owner_id: uuid.UUID, base: str) -> str:
-    taken = await repo.live_slugs_like(session, owner_id, base)
+async def _free_slug(session: AsyncSession, project_id: uuid.UUID, base: str) -> str:
+    taken = await repo.live_slugs_like(session, project_id, base)
     if base not in taken:
         return base
     number = 2
@@ -90,20 +90,27 @@ def _snapshot(workflow: Workflow, change: str, principal: Principal) -> Workflow
 
 
 async def create_workflow(
-    session: AsyncSession, principal: Principal, body: WorkflowCreate, box: SecretBox
+    session: AsyncSession,
+    principal: Principal,
+    body: WorkflowCreate,
+    box: SecretBox,
+    *,
+    project_id: uuid.UUID | None = None,
 ) -> Workflow:
+    """A new workflow in ``project_id`` (None: the request's project)."""
+    project_id = authorize(principal, "workflow:create", project_id=project_id)
     check_graph(body.graph)
     check_trigger(body.trigger_type, body.trigger_config)
     if body.slug is not None:
-        if await repo.slug_taken(session, principal.user_id, body.slug):
-            raise Conflict(f"You already have a workflow with the slug {body.slug!r}.")
+        if await repo.slug_taken(session, project_id, body.slug):
+            raise _slug_in_use(body.slug)
         slug = body.slug
     else:
-        slug = await _free_slug(session, principal.user_id, _slugify(body.name))
+        slug = await _free_slug(session, project_id, _slugify(body.name))
     workflow = Workflow(
         id=new_id(),
         owner_id=principal.user_id,
-        project_id=authorize(principal, "workflow:create"),
+        project_id=project_id,
         name=body.name,
         slug=slug,
         description=body.description,
@@ -128,20 +135,48 @@ async def create_workflow(
     return workflow
 
 
-async def list_workflows(
-    session: AsyncSession, principal: Principal, filters: WorkflowFilters, page: PageParams
-) -> Page[WorkflowSummary]:
-    listing = repo.workflows_listing(principal.user_id, principal.project_id, filters)
-    return await page_of(session, listing, page, workflow_summary)
+def _slug_in_use(slug: str) -> Conflict:
+    return Conflict(f"This project already has a workflow with the slug {slug!r}.")
+
+
+async def authorized_workflow(
+    session: AsyncSession,
+    principal: Principal,
+    workflow_id: uuid.UUID,
+    permission: str,
+    *,
+    lock: bool = False,
+) -> Workflow:
+    """The live workflow, if ``principal`` holds ``permission`` on it in its project (a
+    member changes what it created; an admin anyone's); 404 when missing or invisible."""
+    workflow = await repo.live_workflow(session, workflow_id, lock=lock)
+    if workflow is None:
+        raise NotFound("Workflow not found.")
+    authorize(
+        principal,
+        permission,
+        project_id=workflow.project_id,
+        owner_id=workflow.owner_id,
+        resource_id=workflow.id,
+    )
+    return workflow
 
 
 async def get_workflow(
-    session: AsyncSession, principal: Principal, workflow_id: uuid.UUID, *, lock: bool = False
+    session: AsyncSession, principal: Principal, workflow_id: uuid.UUID
 ) -> Workflow:
-    workflow = await repo.workflow_of(session, principal.user_id, workflow_id, lock=lock)
-    if workflow is None:
-        raise NotFound("Workflow not found.")
-    return workflow
+    """A workflow of a project ``principal`` reads workflows in, whoever made it."""
+    return await authorized_workflow(session, principal, workflow_id, "workflow:read")
+
+
+async def list_workflows(
+    session: AsyncSession, principal: Principal, filters: WorkflowFilters, page: PageParams
+) -> Page[WorkflowSummary]:
+    """The workflows of the request's project, everyone's."""
+    project_id = authorize(principal, "workflow:read")
+    return await page_of(
+        session, repo.workflows_listing(project_id, filters), page, workflow_summary
+    )
 
 
 async def update_workflow(
@@ -153,7 +188,9 @@ async def update_workflow(
     *,
     if_match: ExpectedVersion | None,
 ) -> Workflow:
-    workflow = await get_workflow(session, principal, workflow_id, lock=True)
+    workflow = await authorized_workflow(
+        session, principal, workflow_id, "workflow:update", lock=True
+    )
     check_version(if_match, workflow.version, "workflow")
     sent = body.model_dump(exclude_unset=True)
     changes = {k: v for k, v in sent.items() if k in _DEFINITION and v is not None}
@@ -166,9 +203,9 @@ async def update_workflow(
     if (
         slug is not None
         and slug != workflow.slug
-        and await repo.slug_taken(session, principal.user_id, slug, exclude=workflow.id)
+        and await repo.slug_taken(session, workflow.project_id, slug, exclude=workflow.id)
     ):
-        raise Conflict(f"You already have a workflow with the slug {slug!r}.")
+        raise _slug_in_use(slug)
     changed = [k for k, v in changes.items() if getattr(workflow, k) != v]
     for key in changed:
         setattr(workflow, key, changes[key])
@@ -205,7 +242,9 @@ async def delete_workflow(
     if_match: ExpectedVersion | None,
 ) -> None:
     """Soft delete: the workflow stops triggering; its executions and versions stay readable."""
-    workflow = await get_workflow(session, principal, workflow_id, lock=True)
+    workflow = await authorized_workflow(
+        session, principal, workflow_id, "workflow:delete", lock=True
+    )
     check_version(if_match, workflow.version, "workflow")
     workflow.deleted_at = utcnow()
     workflow.enabled = False
@@ -222,6 +261,9 @@ async def duplicate_workflow(
     box: SecretBox,
 ) -> Workflow:
     source = await get_workflow(session, principal, workflow_id)
+    # Secret values go with the copy only for whoever may change the source: a copy is the
+    # caller's to edit, so its templates could otherwise reveal someone else's secrets.
+    keeps_secrets = may(principal, "workflow:update", source.project_id, owner_id=source.owner_id)
     copy = WorkflowCreate(
         name=body.name or f"{source.name} (copy)"[:200],
         slug=body.slug,
@@ -230,15 +272,16 @@ async def duplicate_workflow(
         trigger_type=source.trigger_type,
         trigger_config=source.trigger_config,
         graph=source.graph,
-        secrets=open_secrets(box, source) or None,
+        secrets=(open_secrets(box, source) or None) if keeps_secrets else None,
     )
-    return await create_workflow(session, principal, copy, box)
+    # The copy goes in the source's project, and is the caller's.
+    return await create_workflow(session, principal, copy, box, project_id=source.project_id)
 
 
 async def list_versions(
     session: AsyncSession, principal: Principal, workflow_id: uuid.UUID, page: PageParams
 ) -> Page[WorkflowVersionOut]:
-    """The versions of one of the principal's workflows (not of a deleted one)."""
+    """The versions of a workflow of the project (not of a deleted one)."""
     workflow = await get_workflow(session, principal, workflow_id)
     return await page_of(session, repo.versions_listing(workflow.id), page, version_out)
 

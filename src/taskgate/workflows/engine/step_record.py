@@ -10,9 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from taskgate.approvals.service import request_step_approval
 from taskgate.clock import utcnow
 from taskgate.models import ExecutionStep, User, WorkflowExecution
-from taskgate.workflows.advance import advance, enqueue_step, step_event
-from taskgate.workflows.executions_service import FAILED, RUNNING, SUCCESS, WAITING
-from taskgate.workflows.nodes_runtime import (
+from taskgate.workflows.engine.advance import advance, enqueue_step, step_event
+from taskgate.workflows.engine.nodes_runtime import (
     AskApproval,
     NodeFailure,
     NodeResult,
@@ -20,9 +19,10 @@ from taskgate.workflows.nodes_runtime import (
     StartTask,
     Wait,
 )
-from taskgate.workflows.secret_redaction import redact_secrets
-from taskgate.workflows.step_waits import start_task
-from taskgate.workflows.step_work import Outcome, PreparedStep
+from taskgate.workflows.engine.secret_redaction import redact_secrets
+from taskgate.workflows.engine.step_waits import start_task
+from taskgate.workflows.engine.step_work import Outcome, PreparedStep
+from taskgate.workflows.executions.service import FAILED, RUNNING, SUCCESS, WAITING
 
 
 def _clean(value: Any, prepared: PreparedStep) -> Any:

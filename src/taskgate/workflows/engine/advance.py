@@ -20,8 +20,16 @@ from taskgate.ids import new_id
 from taskgate.models import ExecutionStep, WorkflowExecution, WorkflowVersion
 from taskgate.runtime.queue import enqueue
 from taskgate.workflows import repository as repo
-from taskgate.workflows.checks import max_parallel
-from taskgate.workflows.executions_service import (
+from taskgate.workflows.definitions.checks import max_parallel
+from taskgate.workflows.definitions.graph import Graph
+from taskgate.workflows.definitions.graph_validation import validate_graph
+from taskgate.workflows.engine.planner import (
+    StepState,
+    execution_outcome,
+    ready_nodes,
+    skipped_nodes,
+)
+from taskgate.workflows.executions.service import (
     CANCELLED,
     EXECUTION_FINAL,
     FAILED,
@@ -34,9 +42,6 @@ from taskgate.workflows.executions_service import (
     execution_event,
     finish_execution,
 )
-from taskgate.workflows.graph import Graph
-from taskgate.workflows.graph_validation import validate_graph
-from taskgate.workflows.planner import StepState, execution_outcome, ready_nodes, skipped_nodes
 
 # A step job survives this many crashes or database errors; node failures are the node's
 # own retries, counted on the step.

@@ -15,7 +15,7 @@ from taskgate.http.preconditions import IfMatch, etag
 from taskgate.openapi import errors
 from taskgate.outbound.secretbox import SecretBox
 from taskgate.runtime.services import RuntimeServices
-from taskgate.workflows import service
+from taskgate.workflows.definitions import service
 from taskgate.workflows.schemas import (
     DuplicateRequest,
     TriggerType,
@@ -128,7 +128,7 @@ router.put(
 @router.delete(
     "/workflows/{workflow_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=errors(401, 403, 404, 412),
+    responses=errors(401, 403, 404, 409, 412),
 )
 async def delete_workflow(
     workflow_id: uuid.UUID, session: Session, principal: WorkflowsWrite, if_match: IfMatch = None

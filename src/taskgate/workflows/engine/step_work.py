@@ -16,8 +16,7 @@ import structlog
 from taskgate.clock import utcnow
 from taskgate.models import Approval
 from taskgate.runtime.context import Runtime
-from taskgate.workflows.executions_service import WAITING
-from taskgate.workflows.nodes_runtime import (
+from taskgate.workflows.engine.nodes_runtime import (
     AskApproval,
     NodeFailure,
     NodeResult,
@@ -28,7 +27,8 @@ from taskgate.workflows.nodes_runtime import (
     render_config,
     run_stateless,
 )
-from taskgate.workflows.step_waits import poll_task
+from taskgate.workflows.engine.step_waits import poll_task
+from taskgate.workflows.executions.service import WAITING
 
 log = structlog.get_logger()
 DEFAULT_STEP_TIMEOUT = 30.0

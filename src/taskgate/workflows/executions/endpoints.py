@@ -13,7 +13,7 @@ from taskgate.http.json_body import JsonRoute
 from taskgate.http.pagination import Page, PageParams, page_params
 from taskgate.http.params import Instant
 from taskgate.openapi import errors
-from taskgate.workflows import executions_service as service
+from taskgate.workflows.executions import service
 from taskgate.workflows.schemas import (
     CancelResult,
     ExecutionDetail,

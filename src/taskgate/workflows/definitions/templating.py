@@ -27,7 +27,7 @@ from typing import Any
 from jinja2 import nodes
 from jinja2.environment import Template
 
-from taskgate.workflows.template_sandbox import (
+from taskgate.workflows.definitions.template_sandbox import (
     ENVIRONMENT,
     SandboxUndefined,
     bounded_join,

@@ -22,8 +22,8 @@ from taskgate.tasks.intake import Accepted
 from taskgate.tasks.schemas import ScriptIn, TaskCreate
 from taskgate.tasks.service import submit_task
 from taskgate.tasks.states import TaskStatus, is_final
-from taskgate.workflows.graph import Node
-from taskgate.workflows.nodes_runtime import NodeFailure, NodeResult, Wait
+from taskgate.workflows.definitions.graph import Node
+from taskgate.workflows.engine.nodes_runtime import NodeFailure, NodeResult, Wait
 
 POLL_MIN_SECONDS = 0.2
 POLL_MAX_SECONDS = 5.0

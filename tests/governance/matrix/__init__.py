@@ -1,0 +1,1 @@
+"""The authorization matrix: every operation, every kind of caller, one expected outcome."""
